@@ -1,0 +1,84 @@
+"""Shared pytest fixtures.
+
+Tests talk to REAL servers on loopback (nothing mocked).  Sections below:
+add new fixtures to the section they belong to, or start a new section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from lapakd.testing.certs import make_self_signed_cert
+from lapakd.testing.dovecot import Dovecot
+from lapakd.testing.smtp_sink import SmtpSink
+
+# ---------------------------------------------------------------------------
+# TLS
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(certfile, keyfile): self-signed for localhost/127.0.0.1; certfile is also the CA."""
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+# ---------------------------------------------------------------------------
+# IMAP: one real Dovecot for the whole session
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """Dovecot on 127.0.0.1: .port (plain, STARTTLS), .ssl_port (imaps), .cafile.
+
+    Any user name logs in with .password; use ``dovecot.new_user()`` in every
+    test for a fresh, empty mailbox.
+    """
+    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
+    server.start()
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------
+# SMTP: one real SMTP sink for the session, reset per test via `sink`
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """Plain SMTP sink shared by the session.  Prefer the `sink` fixture."""
+    with SmtpSink() as server:
+        yield server
+
+
+@pytest.fixture
+def sink(smtp_sink: SmtpSink) -> SmtpSink:
+    """The session's SMTP sink with no messages, failures or AUTH requirement."""
+    smtp_sink.reset()
+    return smtp_sink
+
+
+@pytest.fixture
+def make_sink(tls_cert: tuple[str, str]) -> Iterator[Callable[..., SmtpSink]]:
+    """Factory for extra sinks (e.g. ``make_sink(tls="ssl")``), stopped after the test.
+
+    TLS sinks get the session's ``tls_cert`` unless certfile/keyfile are given.
+    """
+    started: list[SmtpSink] = []
+
+    def factory(**kwargs) -> SmtpSink:
+        if kwargs.get("tls"):
+            kwargs.setdefault("certfile", tls_cert[0])
+            kwargs.setdefault("keyfile", tls_cert[1])
+        server = SmtpSink(**kwargs)
+        server.start()
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
