@@ -1,0 +1,121 @@
+"""The one interface every channel implements.
+
+A channel moves raw messages into the store (`fetch` for polled channels, `receive_webhook` for
+pushed ones), turns a stored raw message into `Content` (`parse`), and sends what the outbox asks
+it to send on that channel (`send`). Failures are reported as `TransientError` (retry later) or
+`PermanentError` (give up, tell the admin); `NeedsReauth` marks the channel's credentials dead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from lapakd.config import Config, Field, Section
+
+
+class ChannelError(Exception):
+    """A channel operation failed. The message must not contain secrets or tokenized URLs."""
+
+
+class TransientError(ChannelError):
+    """Try again later (timeouts, 4xx SMTP replies, 5xx HTTP, connection refused)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, when the server said so (rate limits)
+
+
+class PermanentError(ChannelError):
+    """Retrying will not help (5xx SMTP replies, rejected recipients, invalid payloads)."""
+
+
+class NeedsReauth(PermanentError):
+    """Credentials expired or were revoked: the admin has to act."""
+
+
+@dataclass
+class Inbound:
+    """One raw message as it arrived, before any interpretation."""
+
+    external_id: str  # unique within the channel: Message-ID, tweet id, wamid...
+    raw: bytes  # verbatim bytes (.eml or JSON)
+    raw_format: str  # "eml" | "json"
+    received_at: datetime | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """Messages fetched together, and the cursor that covers exactly them."""
+
+    messages: list[Inbound]
+    cursor: dict[str, Any] | None  # stored in the same transaction as the messages
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class Content:
+    """What a stored message says, as the pipeline needs it."""
+
+    kind: str  # complaint | auto_reply | bounce | own | status | ...
+    text: str = ""
+    subject: str = ""
+    sender: str | None = None  # address / handle / phone: private, never published
+    sender_name: str | None = None
+    occurred_at: datetime | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    # Chat messages from one sender in one conversation are grouped into one complaint;
+    # None means this message is a complaint of its own (email, public post).
+    conversation: str | None = None
+    # What the channel needs to answer the citizen (e.g. the tweet id to reply to).
+    reply_ref: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    # For bounces: Message-IDs of the desk's messages that bounced, and the status code.
+    bounced_ids: list[str] = field(default_factory=list)
+    bounce_status: str | None = None
+    # Channel-specific facts later stages may use (threading headers, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Adapter:
+    """Base class for channel adapters. Subclasses set `name` and `CONFIG`."""
+
+    name: ClassVar[str]
+    CONFIG: ClassVar[dict[str, Field]] = {}
+    polls: ClassVar[bool] = True
+
+    def __init__(self, config: Config, section: Section) -> None:
+        self.config = config
+        self.section = section
+
+    @property
+    def poll_seconds(self) -> int:
+        return int(self.section.get("poll_seconds", 60))
+
+    def fetch(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
+        """Yield batches newer than `cursor`. The caller stores each batch with its cursor in
+        one transaction and calls `acknowledge` before asking for the next batch."""
+        return iter(())
+
+    def acknowledge(self, batch: Batch) -> None:
+        """Tell the server the batch is safe (e.g. IMAP \\Seen). Default: nothing to do."""
+
+    def parse(self, raw: bytes, meta: dict[str, Any]) -> Content:
+        raise NotImplementedError
+
+    def send(self, kind: str, payload: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """Send a reply on this channel. Returns facts worth recording (e.g. the new post id)."""
+        raise PermanentError(f"channel {self.name} cannot send messages")
+
+    def close(self) -> None:
+        """Release connections."""

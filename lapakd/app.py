@@ -1,0 +1,93 @@
+"""The desk: config, store, rules and channel adapters, shared by every stage and CLI verb."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import structlog
+
+from lapakd.adapters import adapter_class
+from lapakd.config import Config, load_config
+from lapakd.errors import RulesError
+from lapakd.rules import RuleSet, load_rules, rules_signature
+from lapakd.store import Store
+
+if TYPE_CHECKING:
+    from lapakd.adapters.base import Adapter
+
+log = structlog.get_logger("lapakd")
+
+
+class Desk:
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        self.config = config
+        self.store = store or Store(config.data_dir)
+        self._rules: RuleSet | None = None
+        self._adapters: dict[str, Adapter] = {}
+        self.stopping = threading.Event()  # set by SIGTERM: finish the item in hand, then stop
+
+    @classmethod
+    def open(cls, config_path: str | None = None) -> Desk:
+        return cls(load_config(config_path))
+
+    def close(self) -> None:
+        for adapter in self._adapters.values():
+            adapter.close()
+        self.store.close()
+
+    # -- rules: compiled once, swapped whole ------------------------------------------------
+
+    @property
+    def rules(self) -> RuleSet:
+        if self._rules is None:
+            self._rules = load_rules(self.config.rules_dir, display_root=self.config.path.parent)
+        return self._rules
+
+    def reload_rules_if_changed(self) -> bool:
+        """Reload when the files changed; a broken edit keeps the last good rules in force."""
+        current = self._rules
+        signature = rules_signature(self.config.rules_dir)
+        if current is not None and current.signature == signature:
+            return False
+        try:
+            fresh = load_rules(self.config.rules_dir, display_root=self.config.path.parent)
+        except RulesError as exc:
+            if current is None:
+                raise
+            if getattr(self, "_bad_signature", None) != signature:
+                self._bad_signature = signature
+                log.error(
+                    "rules.reload_failed", problems=exc.problems,
+                    hint="fix the files; the last good rules stay in force",
+                )
+            return False
+        self._rules = fresh
+        if current is not None:
+            log.info("rules.reloaded", rules=len(fresh.rules), agencies=len(fresh.agencies))
+        return True
+
+    # -- channels ---------------------------------------------------------------------------
+
+    def adapter(self, channel: str) -> Adapter:
+        """The adapter for a channel — also for a disabled one, to parse what it stored."""
+        if channel not in self._adapters:
+            section = self.config.channels.get(channel)
+            if section is None:
+                from lapakd.adapters import channel_config_schema
+                from lapakd.config import Section, validate_section
+
+                spec = channel_config_schema(channel)
+                section = Section(
+                    f"channels.{channel}",
+                    {"enabled": False, **validate_section(
+                        f"channels.{channel}", {}, spec, self.config.path, self.config.path.parent
+                    )},
+                )
+            self._adapters[channel] = adapter_class(channel)(self.config, section)
+        return self._adapters[channel]
+
+    @cached_property
+    def desk_domain(self) -> str:
+        return self.config.desk.email.rpartition("@")[2] or "lapakd.invalid"

@@ -1,0 +1,302 @@
+"""The `lapakd` command line. Every verb takes --config; --json gives machine output.
+
+Errors an admin can fix are printed as one line (file, line, fix) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lapakd import log as logsetup
+from lapakd.errors import LapakdError, RulesError
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _desk(args: argparse.Namespace) -> Any:
+    from lapakd.app import Desk
+
+    return Desk.open(args.config)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "admin"
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from lapakd import daemon
+
+    desk = _desk(args)
+    try:
+        if args.once:
+            daemon.run_once(desk)
+        else:
+            daemon.run_forever(desk)
+    finally:
+        desk.close()
+    return 0
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+@command("rules check")
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from lapakd.config import load_config
+    from lapakd.rules import check_examples, load_rules
+
+    cfg = load_config(args.config)
+    try:
+        rules = load_rules(cfg.rules_dir, display_root=Path.cwd())
+    except RulesError as exc:
+        if args.json:
+            _print_json({"ok": False, "problems": exc.problems, "failures": []})
+        else:
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            print(f"{len(exc.problems)} problem(s) in {cfg.rules_dir}", file=sys.stderr)
+        return 1
+    failures = check_examples(rules)
+    if args.json:
+        _print_json({
+            "ok": not failures, "problems": [], "failures": failures,
+            "rules": len(rules.rules), "agencies": len(rules.agencies),
+            "examples": len(rules.examples),
+        })
+    else:
+        for f in failures:
+            print(f, file=sys.stderr)
+        print(
+            f"{len(rules.rules)} rules, {len(rules.agencies)} agencies, "
+            f"{len(rules.examples) - len(failures)}/{len(rules.examples)} examples pass"
+        )
+    return 1 if failures else 0
+
+
+@command("rules test")
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from lapakd.config import load_config
+    from lapakd.rules import load_rules
+
+    cfg = load_config(args.config)
+    rules = load_rules(cfg.rules_dir, display_root=Path.cwd())
+    if args.file:
+        source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        with source:
+            texts = [line.rstrip("\n") for line in source if line.strip()]
+    elif args.text:
+        texts = [" ".join(args.text)]
+    else:
+        raise LapakdError("give a TEXT or --file FILE (one text per line)")
+    for text in texts:
+        d = rules.evaluate(text, args.channel, args.sender)
+        out = {
+            "text": text, "action": d.action, "agencies": d.agencies, "category": d.category,
+            "rule": d.rule, "matched": d.matched,
+        }
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False))
+            continue
+        target = ", ".join(d.agencies) if d.action == "forward" else d.action
+        why = (
+            f"rule {d.rule!r} ({d.hits[0]['where']}) matched {', '.join(d.matched) or '-'}"
+            if d.rule else "no rule matched"
+        )
+        prefix = f"{text[:60]!r}: " if len(texts) > 1 else ""
+        print(f"{prefix}{d.action} → {target} · {d.category or '-'} · {why}")
+    return 0
+
+
+# -- list / show / requeue / status -----------------------------------------------------------
+
+
+@command("list")
+def cmd_list(args: argparse.Namespace) -> int:
+    from lapakd import views
+
+    desk = _desk(args)
+    try:
+        rows = views.list_complaints(
+            desk, status=args.status, agency=args.agency, overdue=args.overdue, limit=args.limit
+        )
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no complaints")
+        return 0
+    for r in rows:
+        agencies = ",".join(r["agencies"]) or "-"
+        text = " ".join(r["text"].split())[:60]
+        print(f"{r['id']:<17} {r['status']:<12} {r['channel']:<9} {agencies:<14} {text}")
+    return 0
+
+
+@command("show")
+def cmd_show(args: argparse.Namespace) -> int:
+    from lapakd import views
+
+    desk = _desk(args)
+    try:
+        data = views.show(desk, args.id)
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_show(data))
+    return 0
+
+
+@command("requeue")
+def cmd_requeue(args: argparse.Namespace) -> int:
+    from lapakd import process, routing
+
+    desk = _desk(args)
+    try:
+        ref = args.id.strip()
+        if ref.lower().startswith("msg-"):
+            row = desk.store.message(ref)
+            process.requeue_message(desk.store, row["id"], args.by)
+            print(f"msg-{row['id']}: queued for processing again")
+        else:
+            c = desk.store.complaint(ref)
+            print(f"{c['ticket']}: {routing.requeue_complaint(desk, c, args.by)}")
+    finally:
+        desk.close()
+    return 0
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    from lapakd import views
+
+    desk = _desk(args)
+    try:
+        data = views.status(desk)
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_status(data))
+    return 1 if data["needs_admin"] else 0
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lapakd import demo
+
+    return demo.main(args)
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def options(suppress: bool) -> argparse.ArgumentParser:
+        # Sub-commands must not reset what was given before the verb: SUPPRESS their defaults.
+        def default(value: Any) -> Any:
+            return argparse.SUPPRESS if suppress else value
+
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--config", default=default(None),
+                       help="path to lapakd.toml (else $LAPAKD_CONFIG, ./lapakd.toml)")
+        p.add_argument("--json", action="store_true", default=default(False),
+                       help="machine-readable output")
+        p.add_argument("--log-level", default=default("info"),
+                       choices=["debug", "info", "warning", "error"])
+        return p
+
+    top, common = options(False), options(True)
+    actor = argparse.ArgumentParser(add_help=False)
+    actor.add_argument("--by", default=default_actor(), help="who does this (recorded)")
+
+    parser = argparse.ArgumentParser(
+        prog="lapakd", description="Complaint desk daemon for Lapak Aduan Banyumas.",
+        parents=[top],
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon")
+    p.add_argument("--once", action="store_true", help="run every job once, then exit")
+
+    rules = sub.add_parser("rules", help="check and try the routing rules")
+    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test", required=True)
+    rsub.add_parser("check", parents=[common], help="validate rules/ and run every example")
+    p = rsub.add_parser("test", parents=[common], help="show how a text would be routed")
+    p.add_argument("text", nargs="*", help="the complaint text")
+    p.add_argument("--file", help="one text per line (- for stdin)")
+    p.add_argument("--channel", help="pretend the text came on this channel")
+    p.add_argument("--sender", help="pretend the text came from this sender")
+
+    p = sub.add_parser("list", parents=[common], help="list complaints")
+    p.add_argument("--status")
+    p.add_argument("--agency")
+    p.add_argument("--overdue", action="store_true", help="only complaints past their deadline")
+    p.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
+
+    p = sub.add_parser("show", parents=[common], help="a complaint's story")
+    p.add_argument("id", help="ticket (LA-2026-000123) or message (msg-17)")
+
+    p = sub.add_parser("requeue", parents=[common, actor], help="retry a quarantined item")
+    p.add_argument("id", help="ticket (LA-2026-000123) or message (msg-17)")
+
+    sub.add_parser("status", parents=[common], help="health of channels, queues, complaints")
+
+    p = sub.add_parser("demo", parents=[common], help="run the demo against embedded servers")
+    p.add_argument("--dir", default="demo", help="where to leave the demo's store (default demo/)")
+    p.add_argument("--keep-running", action="store_true", help="keep the servers up afterwards")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    key = f"rules {args.rules_verb}" if args.verb == "rules" else args.verb
+    logsetup.setup(args.log_level)
+    try:
+        return COMMANDS[key](args)
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(f"lapakd: {problem}", file=sys.stderr)
+        return 2
+    except LapakdError as exc:
+        print(f"lapakd: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

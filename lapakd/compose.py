@@ -1,0 +1,188 @@
+"""Build the emails the outbox sends, from Jinja2 templates in Bahasa Indonesia.
+
+Headers built from citizen text go through `header_text`, which removes every line break and
+control character, so a complaint cannot inject headers. From and Reply-To are always the desk
+(never the citizen: DMARC), the Message-ID is the outbox row's, the same on every resend.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from lapakd.store import parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+_env = Environment(
+    loader=PackageLoader("lapakd", "templates"),
+    autoescape=False,  # plain-text mail; nothing here is HTML
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+)
+
+CHANNEL_LABELS = {
+    "email": "Email",
+    "twitter": "X (Twitter)",
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "whatsapp": "WhatsApp",
+    "walkin": "Datang langsung ke posko",
+    "phone": "Telepon",
+}
+_DAYS = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
+_MONTHS = (
+    "Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September",
+    "Oktober", "November", "Desember",
+)
+_TZ_NAMES = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
+
+
+def tanggal(dt: datetime | None, tz: Any, tz_name: str | None = None, time: bool = True) -> str:
+    """`Sabtu, 28 November 2026 18.43 WIB` — dates as Indonesians write them."""
+    if dt is None:
+        return "-"
+    local = dt.astimezone(tz)
+    text = f"{_DAYS[local.weekday()]}, {local.day} {_MONTHS[local.month - 1]} {local.year}"
+    if time:
+        text += f" {local:%H.%M} {tz_name or local.tzname()}"
+    return text
+
+
+def header_text(value: str, limit: int = 200) -> str:
+    """One line, no control characters: safe to put into a header."""
+    cleaned = "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value)
+    return " ".join(cleaned.split())[:limit]
+
+
+def first_words(text: str, count: int = 8) -> str:
+    words = header_text(text, 400).split()
+    short = " ".join(words[:count])
+    return short + ("…" if len(words) > count else "")
+
+
+def _contact(c: sqlite3.Row) -> str:
+    who = c["sender"] or "-"
+    name = c["sender_name"]
+    label = CHANNEL_LABELS.get(c["channel"], c["channel"])
+    return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
+
+
+def build(desk: Desk, row: sqlite3.Row) -> tuple[EmailMessage, list[str]]:
+    cfg = desk.config
+    payload = json.loads(row["payload"])
+    recipients: list[str] = json.loads(row["recipients"]) or [cfg.desk.admin_email]
+    c = None
+    if row["complaint_id"] is not None:
+        c = desk.store.one("SELECT * FROM complaints WHERE id = ?", (row["complaint_id"],))
+    builder = BUILDERS.get(row["kind"])
+    if builder is None:
+        from lapakd.adapters.base import PermanentError
+
+        raise PermanentError(f"no email template for outbox kind {row['kind']!r}")
+    subject, body, attachments = builder(desk, row, c, payload)
+    msg = EmailMessage()
+    msg["From"] = formataddr((header_text(cfg.desk.name), cfg.desk.email))
+    msg["Reply-To"] = cfg.desk.email
+    if row["kind"] == "forward" and len(recipients) > 1:
+        msg["To"] = recipients[0]
+        msg["Cc"] = ", ".join(recipients[1:])
+    else:
+        msg["To"] = ", ".join(recipients)
+    msg["Subject"] = header_text(subject, 250)
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = f"<{row['message_id']}>"
+    msg["X-Lapakd-Outbox"] = str(row["id"])
+    msg["X-Loop"] = cfg.desk.email
+    if c is not None:
+        msg["X-Lapakd-Ticket"] = c["ticket"]
+    if row["kind"] != "forward":
+        msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(body)
+    for filename, content_type, data in attachments:
+        maintype, _, subtype = content_type.partition("/")
+        msg.add_attachment(
+            data, maintype=maintype or "application", subtype=subtype or "octet-stream",
+            filename=header_text(filename, 150),
+        )
+    return msg, recipients
+
+
+def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:
+    cfg = desk.config
+    tz_name = _TZ_NAMES.get(cfg.desk.timezone)
+    return {
+        "c": c,
+        "desk": cfg.desk,
+        "channel_label": CHANNEL_LABELS.get(c["channel"], c["channel"]),
+        "received": tanggal(parse_iso(c["received_at"]), cfg.tz, tz_name),
+        "text": c["text"],  # agencies get the full, unredacted text
+        "contact": _contact(c),
+        "public_link": f"{cfg.desk.public_url.rstrip('/')}/aduan/{c['ticket']}.html",
+    }
+
+
+def _forward(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    from lapakd.adapters.base import PermanentError
+
+    if c is None:
+        raise PermanentError("forward without a complaint")
+    agency = desk.rules.agencies.get(payload["agency"])
+    if agency is None:
+        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    cfg = desk.config
+    limit = cfg.smtp.max_attachments_bytes
+    attachments, skipped, total = [], [], 0
+    for a in desk.store.all(
+        "SELECT * FROM attachments WHERE complaint_id = ? ORDER BY id", (c["id"],)
+    ):
+        if total + a["size"] > limit:
+            skipped.append(a["filename"])
+            continue
+        path = desk.store.attachment_path(a["sha256"])
+        try:
+            data = path.read_bytes()
+        except OSError:
+            skipped.append(a["filename"])
+            continue
+        total += a["size"]
+        attachments.append((a["filename"], a["content_type"], data))
+    due = parse_iso(c["due_at"])
+    received = parse_iso(c["received_at"])
+    sla_days = (due - received).days if due and received else None
+    ctx = _common(desk, c) | {
+        "agency": agency,
+        "budget_dependent": bool(c["budget_dependent"]),
+        "due": tanggal(due, cfg.tz, _TZ_NAMES.get(cfg.desk.timezone), time=False),
+        "sla_days": sla_days,
+        "attachments": [{"filename": f} for f, _, _ in attachments],
+        "skipped": skipped,
+    }
+    summary = first_words(c["subject"] or c["text"])
+    subject = f"[{c['ticket']}] {c['category'] or 'Aduan'}: {summary}"
+    return subject, _env.get_template("forward.txt.j2").render(ctx), attachments
+
+
+def _triage(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    from lapakd.adapters.base import PermanentError
+
+    if c is None:
+        raise PermanentError("triage without a complaint")
+    subject = f"[{c['ticket']}] Perlu verifikasi: {first_words(c['subject'] or c['text'])}"
+    return subject, _env.get_template("triage.txt.j2").render(_common(desk, c)), []
+
+
+def _alert(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    body = _env.get_template("alert.txt.j2").render(desk=desk.config.desk, body=payload["body"])
+    return f"[lapakd] {payload['subject']}", body, []
+
+
+BUILDERS = {"forward": _forward, "triage": _triage, "alert": _alert}

@@ -1,0 +1,117 @@
+"""The daemon loop: schedule the stages, handle signals — and nothing else.
+
+Every job is guarded: an exception is logged and the loop goes on (a runner never dies).
+SIGTERM/SIGINT finish the item in hand and exit 0; SIGHUP reloads the rules.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import schedule
+import structlog
+
+from lapakd import intake, outbox, process, routing
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+log = structlog.get_logger("lapakd.daemon")
+
+PIPELINE_SECONDS = 5
+OUTBOX_SECONDS = 10
+RULES_SECONDS = 5
+
+# Extra jobs later stages add: (name, every_seconds, function(desk) -> int | None).
+EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = []
+
+
+def guarded(desk: Desk, name: str, job: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        if desk.stopping.is_set():
+            return
+        try:
+            job()
+        except Exception as exc:
+            log.exception("job.failed", job=name, error=str(exc)[:300])
+
+    return run
+
+
+def pipeline(desk: Desk) -> int:
+    """Process stored messages, route what is due, send what is queued. Returns work done."""
+    done = process.process_pending(desk)
+    done += routing.route_due(desk)
+    done += outbox.send_due(desk)
+    return done
+
+
+def pollers(desk: Desk) -> list[str]:
+    return [
+        name for name in desk.config.enabled_channels() if desk.adapter(name).polls
+    ]
+
+
+def run_once(desk: Desk) -> None:
+    """Every job once, until nothing is left that can be done now (cron and tests)."""
+    desk.store.lock_runner()
+    outbox.recover_orphans(desk.store)
+    desk.reload_rules_if_changed()
+    for channel in pollers(desk):
+        intake.poll_channel(desk, channel)
+    for _ in range(20):  # bounded: bounces and alerts can queue a little more work
+        if pipeline(desk) == 0 or desk.stopping.is_set():
+            break
+    for _, _, job in EXTRA_JOBS:
+        job(desk)
+    outbox.send_due(desk)
+
+
+def run_forever(desk: Desk) -> None:
+    desk.store.lock_runner()
+    outbox.recover_orphans(desk.store)
+    desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
+    _install_signals(desk)
+    scheduler = schedule.Scheduler()
+    for channel in pollers(desk):
+        every = desk.adapter(channel).poll_seconds
+        scheduler.every(every).seconds.do(
+            guarded(desk, f"poll:{channel}", lambda c=channel: intake.poll_channel(desk, c))
+        )
+    scheduler.every(RULES_SECONDS).seconds.do(
+        guarded(desk, "rules", desk.reload_rules_if_changed)
+    )
+    scheduler.every(PIPELINE_SECONDS).seconds.do(
+        guarded(desk, "process", lambda: process.process_pending(desk))
+    )
+    scheduler.every(PIPELINE_SECONDS).seconds.do(
+        guarded(desk, "route", lambda: routing.route_due(desk))
+    )
+    scheduler.every(OUTBOX_SECONDS).seconds.do(
+        guarded(desk, "outbox", lambda: outbox.send_due(desk))
+    )
+    for name, every, job in EXTRA_JOBS:
+        scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
+    log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
+    scheduler.run_all()
+    while not desk.stopping.is_set():
+        scheduler.run_pending()
+        idle = scheduler.idle_seconds
+        desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
+    log.info("daemon.stopped")
+
+
+def _install_signals(desk: Desk) -> None:
+    def stop(signum: int, _frame: object) -> None:
+        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        desk.stopping.set()
+
+    def reload(_signum: int, _frame: object) -> None:
+        desk.reload_rules_if_changed()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)

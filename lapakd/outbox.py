@@ -1,0 +1,238 @@
+"""The outbox: every side effect (email, reply, DM) is a row before it happens.
+
+A row is claimed with a conditional UPDATE, sent, then marked. A crash between the send and the
+mark leaves the row in `sending`; the next runner (holding the data_dir lock, so the old one is
+dead) puts it back to `pending` and sends it again with the same Message-ID / idempotency key:
+delivery is at-least-once, and receivers can drop the duplicate by that id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from lapakd.adapters.base import PermanentError, TransientError
+from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+log = structlog.get_logger("lapakd.outbox")
+
+# Transient failures retry after these delays, then every 6 hours, for 5 days in all.
+RETRY_DELAYS = (60, 300, 900, 3600, 6 * 3600)
+GIVE_UP_AFTER = timedelta(days=5)
+
+
+def retry_delay(attempts: int) -> int:
+    return RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
+
+
+def make_message_id(dedupe_key: str, ticket: str | None, domain: str) -> str:
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:16]
+    return f"{ticket or 'lapakd'}.{digest}@{domain}"
+
+
+def enqueue(
+    store: Store,
+    desk: Desk | None,
+    *,
+    kind: str,
+    recipients: list[str],
+    dedupe_key: str,
+    payload: dict[str, Any],
+    complaint: sqlite3.Row | None = None,
+    transport: str = "smtp",
+    domain: str | None = None,
+    not_before: str | None = None,
+) -> int | None:
+    """Queue a side effect once: a second enqueue with the same dedupe_key does nothing."""
+    ticket = complaint["ticket"] if complaint is not None else None
+    domain = domain or (desk.desk_domain if desk is not None else "lapakd.invalid")
+    row = store.conn.execute(
+        "INSERT INTO outbox (kind, transport, complaint_id, recipients, payload, dedupe_key,"
+        " message_id, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(dedupe_key) DO NOTHING RETURNING id",
+        (
+            kind, transport, complaint["id"] if complaint is not None else None,
+            dumps(recipients), dumps(payload), dedupe_key,
+            make_message_id(dedupe_key, ticket, domain), not_before or now_iso(), now_iso(),
+        ),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def alert_admin(store: Store, key: str, subject: str, body: str) -> None:
+    """Tell the admin something needs attention (recipient resolved from config at send time)."""
+    with store.transaction():
+        enqueue(
+            store, None, kind="alert", recipients=[], dedupe_key=f"alert:{key}",
+            payload={"subject": subject, "body": body},
+        )
+
+
+def recover_orphans(store: Store) -> int:
+    """Rows left in `sending` by a dead runner go back to `pending` (call with the lock held)."""
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ? WHERE status = 'sending'",
+            (now_iso(),),
+        )
+    if cur.rowcount:
+        log.warning("outbox.recovered", rows=cur.rowcount,
+                    note="sent again with the same Message-ID")
+    return cur.rowcount
+
+
+def send_due(desk: Desk, limit: int = 200) -> int:
+    store = desk.store
+    rows = store.all(
+        "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+        " ORDER BY id LIMIT ?",
+        (now_iso(), limit),
+    )
+    sent = 0
+    paused: set[str] = set()  # a transport that just failed transiently is not hammered
+    for row in rows:
+        if desk.stopping.is_set():
+            break
+        if row["transport"] in paused:
+            continue
+        claimed = store.conn.execute(
+            "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
+            " WHERE id = ? AND status = 'pending'",
+            (row["id"],),
+        ).rowcount
+        if not claimed:
+            continue
+        try:
+            result = deliver(desk, row)
+        except TransientError as exc:
+            if _transient(store, row, exc):
+                paused.add(row["transport"])
+            continue
+        except PermanentError as exc:
+            fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
+            _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
+            continue
+        with store.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, result = ?"
+                " WHERE id = ?",
+                (now_iso(), dumps(result or {}), row["id"]),
+            )
+            store.event(
+                "sent", complaint_id=row["complaint_id"], outbox_id=row["id"], kind=row["kind"],
+                to=json.loads(row["recipients"]), message_id=row["message_id"],
+                attempt=row["attempts"] + 1,
+            )
+        sent += 1
+    return sent
+
+
+def deliver(desk: Desk, row: sqlite3.Row) -> dict[str, Any] | None:
+    if row["transport"] == "smtp":
+        from lapakd import compose, smtp
+
+        message, recipients = compose.build(desk, row)
+        return smtp.send(desk.config, message, recipients)
+    adapter = desk.adapter(row["transport"])
+    payload = json.loads(row["payload"])
+    payload["recipients"] = json.loads(row["recipients"])
+    return adapter.send(row["kind"], payload, row["message_id"])
+
+
+def _transient(store: Store, row: sqlite3.Row, exc: TransientError) -> bool:
+    """Schedule a retry; give up after GIVE_UP_AFTER. True when the transport looks down."""
+    attempts = row["attempts"] + 1
+    created = parse_iso(row["created_at"]) or utcnow()
+    delay = exc.retry_after if exc.retry_after is not None else retry_delay(attempts)
+    next_at = utcnow() + timedelta(seconds=delay)
+    if next_at - created > GIVE_UP_AFTER:
+        fail(store, row["id"], f"gave up after {attempts} attempts: {exc}",
+             alert=row["kind"] != "alert")
+        return True
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, last_error = ?"
+            " WHERE id = ?",
+            (iso(next_at), str(exc)[:500], row["id"]),
+        )
+        store.event(
+            "send_retry", complaint_id=row["complaint_id"], outbox_id=row["id"],
+            kind=row["kind"], error=str(exc)[:300], attempt=attempts, next_attempt_at=iso(next_at),
+        )
+    log.warning("outbox.retry", outbox=row["id"], kind=row["kind"], error=str(exc)[:200],
+                retry_in=int(delay))
+    return True
+
+
+def fail(store: Store, outbox_id: int, error: str, *, alert: bool) -> None:
+    row = store.one("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+    if row is None:
+        return
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE outbox SET status = 'failed', last_error = ? WHERE id = ?",
+            (error[:500], outbox_id),
+        )
+        store.event(
+            "send_failed", complaint_id=row["complaint_id"], outbox_id=outbox_id,
+            kind=row["kind"], error=error[:300],
+        )
+        if alert:
+            ticket = None
+            if row["complaint_id"]:
+                c = store.one("SELECT ticket FROM complaints WHERE id = ?", (row["complaint_id"],))
+                ticket = c["ticket"] if c else None
+            to = ", ".join(json.loads(row["recipients"]))
+            enqueue(
+                store, None, kind="alert", recipients=[], dedupe_key=f"alert:failed:{outbox_id}",
+                payload={
+                    "subject": f"Pengiriman gagal: {ticket or row['kind']} ke {to}",
+                    "body": (
+                        f"Pesan {row['kind']} untuk {ticket or '-'} ke {to} gagal terkirim.\n"
+                        f"Galat: {error}\n\n"
+                        f"Setelah alamat/penyebabnya diperbaiki: lapakd requeue {ticket or ''}"
+                    ),
+                },
+            )
+    log.error("outbox.failed", outbox=outbox_id, kind=row["kind"], error=error[:200])
+
+
+def record_bounce(
+    store: Store, bounced_ids: list[str], status: str | None, message_row: int
+) -> list[int]:
+    """Mark the outbox rows a bounce refers to as failed (inside the caller's transaction)."""
+    matched = []
+    for mid in bounced_ids:
+        row = store.one(
+            "SELECT id, status FROM outbox WHERE message_id = ?", (mid.strip("<> ").strip(),)
+        )
+        if row is None:
+            continue
+        matched.append(row["id"])
+        if row["status"] != "failed":
+            fail(store, row["id"], f"bounced ({status or 'no status'}), see msg-{message_row}",
+                 alert=True)
+    return matched
+
+
+def retry_failed(store: Store, complaint_id: int, actor: str) -> int:
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?"
+            " WHERE complaint_id = ? AND status = 'failed'",
+            (now_iso(), now_iso(), complaint_id),
+        )
+        if cur.rowcount:
+            store.event("requeued", complaint_id=complaint_id, actor=actor,
+                        outbox_rows=cur.rowcount)
+    return cur.rowcount

@@ -1,0 +1,136 @@
+"""Routing: apply the rules to complaints whose intake is complete.
+
+The decision, its event (which rule, which words) and the outbox rows it implies commit in one
+transaction, so a complaint is never routed without its forwards, nor forwarded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from lapakd import outbox
+from lapakd.rules import Decision
+from lapakd.store import dumps, iso, now_iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+log = structlog.get_logger("lapakd.routing")
+
+DEFAULT_SLA_DAYS = 7
+
+
+def routing_text(complaint: sqlite3.Row) -> str:
+    return "\n".join(p for p in (complaint["subject"], complaint["text"]) if p)
+
+
+def route_due(desk: Desk, limit: int = 1000) -> int:
+    store = desk.store
+    rows = store.all(
+        "SELECT * FROM complaints WHERE status = 'new' AND route_after <= ? ORDER BY id LIMIT ?",
+        (now_iso(), limit),
+    )
+    rules = desk.rules
+    routed = 0
+    for c in rows:
+        if desk.stopping.is_set():
+            break
+        try:
+            decision = rules.evaluate(routing_text(c), c["channel"], c["sender"])
+            with store.transaction():
+                apply_decision(desk, c, decision, actor="rules")
+            routed += 1
+        except Exception as exc:  # noqa: BLE001 - quarantine the complaint, go on
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            with store.transaction() as conn:
+                conn.execute(
+                    "UPDATE complaints SET status = 'quarantined', updated_at = ? WHERE id = ?",
+                    (now_iso(), c["id"]),
+                )
+                store.event("quarantined", complaint_id=c["id"], error=error)
+            log.error("complaint.quarantined", ticket=c["ticket"], error=error,
+                      hint=f"fix the cause, then: lapakd requeue {c['ticket']}")
+    return routed
+
+
+def due_date(desk: Desk, complaint: sqlite3.Row, decision: Decision) -> str | None:
+    """received + sla_days (rule, else the first agency's, else 7); none when budget-bound."""
+    if decision.action != "forward" or decision.budget_dependent:
+        return None
+    sla = decision.sla_days
+    if sla is None:
+        agency_slas = [
+            desk.rules.agencies[a].sla_days for a in decision.agencies
+            if a in desk.rules.agencies and desk.rules.agencies[a].sla_days
+        ]
+        sla = min(agency_slas) if agency_slas else DEFAULT_SLA_DAYS
+    received = parse_iso(complaint["received_at"]) or utcnow()
+    return iso(received + timedelta(days=sla))
+
+
+def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor: str) -> None:
+    """Record a routing decision and queue what it implies (inside the caller's transaction)."""
+    store = desk.store
+    status = {"forward": "forwarded", "triage": "triage", "ignore": "ignored"}[decision.action]
+    due_at = due_date(desk, complaint, decision)
+    store.conn.execute(
+        "UPDATE complaints SET status = ?, category = ?, agencies = ?, rule = ?, matched = ?,"
+        " budget_dependent = ?, public = ?, sla_days = ?, due_at = ?, updated_at = ?"
+        " WHERE id = ?",
+        (
+            status, decision.category, dumps(decision.agencies), decision.rule,
+            dumps(decision.matched), int(decision.budget_dependent), int(decision.public),
+            decision.sla_days, due_at, now_iso(), complaint["id"],
+        ),
+    )
+    store.event(
+        "routed", complaint_id=complaint["id"], actor=actor, action=decision.action,
+        rule=decision.rule, matched=decision.matched, hits=decision.hits,
+        agencies=decision.agencies, category=decision.category, due_at=due_at,
+    )
+    if decision.action == "forward":
+        for key in decision.agencies:
+            agency = desk.rules.agencies[key]
+            outbox.enqueue(
+                store, desk, kind="forward", complaint=complaint,
+                recipients=list(agency.addresses), dedupe_key=f"forward:{complaint['id']}:{key}",
+                payload={"agency": key},
+            )
+    elif decision.action == "triage":
+        outbox.enqueue(
+            store, desk, kind="triage", complaint=complaint,
+            recipients=[desk.config.desk.admin_email], dedupe_key=f"triage:{complaint['id']}",
+            payload={},
+        )
+
+
+def requeue_complaint(desk: Desk, complaint: sqlite3.Row, actor: str) -> str:
+    """Put a quarantined complaint back to routing, or retry its failed outbox rows."""
+    store = desk.store
+    with store.transaction() as conn:
+        if complaint["status"] == "quarantined":
+            conn.execute(
+                "UPDATE complaints SET status = 'new', route_after = ?, updated_at = ?"
+                " WHERE id = ?",
+                (now_iso(), now_iso(), complaint["id"]),
+            )
+            store.event("requeued", complaint_id=complaint["id"], actor=actor)
+            return "queued for routing again"
+        retried = outbox.retry_failed(store, complaint["id"], actor)
+    if retried:
+        return f"{retried} failed message(s) queued for sending again"
+    return "nothing to requeue (not quarantined, no failed messages)"
+
+
+def decision_from_row(complaint: sqlite3.Row) -> dict:
+    return {
+        "category": complaint["category"],
+        "agencies": json.loads(complaint["agencies"]),
+        "rule": complaint["rule"],
+        "matched": json.loads(complaint["matched"]),
+    }

@@ -1,0 +1,220 @@
+"""The local store: one SQLite file (WAL) plus attachment files named by their sha256.
+
+Every stage reads what the previous one committed, so any stage can be re-run after a crash.
+Writes go through `transaction()` (BEGIN IMMEDIATE), so a batch of messages and the cursor that
+covers it, or a routing decision and its outbox rows, commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lapakd.errors import NotFound, StoreError
+from lapakd.store.schema import MIGRATIONS
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """The one timestamp format in the store: UTC, seconds, `+00:00` (sorts as text)."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def now_iso() -> str:
+    return iso(utcnow())  # type: ignore[return-value]
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+class Store:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.data_dir}: cannot create data_dir: {exc.strerror}") from None
+        self.path = self.data_dir / "lapakd.sqlite3"
+        self.attachments_dir = self.data_dir / "attachments"
+        try:
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed batch survives power loss, so acknowledging to IMAP is always safe.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+        self._lock_fd: int | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self.transaction():
+                for statement in _split_sql(script):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={number}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.conn.in_transaction:  # nested use joins the outer transaction
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def lock_runner(self) -> None:
+        """Hold the data_dir's runner lock: one daemon (or `run --once`) per store.
+
+        Holding it also proves that outbox rows left in `sending` belong to a dead process."""
+        fd = os.open(self.data_dir / "lapakd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                f"{self.data_dir}: another lapakd runner is using this data_dir "
+                "(stop it first, e.g. systemctl stop lapakd)"
+            ) from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def one(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def event(
+        self,
+        type_: str,
+        *,
+        actor: str = "lapakd",
+        complaint_id: int | None = None,
+        message_id: int | None = None,
+        outbox_id: int | None = None,
+        at: str | None = None,
+        **data: Any,
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events (complaint_id, message_id, outbox_id, at, type, actor, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (complaint_id, message_id, outbox_id, at or now_iso(), type_, actor, dumps(data)),
+        )
+
+    # -- cursors ----------------------------------------------------------------------------
+
+    def get_cursor(self, channel: str) -> dict[str, Any] | None:
+        row = self.one("SELECT value FROM cursors WHERE channel = ?", (channel,))
+        return json.loads(row["value"]) if row else None
+
+    def set_cursor(self, channel: str, value: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT INTO cursors (channel, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(channel) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (channel, dumps(value), now_iso()),
+        )
+
+    # -- attachments ------------------------------------------------------------------------
+
+    def attachment_path(self, sha256: str) -> Path:
+        return self.attachments_dir / sha256[:2] / sha256
+
+    def save_blob(self, data: bytes) -> str:
+        """Write content-addressed bytes; idempotent, atomic (write aside, then rename)."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.attachment_path(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        return digest
+
+    # -- tickets and lookups ----------------------------------------------------------------
+
+    def next_ticket(self, prefix: str, year: int) -> str:
+        scope = f"{prefix}-{year}"
+        row = self.one(
+            "INSERT INTO ticket_sequences (scope, last) VALUES (?, 1)"
+            " ON CONFLICT(scope) DO UPDATE SET last = last + 1 RETURNING last",
+            (scope,),
+        )
+        assert row is not None
+        return f"{scope}-{row['last']:06d}"
+
+    def complaint(self, ref: str | int) -> sqlite3.Row:
+        """A complaint by ticket (`LA-2026-000123`, case-insensitive) or numeric id."""
+        text = str(ref).strip()
+        if text.isdigit():
+            row = self.one("SELECT * FROM complaints WHERE id = ?", (int(text),))
+        else:
+            row = self.one("SELECT * FROM complaints WHERE ticket = ?", (text.upper(),))
+        if row is None:
+            raise NotFound(f"no complaint {text!r} (use a ticket like LA-2026-000123)")
+        return row
+
+    def message(self, ref: str | int) -> sqlite3.Row:
+        text = str(ref).strip().lower().removeprefix("msg-")
+        row = self.one("SELECT * FROM messages WHERE id = ?", (int(text),)) if text.isdigit() \
+            else None
+        if row is None:
+            raise NotFound(f"no message {ref!r} (use an id like msg-17)")
+        return row
+
+
+def _split_sql(script: str) -> list[str]:
+    statements, buf = [], []
+    for line in script.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped:
+            continue
+        buf.append(stripped)
+        if stripped.endswith(";"):
+            statements.append("\n".join(buf))
+            buf = []
+    if buf:
+        statements.append("\n".join(buf))
+    return statements

@@ -1,0 +1,254 @@
+"""What the admin's CLI verbs show: read-only views over the store."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from lapakd.errors import RulesError
+from lapakd.store import now_iso
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+OUTBOX_STATES = ("pending", "sending", "sent", "failed")
+
+
+def complaint_summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["ticket"],
+        "channel": row["channel"],
+        "status": row["status"],
+        "agencies": json.loads(row["agencies"]),
+        "category": row["category"],
+        "rule": row["rule"],
+        "received_at": row["received_at"],
+        "due_at": row["due_at"],
+        "subject": row["subject"],
+        "text": row["text"],
+    }
+
+
+def list_complaints(
+    desk: Desk,
+    *,
+    status: str | None = None,
+    agency: str | None = None,
+    overdue: bool = False,
+    limit: int = 0,
+) -> list[dict[str, Any]]:
+    store = desk.store
+    where, params = ["1 = 1"], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if agency:
+        where.append("EXISTS (SELECT 1 FROM json_each(complaints.agencies) WHERE value = ?)")
+        params.append(agency)
+    if overdue:
+        where.append("due_at IS NOT NULL AND due_at < ?"
+                     " AND status IN ('forwarded', 'answered', 'triage')")
+        params.append(now_iso())
+    sql = f"SELECT * FROM complaints WHERE {' AND '.join(where)} ORDER BY id"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    out = [complaint_summary(r) for r in store.all(sql, tuple(params))]
+    if status in (None, "quarantined") and not agency and not overdue:
+        for m in store.all("SELECT * FROM messages WHERE state = 'quarantined' ORDER BY id"):
+            out.append({
+                "id": f"msg-{m['id']}", "channel": m["channel"], "status": "quarantined",
+                "agencies": [], "category": None, "rule": None,
+                "received_at": m["received_at"], "due_at": None, "subject": "",
+                "text": m["error"] or "",
+            })
+    return out
+
+
+def show(desk: Desk, ref: str) -> dict[str, Any]:
+    store = desk.store
+    if ref.strip().lower().startswith("msg-"):
+        m = store.message(ref)
+        return {
+            "type": "message",
+            "id": f"msg-{m['id']}",
+            "channel": m["channel"],
+            "external_id": m["external_id"],
+            "state": m["state"],
+            "kind": m["kind"],
+            "error": m["error"],
+            "received_at": m["received_at"],
+            "meta": json.loads(m["meta"]),
+            "raw_bytes": len(m["raw"]),
+            "complaint": _ticket(desk, m["complaint_id"]),
+            "events": _events(desk, "message_id", m["id"]),
+        }
+    c = store.complaint(ref)
+    data = complaint_summary(c) | {
+        "type": "complaint",
+        "sender": c["sender"],
+        "sender_name": c["sender_name"],
+        "matched": json.loads(c["matched"]),
+        "budget_dependent": bool(c["budget_dependent"]),
+        "notes": json.loads(c["notes"]),
+        "messages": [
+            {"id": f"msg-{m['id']}", "external_id": m["external_id"], "state": m["state"],
+             "received_at": m["received_at"]}
+            for m in store.all(
+                "SELECT id, external_id, state, received_at FROM messages"
+                " WHERE complaint_id = ? ORDER BY id", (c["id"],))
+        ],
+        "attachments": [
+            {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
+             "sha256": a["sha256"]}
+            for a in store.all(
+                "SELECT * FROM attachments WHERE complaint_id = ? ORDER BY id", (c["id"],))
+        ],
+        "outbox": [
+            {"id": o["id"], "kind": o["kind"], "to": json.loads(o["recipients"]),
+             "status": o["status"], "attempts": o["attempts"], "message_id": o["message_id"],
+             "last_error": o["last_error"], "sent_at": o["sent_at"]}
+            for o in store.all("SELECT * FROM outbox WHERE complaint_id = ? ORDER BY id",
+                               (c["id"],))
+        ],
+        "events": _events(desk, "complaint_id", c["id"]),
+    }
+    return data
+
+
+def _ticket(desk: Desk, complaint_id: int | None) -> str | None:
+    if complaint_id is None:
+        return None
+    row = desk.store.one("SELECT ticket FROM complaints WHERE id = ?", (complaint_id,))
+    return row["ticket"] if row else None
+
+
+def _events(desk: Desk, column: str, value: int) -> list[dict[str, Any]]:
+    return [
+        {"at": e["at"], "type": e["type"], "actor": e["actor"], **json.loads(e["data"])}
+        for e in desk.store.all(
+            f"SELECT * FROM events WHERE {column} = ? ORDER BY id", (value,)
+        )
+    ]
+
+
+def format_show(data: dict[str, Any]) -> str:
+    lines = []
+    if data["type"] == "message":
+        lines.append(f"{data['id']}  {data['channel']}  {data['state']}  kind={data['kind']}")
+        lines.append(f"external id: {data['external_id']}  received {data['received_at']}")
+        if data["error"]:
+            lines.append(f"error: {data['error']}")
+        if data["complaint"]:
+            lines.append(f"complaint: {data['complaint']}")
+    else:
+        lines.append(f"{data['id']}  [{data['status']}]  {data['channel']}  "
+                     f"received {data['received_at']}")
+        who = data["sender_name"] or ""
+        lines.append(f"from: {who} <{data['sender'] or '-'}>".replace(" <", " <", 1).strip())
+        lines.append(f"category: {data['category'] or '-'}   agencies: "
+                     f"{', '.join(data['agencies']) or '-'}   due: {data['due_at'] or '-'}")
+        lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
+        if data["subject"]:
+            lines.append(f"subject: {data['subject']}")
+        lines.append("")
+        lines.extend("  " + t for t in (data["text"] or "").splitlines()[:40])
+        lines.append("")
+        for a in data["attachments"]:
+            lines.append(f"attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+        for o in data["outbox"]:
+            err = f"  error: {o['last_error']}" if o["last_error"] else ""
+            lines.append(f"outbox #{o['id']} {o['kind']} → {', '.join(o['to']) or 'admin'}: "
+                         f"{o['status']} (attempts {o['attempts']}){err}")
+    lines.append("history:")
+    for e in data["events"]:
+        extra = {k: v for k, v in e.items() if k not in ("at", "type", "actor")}
+        detail = _event_detail(e["type"], extra)
+        lines.append(f"  {e['at']}  {e['type']:<16} {e['actor']:<10} {detail}")
+    return "\n".join(lines)
+
+
+def _event_detail(type_: str, data: dict[str, Any]) -> str:
+    if type_ == "routed":
+        target = ", ".join(data.get("agencies") or []) or data.get("action", "")
+        return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}"
+                f" (matched: {', '.join(data.get('matched') or []) or '-'})")
+    if type_ == "sent":
+        return f"{data.get('kind')} to {', '.join(data.get('to') or [])} <{data.get('message_id')}>"
+    return ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, [], {}, ""))
+
+
+def status(desk: Desk) -> dict[str, Any]:
+    store = desk.store
+    channels: dict[str, Any] = {}
+    names = list(desk.config.channels)
+    for row in store.all("SELECT DISTINCT channel FROM messages"):
+        if row["channel"] not in names:
+            names.append(row["channel"])
+    for name in names:
+        h = store.one("SELECT * FROM channel_health WHERE channel = ?", (name,))
+        section = desk.config.channels.get(name)
+        enabled = bool(section and section.enabled)
+        channels[name] = {
+            "enabled": enabled,
+            "state": (h["state"] if h else "ok") if enabled else "disabled",
+            "messages_stored": store.one(
+                "SELECT count(*) n FROM messages WHERE channel = ?", (name,))["n"],
+            "last_success": h["last_success"] if h else None,
+            "last_error": h["last_error"] if h else None,
+            "last_error_at": h["last_error_at"] if h else None,
+        }
+    complaints = {r["status"]: r["n"] for r in store.all(
+        "SELECT status, count(*) n FROM complaints GROUP BY status")}
+    counts = {r["status"]: r["n"] for r in store.all(
+        "SELECT status, count(*) n FROM outbox GROUP BY status")}
+    outbox = {s: counts.get(s, 0) for s in OUTBOX_STATES}
+    quarantined = store.one(
+        "SELECT count(*) n FROM messages WHERE state = 'quarantined'")["n"] + complaints.get(
+        "quarantined", 0)
+    try:
+        rules = desk.rules
+        rules_state: dict[str, Any] = {"ok": True, "rules": len(rules.rules),
+                                       "agencies": len(rules.agencies)}
+    except RulesError as exc:
+        rules_state = {"ok": False, "problems": exc.problems}
+    reasons = []
+    for name, ch in channels.items():
+        if ch["enabled"] and ch["state"] != "ok":
+            reasons.append(f"channel {name} is {ch['state']}: {ch['last_error']}")
+    if outbox["failed"]:
+        reasons.append(f"{outbox['failed']} outgoing message(s) failed (lapakd list, requeue)")
+    if quarantined:
+        reasons.append(f"{quarantined} item(s) quarantined (lapakd list --status quarantined)")
+    if not rules_state["ok"]:
+        reasons.append("rules have errors (lapakd rules check)")
+    return {
+        "channels": channels,
+        "complaints": complaints,
+        "outbox": outbox,
+        "quarantined": quarantined,
+        "rules": rules_state,
+        "needs_admin": bool(reasons),
+        "reasons": reasons,
+    }
+
+
+def format_status(data: dict[str, Any]) -> str:
+    lines = ["channels:"]
+    for name, ch in data["channels"].items():
+        failing = ch["last_error"] and ch["state"] != "ok"
+        err = f"  last error: {ch['last_error']}" if failing else ""
+        lines.append(f"  {name:<10} {ch['state']:<12} stored {ch['messages_stored']:<6} "
+                     f"last success {ch['last_success'] or '-'}{err}")
+    lines.append("complaints: " + (", ".join(
+        f"{k} {v}" for k, v in sorted(data["complaints"].items())) or "none"))
+    lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))
+    lines.append(f"quarantined: {data['quarantined']}")
+    r = data["rules"]
+    lines.append(f"rules: {r['rules']} rules, {r['agencies']} agencies" if r["ok"]
+                 else "rules: BROKEN — run lapakd rules check")
+    if data["reasons"]:
+        lines.append("needs an admin:")
+        lines.extend(f"  - {x}" for x in data["reasons"])
+    else:
+        lines.append("all good")
+    return "\n".join(lines)
