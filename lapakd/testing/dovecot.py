@@ -75,13 +75,11 @@ def _free_ports(n: int, host: str) -> list[int]:
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     # If the test process dies without stop(), take dovecot down with it.
-    try:
-        import ctypes
+    import ctypes
 
+    with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def imap_utf7(name: str) -> str:
