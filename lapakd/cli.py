@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -18,6 +19,10 @@ from lapakd.errors import LapakdError, RulesError
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
+
+# Modules that add their own verbs: each has `add_verbs(sub, common, actor)`, registering
+# handlers with @command. One line here per feature module.
+VERB_MODULES: list[str] = []
 
 
 def command(name: str) -> Callable[[Command], Command]:
@@ -271,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", help="ticket (LA-2026-000123) or message (msg-17)")
 
     sub.add_parser("status", parents=[common], help="health of channels, queues, complaints")
+
+    for module_name in VERB_MODULES:
+        importlib.import_module(module_name).add_verbs(sub, common, actor)
 
     p = sub.add_parser("demo", parents=[common], help="run the demo against embedded servers")
     p.add_argument("--dir", default="demo", help="where to leave the demo's store (default demo/)")

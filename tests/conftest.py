@@ -82,3 +82,17 @@ def make_sink(tls_cert: tuple[str, str]) -> Iterator[Callable[..., SmtpSink]]:
     yield factory
     for server in started:
         server.stop()
+
+
+# ---------------------------------------------------------------------------
+# A lapakd desk on the real servers: own config, data_dir and fresh mailbox
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def desk_env(tmp_path, dovecot: Dovecot, sink: SmtpSink):
+    from deskenv import DeskEnv
+
+    env = DeskEnv(tmp_path, dovecot, sink, dovecot.new_user("desk"))
+    env.write_config()
+    return env

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.resources
 import json
 import os
 import sqlite3
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from lapakd.errors import NotFound, StoreError
-from lapakd.store.schema import MIGRATIONS
 
 
 def utcnow() -> datetime:
@@ -74,12 +74,24 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        """Apply `migrations/NNNN_name.sql` files not applied yet, in name order.
+
+        Tracked by name, so features can add their own file without renumbering others."""
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+        )
+        applied = {r[0] for r in self.conn.execute("SELECT name FROM schema_migrations")}
+        folder = importlib.resources.files("lapakd.store") / "migrations"
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+            if not entry.name.endswith(".sql") or entry.name in applied:
+                continue
             with self.transaction():
-                for statement in _split_sql(script):
+                for statement in _split_sql(entry.read_text(encoding="utf-8")):
                     self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version={number}")
+                self.conn.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                    (entry.name, now_iso()),
+                )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

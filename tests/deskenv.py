@@ -1,0 +1,158 @@
+"""A lapakd desk wired to the session's real Dovecot and SMTP sink, driven like an operator would.
+
+Each test gets its own config, data_dir and a fresh IMAP user (an empty mailbox).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+from lapakd.testing.dovecot import Dovecot
+from lapakd.testing.smtp_sink import SmtpSink
+
+TESTS = Path(__file__).resolve().parent
+TEST_RULES = TESTS / "data" / "rules"
+DESK_EMAIL = "lapakaduanbms@banyumas.example"
+ADMIN_EMAIL = "admin.lapakaduan@banyumas.example"
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def toml_dumps(sections: dict[str, dict[str, Any]]) -> str:
+    out = []
+    for name, values in sections.items():
+        out.append(f"[{name}]")
+        out.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def make_mail(
+    subject: str | None = "Aduan",
+    body: str = "Jalan di depan SD Negeri 2 Karangsalam berlubang, mohon diperbaiki.",
+    *,
+    sender: str | None = "Budi Santoso <budi.warga@example.com>",
+    to: str = DESK_EMAIL,
+    attachments: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
+    html: str | None = None,
+    headers: dict[str, str] | None = None,
+    message_id: str | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    if sender is not None:
+        msg["From"] = sender
+    msg["To"] = to
+    if subject is not None:
+        msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain="example.com")
+    for k, v in (headers or {}).items():
+        msg[k] = v
+    if html is not None and not body:
+        msg.set_content(html, subtype="html")
+    else:
+        msg.set_content(body)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+    for filename, ctype, data in attachments:
+        main, _, sub = ctype.partition("/")
+        msg.add_attachment(data, maintype=main, subtype=sub, filename=filename)
+    return msg.as_bytes()
+
+
+# A real 1×1 JPEG, as a citizen's photo would arrive.
+TINY_JPEG = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c"
+    "1912130f141d1a1f1e1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc000"
+    "0b080001000101011100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc400"
+    "b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c1"
+    "1552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a63"
+    "6465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6"
+    "b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008"
+    "010100003f00fbd3ffd9"
+)
+
+
+@dataclass
+class DeskEnv:
+    root: Path
+    dovecot: Dovecot
+    sink: SmtpSink
+    user: str
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "lapakd.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "var"
+
+    def write_config(self, **sections: dict[str, Any]) -> Path:
+        for name, values in sections.items():
+            self.overrides.setdefault(name, {}).update(values)
+        base: dict[str, dict[str, Any]] = {
+            "desk": {"email": DESK_EMAIL, "admin_email": ADMIN_EMAIL,
+                     "public_url": "https://lapakaduan.example"},
+            "paths": {"data_dir": "var", "rules_dir": str(TEST_RULES),
+                      "public_dir": "var/public"},
+            "smtp": {"host": self.sink.host, "port": self.sink.port},
+            "channels.email": {
+                "enabled": True, "host": self.dovecot.host, "port": self.dovecot.port,
+                "username": self.user, "password": self.dovecot.password, "poll_seconds": 1,
+            },
+        }
+        for name, values in self.overrides.items():
+            base.setdefault(name, {}).update(values)
+        self.config.write_text(toml_dumps(base), encoding="utf-8")
+        return self.config
+
+    def append(self, raw: bytes, folder: str = "INBOX") -> int:
+        return self.dovecot.append(self.user, raw, folder=folder)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lapakd.cli", *args, "--config", str(self.config)],
+            capture_output=True, text=True, timeout=timeout, cwd=self.root,
+            env={**os.environ, **(env or {})},
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"lapakd {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def run_once(self) -> subprocess.CompletedProcess[str]:
+        return self.cli("run", "--once")
+
+    def cli_json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def db(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.data_dir / "lapakd.sqlite3")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def count(self, sql: str, *params: Any) -> int:
+        with self.db() as conn:
+            return conn.execute(sql, params).fetchone()[0]
