@@ -107,6 +107,33 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
             recipients=[desk.config.desk.admin_email], dedupe_key=f"triage:{complaint['id']}",
             payload={},
         )
+    if decision.action != "ignore":
+        acknowledge(desk, complaint, forwarded=decision.action == "forward")
+
+
+def acknowledge(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> None:
+    """Queue the citizen's receipt (ticket + public link) on their channel, once per complaint."""
+    section = desk.config.channels.get(complaint["channel"])
+    if section is None or not section.get("acknowledge", False):
+        return
+    outbox.enqueue(
+        desk.store, desk, kind="ack", complaint=complaint, transport=complaint["channel"],
+        recipients=[complaint["sender"]] if complaint["sender"] else [],
+        dedupe_key=f"ack:{complaint['id']}",
+        payload={
+            "reply_ref": json.loads(complaint["reply_ref"]),
+            "text": ack_text(desk, complaint, forwarded),
+        },
+    )
+
+
+def ack_text(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> str:
+    url = f"{desk.config.desk.public_url.rstrip('/')}/aduan/{complaint['ticket']}.html"
+    step = "diteruskan ke instansi terkait" if forwarded else "sedang diverifikasi oleh admin"
+    return (
+        f"Terima kasih, aduan Anda sudah kami terima dengan nomor {complaint['ticket']} dan "
+        f"{step}. Pantau perkembangannya di {url}"
+    )
 
 
 def requeue_complaint(desk: Desk, complaint: sqlite3.Row, actor: str) -> str:
