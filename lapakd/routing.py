@@ -78,6 +78,13 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
     store = desk.store
     status = {"forward": "forwarded", "triage": "triage", "ignore": "ignored"}[decision.action]
     due_at = due_date(desk, complaint, decision)
+    if complaint["kecamatan"] is None:  # for the public statistics per kecamatan
+        from lapakd import kecamatan
+
+        store.conn.execute(
+            "UPDATE complaints SET kecamatan = ? WHERE id = ?",
+            (kecamatan.detect(routing_text(complaint)), complaint["id"]),
+        )
     store.conn.execute(
         "UPDATE complaints SET status = ?, category = ?, agencies = ?, rule = ?, matched = ?,"
         " budget_dependent = ?, public = ?, sla_days = ?, due_at = ?, updated_at = ?"
