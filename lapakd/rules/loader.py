@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lapakd.errors import RulesError
@@ -69,8 +69,15 @@ class _Loader:
             return yaml.load(path.read_text(encoding="utf-8"))
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else None
             what = exc.problem or exc.context or "syntax error"
+            if exc.context_mark is not None and exc.context and (
+                "end of stream" in what or "<stream end>" in what
+            ):
+                # An unclosed quote or bracket: the end of the file (a line past the last one)
+                # is no help; point at where the quoted scalar / flow collection was opened.
+                mark = exc.context_mark
+                what = f"{what} {exc.context}"
+            line = mark.line + 1 if mark else None
             self.problem(path, line, f"YAML syntax error: {what} (check indentation and quotes)")
         except YAMLError as exc:
             self.problem(path, None, f"YAML error: {exc}")
@@ -189,7 +196,7 @@ class _Loader:
         raw_rules = doc.get("rules", [])
         if raw_rules is None:
             raw_rules = []
-        if not isinstance(raw_rules, CommentedSeq):
+        if not isinstance(raw_rules, list):  # CommentedSeq, or the default [] when absent
             self.problem(path, _key_line(doc, "rules"), "`rules:` must be a list of rules")
             raw_rules = []
         for index, entry in enumerate(raw_rules):
@@ -205,7 +212,7 @@ class _Loader:
             seen[rule.name] = rule.where
             rules.append(rule)
         raw_examples = doc.get("examples", []) or []
-        if not isinstance(raw_examples, CommentedSeq):
+        if not isinstance(raw_examples, list):  # CommentedSeq, or the default [] when absent
             self.problem(path, _key_line(doc, "examples"), "`examples:` must be a list")
             return
         for index, ex in enumerate(raw_examples):
