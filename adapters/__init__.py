@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # channel name -> "module:Class". Adding a channel: one module, one line here.
 REGISTRY: dict[str, str] = {
     "email": "lapakd.adapters.email:EmailAdapter",
+    "facebook": "lapakd.adapters.facebook:FacebookAdapter",
+    "instagram": "lapakd.adapters.instagram:InstagramAdapter",
+    "whatsapp": "lapakd.adapters.whatsapp:WhatsAppAdapter",
 }
 
 

@@ -1,0 +1,234 @@
+"""The Meta Graph API client shared by the Facebook, Instagram and WhatsApp channels.
+
+facebook-sdk's `GraphAPI.request()` does the calls. It builds every URL from its module constant
+`FACEBOOK_GRAPH_URL` and sends through a `requests.Session`; the session carries a transport
+adapter mounted on https://graph.facebook.com that (1) sends to the configured `graph_url`
+instead (the local replica in tests and the demo) and (2) remembers the last response's status
+and headers, which facebook-sdk throws away (they hold the throttling hints).
+
+The version is part of each path (`v21.0/{page-id}/conversations`): facebook-sdk 3.1.0 refuses
+any `version=` newer than 3.1.
+
+facebook-sdk puts the access token in the query string, and requests' exception texts contain
+the URL. No URL and no exception text from requests ever reaches a log or an error message here:
+every error text is built from the Graph error body's code and message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import facebook
+import requests
+from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
+from requests.adapters import HTTPAdapter
+
+from lapakd.config import Field
+
+GRAPH_HOST = "https://graph.facebook.com"
+THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
+TOKEN_CODES = frozenset({190, 102})
+TIMEOUT_SECONDS = 30
+
+
+def graph_fields() -> dict[str, Field]:
+    """Config keys every Graph channel has."""
+    return {
+        "access_token": Field(str, "", secret=True),
+        "graph_url": Field(str, GRAPH_HOST),
+        "graph_version": Field(str, "v21.0"),
+        "timeout_seconds": Field(int, TIMEOUT_SECONDS),
+        "acknowledge": Field(bool, True),
+        # The Meta app's secret and webhook verify token: needed only for push (webhooks).
+        "app_secret": Field(str, "", secret=True),
+        "verify_token": Field(str, "", secret=True),
+    }
+
+
+class _RewriteAdapter(HTTPAdapter):
+    """Send graph.facebook.com requests to `base` and remember the last response's headers."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(max_retries=0)
+        self.base = base.rstrip("/")
+        self.local = threading.local()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        url = request.url or ""
+        if url.startswith(GRAPH_HOST) and self.base != GRAPH_HOST:
+            request.url = self.base + url[len(GRAPH_HOST):]
+        response = super().send(request, **kwargs)
+        self.local.status = response.status_code
+        self.local.headers = dict(response.headers)
+        return response
+
+
+class GraphClient:
+    """One channel's view of the Graph API: GET/POST with errors mapped to lapakd's."""
+
+    def __init__(self, channel: str, section: Any) -> None:
+        self.channel = channel
+        self.token = section.access_token
+        self.version = section.graph_version.strip("/")
+        self.timeout = section.get("timeout_seconds", TIMEOUT_SECONDS)
+        self.session = requests.Session()
+        self.transport = _RewriteAdapter(section.graph_url)
+        self.session.mount(GRAPH_HOST, self.transport)
+        # The replica (and a self-hosted proxy) may be plain http on loopback.
+        base = section.graph_url.rstrip("/")
+        if not base.startswith(GRAPH_HOST):
+            self.session.mount(base, self.transport)
+        self.api = facebook.GraphAPI(
+            access_token=self.token, timeout=self.timeout, session=self.session
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _path(self, path: str) -> str:
+        return f"{self.version}/{path.lstrip('/')}"
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        return self._call("GET", self._path(path), params, None)
+
+    def post(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
+        form = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in data.items()}
+        return self._call("POST", self._path(path), {}, form)
+
+    def get_next(self, next_url: str) -> dict[str, Any]:
+        """Follow a `paging.next` URL (absolute, with the token in it) through the same client."""
+        parts = urlsplit(next_url)
+        params = {k: v for k, v in parse_qsl(parts.query) if k != "access_token"}
+        base_path = urlsplit(self.transport.base).path.rstrip("/")
+        path = parts.path
+        if base_path and path.startswith(base_path):
+            path = path[len(base_path):]
+        return self._call("GET", path.lstrip("/"), params, None)
+
+    def pages(self, path: str, max_pages: int = 50, **params: Any):
+        """Yield each page's `data` list, following `paging.next`."""
+        page = self.get(path, **params)
+        for _ in range(max_pages):
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise PermanentError(f"Graph {self._what(path)}: answer has no data list")
+            yield data
+            nxt = (page.get("paging") or {}).get("next")
+            if not nxt or not data:
+                return
+            page = self.get_next(nxt)
+
+    def download(self, url: str) -> tuple[bytes, str]:
+        """Fetch media bytes (WhatsApp media URLs want the token as a Bearer header)."""
+        try:
+            response = self.session.get(
+                url, headers={"Authorization": f"Bearer {self.token}"}, timeout=self.timeout
+            )
+        except requests.Timeout:
+            raise TransientError(f"Graph media download ({self.channel}): timed out") from None
+        except requests.RequestException as exc:
+            raise TransientError(
+                f"Graph media download ({self.channel}): {type(exc).__name__}"
+            ) from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(
+                f"Graph media download ({self.channel}): HTTP {response.status_code}"
+            )
+        if response.status_code >= 400:
+            raise PermanentError(
+                f"Graph media download ({self.channel}): HTTP {response.status_code}"
+            )
+        ctype = response.headers.get("content-type", "application/octet-stream")
+        return response.content, ctype.split(";")[0].strip()
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _what(self, path: str) -> str:
+        # The endpoint's last segment names it well enough; ids and tokens stay out.
+        last = path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        return f"{self.channel} {last}" if not last.isdigit() else self.channel
+
+    def _call(
+        self, method: str, path: str, args: dict[str, Any], post: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        self.transport.local.status = None
+        self.transport.local.headers = {}
+        try:
+            result = self.api.request(path, args=dict(args), post_args=post, method=method)
+        except facebook.GraphAPIError as exc:
+            raise self._classify(path, exc) from None
+        except requests.Timeout:
+            raise TransientError(f"Graph {self._what(path)}: timed out") from None
+        except requests.ConnectionError:
+            raise TransientError(f"Graph {self._what(path)}: cannot connect") from None
+        except requests.RequestException as exc:
+            raise TransientError(f"Graph {self._what(path)}: {type(exc).__name__}") from None
+        except (ValueError, KeyError):  # JSON that is not JSON, no content-type
+            raise TransientError(
+                f"Graph {self._what(path)}: HTTP {self.transport.local.status}, not JSON"
+            ) from None
+        status = self.transport.local.status or 200
+        if status >= 500:
+            raise TransientError(f"Graph {self._what(path)}: HTTP {status}")
+        if not isinstance(result, dict):
+            raise PermanentError(f"Graph {self._what(path)}: answer is not a JSON object")
+        return result
+
+    def _classify(self, path: str, exc: facebook.GraphAPIError) -> Exception:
+        status = self.transport.local.status
+        headers = self.transport.local.headers or {}
+        err = exc.result.get("error") if isinstance(exc.result, dict) else None
+        if not isinstance(err, dict):
+            if status is not None and (status >= 500 or status == 429):
+                return TransientError(f"Graph {self._what(path)}: HTTP {status}")
+            return TransientError(f"Graph {self._what(path)}: HTTP {status}, unexpected answer")
+        code = err.get("code")
+        sub = err.get("error_subcode")
+        message = str(err.get("message", ""))[:200]
+        text = f"Graph {self._what(path)}: error {code}" + (f"/{sub}" if sub else "")
+        text += f": {message}" if message else ""
+        # Classified by code, never by type: throttling errors are OAuthException too.
+        if code in TOKEN_CODES:
+            return NeedsReauth(
+                f"{text} (renew channels.{self.channel}.access_token)"
+            )
+        if code in THROTTLE_CODES:
+            return TransientError(text, retry_after=retry_after(headers) or 60.0)
+        if code in (1, 2) or err.get("is_transient") or (status or 0) >= 500:
+            return TransientError(text)
+        return PermanentError(text)
+
+
+def retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds until access returns, from Graph's usage headers (the largest one given)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    best: float | None = None
+    for name in ("x-business-use-case-usage", "x-page-usage", "x-app-usage", "x-ad-account-usage"):
+        raw = lowered.get(name)
+        if not raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        for minutes in _regain_minutes(value):
+            seconds = float(minutes) * 60.0
+            best = seconds if best is None else max(best, seconds)
+    if best is None and lowered.get("retry-after", "").isdigit():
+        best = float(lowered["retry-after"])
+    return best if best else None
+
+
+def _regain_minutes(value: Any):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "estimated_time_to_regain_access" and isinstance(item, int | float):
+                yield item
+            else:
+                yield from _regain_minutes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _regain_minutes(item)
