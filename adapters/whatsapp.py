@@ -95,6 +95,8 @@ class WhatsAppAdapter(Adapter):
     # -- parsing -----------------------------------------------------------------------------
 
     def parse(self, raw: bytes, meta: dict[str, Any]) -> Content:
+        if meta.get("malformed"):  # kept whole by the webhook: quarantine with the reason
+            raise PermanentError(str(meta["malformed"]))
         try:
             doc = as_dict(json.loads(raw), "whatsapp message")
             value = as_dict(doc["entry"][0]["changes"][0]["value"], "change.value")

@@ -95,12 +95,19 @@ def run_forever(desk: Desk) -> None:
     )
     for name, every, job in EXTRA_JOBS:
         scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
+    from lapakd import webhook
+
+    hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
-    scheduler.run_all()
-    while not desk.stopping.is_set():
-        scheduler.run_pending()
-        idle = scheduler.idle_seconds
-        desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
+    try:
+        scheduler.run_all()
+        while not desk.stopping.is_set():
+            scheduler.run_pending()
+            idle = scheduler.idle_seconds
+            desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
+    finally:
+        if hook is not None:
+            hook.stop()
     log.info("daemon.stopped")
 
 
