@@ -22,7 +22,9 @@ COMMANDS: dict[str, Command] = {}
 
 # Modules that add their own verbs: each has `add_verbs(sub, common, actor)`, registering
 # handlers with @command. One line here per feature module.
-VERB_MODULES: list[str] = []
+VERB_MODULES: list[str] = [
+    "lapakd.public.cli",  # export, hide, publish-text
+]
 
 
 def command(name: str) -> Callable[[Command], Command]:

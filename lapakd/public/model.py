@@ -1,0 +1,253 @@
+"""The public model: what may be published about a complaint, built by ONE function.
+
+Privacy by construction: `build_records` selects a whitelist of complaint columns (never
+`sender`, `sender_name`, `reply_ref`, `conversation`, `notes`, raw messages or attachments) and
+passes every text through `redact()`. Nothing else reads the store for the public site.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lapakd.redact import redact
+
+# Complaints in these states are not published: not routed yet (the rules may still say
+# `public: false`), spam, or broken.
+UNPUBLISHED = ("new", "ignored", "quarantined")
+OPEN = ("triage", "forwarded")  # still waiting for an answer: can be overdue
+ANSWERED = ("answered", "resolved", "rejected", "waiting_budget")
+SETTLED = ("resolved", "rejected")
+
+STATUS_LABELS = {
+    "new": "Baru",
+    "triage": "Diverifikasi admin",
+    "forwarded": "Diteruskan",
+    "answered": "Dijawab",
+    "resolved": "Selesai",
+    "rejected": "Ditolak",
+    "waiting_budget": "Menunggu anggaran",
+    "ignored": "Diabaikan",
+    "quarantined": "Tertahan",
+}
+CHANNEL_LABELS = {
+    "email": "Email", "x": "X", "twitter": "X", "facebook": "Facebook",
+    "instagram": "Instagram", "whatsapp": "WhatsApp", "web": "Web",
+}
+
+COLUMNS = [
+    "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "due_at",
+    "overdue", "text", "updates",
+]
+SNIPPET = 160
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone() is not None
+
+
+def columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def is_overdue(status: str, due_at: str | None, now: str) -> bool:
+    return bool(due_at) and status in OPEN and due_at < now  # type: ignore[operator]
+
+
+def publishable_sql(cols: set[str]) -> str:
+    hidden = " AND hidden = 0" if "hidden" in cols else ""
+    return (
+        f"public = 1 AND merged_into IS NULL AND status NOT IN {UNPUBLISHED!r}{hidden}"
+    )
+
+
+@dataclass
+class Source:
+    """What a complaint's published form depends on, cheap to read for all complaints."""
+
+    id: int
+    key: str
+
+
+def source_keys(conn: sqlite3.Connection, now: str, version: str) -> list[Source]:
+    """(id, key) of every publishable complaint, oldest first; the key changes whenever the
+    published form may change (row updated, new event or update, deadline passed)."""
+    cols = columns(conn, "complaints")
+    last_event = dict(conn.execute(
+        "SELECT complaint_id, MAX(id) FROM events WHERE complaint_id IS NOT NULL"
+        " GROUP BY complaint_id"
+    ).fetchall())
+    last_update: dict[int, int] = {}
+    if has_table(conn, "updates"):
+        last_update = dict(conn.execute(
+            "SELECT complaint_id, MAX(id) FROM updates GROUP BY complaint_id"
+        ).fetchall())
+    out = []
+    for cid, updated_at, status, due_at in conn.execute(
+        f"SELECT id, updated_at, status, due_at FROM complaints WHERE {publishable_sql(cols)}"
+        " ORDER BY id"
+    ):
+        overdue = int(is_overdue(status, due_at, now))
+        key = (f"{version}|{updated_at}|{last_event.get(cid, 0)}|{last_update.get(cid, 0)}"
+               f"|{overdue}")
+        out.append(Source(cid, key))
+    return out
+
+
+@dataclass
+class PublicComplaint:
+    """One complaint as published. `record` is exactly the open-data object."""
+
+    cid: int
+    record: dict[str, Any]
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    photos: list[dict[str, Any]] = field(default_factory=list)
+    first_answer_at: str | None = None
+    settled: bool = False
+
+    def row(self) -> list[Any]:
+        """Compact row for the list pages, the search index and the statistics."""
+        r = self.record
+        return [
+            r["id"], r["received_at"], r["channel"], r["category"], r["agencies"],
+            r["kecamatan"], r["status"], r["overdue"], r["due_at"], self.first_answer_at,
+            self.settled, r["text"][:SNIPPET],
+        ]
+
+    def csv_line(self) -> str:
+        r = self.record
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow([
+            r["id"], r["received_at"], r["channel"], r["category"] or "",
+            ";".join(r["agencies"]), r["kecamatan"] or "", r["status"], r["due_at"] or "",
+            "true" if r["overdue"] else "false", r["text"],
+            json.dumps(r["updates"], ensure_ascii=False),
+        ])
+        return buf.getvalue()
+
+
+ROW_FIELDS = [
+    "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "overdue",
+    "due_at", "first_answer_at", "settled", "snippet",
+]
+
+
+def public_text(subject: str, text: str, override: str | None) -> str:
+    if override is not None:
+        return redact(override.strip())
+    body = (text or "").strip()
+    subject = (subject or "").strip()
+    if subject and subject.lower() not in ("aduan", "pengaduan", "laporan") \
+            and subject not in body:
+        body = f"{subject}\n\n{body}" if body else subject
+    return redact(body)
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def build_records(
+    conn: sqlite3.Connection, ids: Iterable[int], now: str, *, photos: bool = False
+) -> dict[int, PublicComplaint]:
+    """The public form of the given complaints — the ONE place that decides what is shown."""
+    cols = columns(conn, "complaints")
+    extra = [c for c in ("first_answer_at", "closed_at") if c in cols]
+    whitelist = [
+        "id", "ticket", "channel", "status", "subject", "text", "public_text", "received_at",
+        "category", "agencies", "kecamatan", "due_at", *extra,
+    ]
+    with_updates = has_table(conn, "updates")
+    out: dict[int, PublicComplaint] = {}
+    for chunk in _chunks(list(ids)):
+        marks = ",".join("?" * len(chunk))
+        updates: dict[int, list[dict[str, Any]]] = {}
+        if with_updates:
+            ucols = columns(conn, "updates")
+            public_only = " AND public = 1" if "public" in ucols else ""
+            for u in conn.execute(
+                f"SELECT complaint_id, at, source, agency, text, status_set FROM updates"
+                f" WHERE complaint_id IN ({marks}){public_only} ORDER BY at, id", chunk
+            ):
+                updates.setdefault(u[0], []).append({
+                    "at": u[1], "source": u[2], "agency": u[3], "text": redact(u[4] or ""),
+                    "status": u[5],
+                })
+        forwards: dict[int, list[tuple[str, str]]] = {}
+        for cid, sent_at, payload in conn.execute(
+            f"SELECT complaint_id, sent_at, payload FROM outbox WHERE kind = 'forward'"
+            f" AND status = 'sent' AND complaint_id IN ({marks}) ORDER BY sent_at, id", chunk
+        ):
+            agency = json.loads(payload or "{}").get("agency")
+            forwards.setdefault(cid, []).append((sent_at, agency))
+        status_events: dict[int, list[tuple[str, str]]] = {}
+        for cid, at, type_, data in conn.execute(
+            f"SELECT complaint_id, at, type, data FROM events WHERE complaint_id IN ({marks})"
+            " AND type NOT IN ('sent', 'send_retry', 'send_failed', 'bounce', 'message_added')"
+            " ORDER BY id", chunk
+        ):
+            try:
+                status = json.loads(data or "{}").get("status")
+            except ValueError:
+                status = None
+            if type_ == "routed":
+                action = json.loads(data or "{}").get("action")
+                status = {"triage": "triage"}.get(action)
+            if isinstance(status, str) and status in STATUS_LABELS:
+                status_events.setdefault(cid, []).append((at, status))
+        photo_rows: dict[int, list[dict[str, Any]]] = {}
+        if photos:
+            for cid, sha, ctype in conn.execute(
+                f"SELECT complaint_id, sha256, content_type FROM attachments"
+                f" WHERE complaint_id IN ({marks}) AND content_type IN"
+                " ('image/jpeg', 'image/png') ORDER BY id", chunk
+            ):
+                photo_rows.setdefault(cid, []).append({"sha256": sha, "content_type": ctype})
+        for row in conn.execute(
+            f"SELECT {', '.join(whitelist)} FROM complaints WHERE id IN ({marks})", chunk
+        ):
+            c = dict(zip(whitelist, row, strict=True))
+            cid = c["id"]
+            ups = updates.get(cid, [])
+            record = {
+                "id": c["ticket"],
+                "received_at": c["received_at"],
+                "channel": c["channel"],
+                "category": c["category"],
+                "agencies": json.loads(c["agencies"] or "[]"),
+                "kecamatan": c["kecamatan"] or None,
+                "status": c["status"],
+                "due_at": c["due_at"],
+                "overdue": is_overdue(c["status"], c["due_at"], now),
+                "text": public_text(c["subject"], c["text"], c["public_text"]),
+                "updates": ups,
+            }
+            first_answer = c.get("first_answer_at") or next(
+                (u["at"] for u in ups if u["source"] == "agency"), None
+            )
+            timeline = [{"at": c["received_at"], "kind": "received", "channel": c["channel"]}]
+            timeline += [
+                {"at": at, "kind": "forwarded", "agency": agency}
+                for at, agency in forwards.get(cid, []) if at
+            ]
+            timeline += [{"at": at, "kind": "status", "status": s}
+                         for at, s in status_events.get(cid, [])]
+            timeline += [{"at": u["at"], "kind": "update", **u} for u in ups]
+            if c.get("first_answer_at") and not any(u["source"] == "agency" for u in ups):
+                timeline.append({"at": c["first_answer_at"], "kind": "answered"})
+            if c.get("closed_at"):
+                timeline.append({"at": c["closed_at"], "kind": "closed", "status": c["status"]})
+            timeline.sort(key=lambda e: e["at"] or "")
+            out[cid] = PublicComplaint(
+                cid=cid, record=record, timeline=timeline, photos=photo_rows.get(cid, []),
+                first_answer_at=first_answer, settled=c["status"] in SETTLED,
+            )
+    return out
