@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "facebook": "lapakd.adapters.facebook:FacebookAdapter",
     "instagram": "lapakd.adapters.instagram:InstagramAdapter",
     "whatsapp": "lapakd.adapters.whatsapp:WhatsAppAdapter",
+    "twitter": "lapakd.adapters.twitter:TwitterAdapter",
 }
 
 
