@@ -309,4 +309,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not __main__: VERB_MODULES register into lapakd.cli.COMMANDS.
+    sys.exit(importlib.import_module("lapakd.cli").main())
