@@ -7,6 +7,7 @@ control character, so a complaint cannot inject headers. From and Reply-To are a
 
 from __future__ import annotations
 
+import importlib
 import json
 import sqlite3
 from datetime import datetime
@@ -88,7 +89,9 @@ def build(desk: Desk, row: sqlite3.Row) -> tuple[EmailMessage, list[str]]:
         from lapakd.adapters.base import PermanentError
 
         raise PermanentError(f"no email template for outbox kind {row['kind']!r}")
-    subject, body, attachments = builder(desk, row, c, payload)
+    # A builder may return a 4th item: {"headers": {...}, "html": str, "images": [(cid, png)]}.
+    subject, body, attachments, *more = builder(desk, row, c, payload)
+    extra: dict[str, Any] = more[0] if more else {}
     msg = EmailMessage()
     msg["From"] = formataddr((header_text(cfg.desk.name), cfg.desk.email))
     msg["Reply-To"] = cfg.desk.email
@@ -106,7 +109,15 @@ def build(desk: Desk, row: sqlite3.Row) -> tuple[EmailMessage, list[str]]:
         msg["X-Lapakd-Ticket"] = c["ticket"]
     if row["kind"] != "forward":
         msg["Auto-Submitted"] = "auto-generated"
+    for name, value in extra.get("headers", {}).items():
+        if value:
+            msg[name] = header_text(value, 2000)
     msg.set_content(body)
+    if extra.get("html"):
+        msg.add_alternative(extra["html"], subtype="html")
+        html_part = msg.get_payload()[-1]
+        for cid, data in extra.get("images", []):
+            html_part.add_related(data, maintype="image", subtype="png", cid=f"<{cid}>")
     for filename, content_type, data in attachments:
         maintype, _, subtype = content_type.partition("/")
         msg.add_attachment(
@@ -156,13 +167,13 @@ def _forward(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
         total += a["size"]
         attachments.append((a["filename"], a["content_type"], data))
     due = parse_iso(c["due_at"])
-    received = parse_iso(c["received_at"])
-    sla_days = (due - received).days if due and received else None
+    sla_days = c["sla_days"] if due else None
     ctx = _common(desk, c) | {
         "agency": agency,
         "budget_dependent": bool(c["budget_dependent"]),
         "due": tanggal(due, cfg.tz, _TZ_NAMES.get(cfg.desk.timezone), time=False),
         "sla_days": sla_days,
+        "sla_unit": "hari kerja" if cfg.desk.sla_calendar == "working" else "hari",
         "attachments": [{"filename": f} for f, _, _ in attachments],
         "skipped": skipped,
     }
@@ -186,3 +197,4 @@ def _alert(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
 
 
 BUILDERS = {"forward": _forward, "triage": _triage, "alert": _alert}
+BUILDERS.update(importlib.import_module("lapakd.notices").BUILDERS)  # relay, reminder, digest...

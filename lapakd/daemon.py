@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import schedule
 import structlog
 
-from lapakd import intake, outbox, process, routing
+from lapakd import intake, outbox, process, routing, scheduled
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -27,6 +27,7 @@ RULES_SECONDS = 5
 
 # Extra jobs later stages add: (name, every_seconds, function(desk) -> int | None).
 EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = []
+EXTRA_JOBS.extend(scheduled.JOBS)  # morning reminders + escalation, weekly digest
 
 
 def guarded(desk: Desk, name: str, job: Callable[[], object]) -> Callable[[], None]:

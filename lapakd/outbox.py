@@ -130,7 +130,7 @@ def send_due(desk: Desk, limit: int = 200) -> int:
             )
             store.event(
                 "sent", complaint_id=row["complaint_id"], outbox_id=row["id"], kind=row["kind"],
-                to=json.loads(row["recipients"]), message_id=row["message_id"],
+                to=json.loads(row["recipients"]), rfc_message_id=row["message_id"],
                 attempt=row["attempts"] + 1,
             )
         sent += 1

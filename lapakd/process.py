@@ -100,7 +100,14 @@ def handle_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     return True
 
 
-HANDLERS: list[Handler] = [handle_not_complaint, handle_bounce, handle_complaint]
+def handle_reply(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
+    """Agency replies to forwards and the admin's triage answers (replies.py)."""
+    from lapakd import replies
+
+    return replies.handle(desk, row, content)
+
+
+HANDLERS: list[Handler] = [handle_not_complaint, handle_bounce, handle_reply, handle_complaint]
 
 
 def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:

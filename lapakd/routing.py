@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 
 from lapakd import outbox
 from lapakd.rules import Decision
-from lapakd.store import dumps, iso, now_iso, parse_iso, utcnow
+from lapakd.store import dumps, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -58,19 +57,25 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
     return routed
 
 
+def effective_sla(desk: Desk, decision: Decision) -> int:
+    """The rule's sla_days, else the shortest of its agencies', else DEFAULT_SLA_DAYS."""
+    if decision.sla_days is not None:
+        return decision.sla_days
+    agency_slas = [
+        desk.rules.agencies[a].sla_days for a in decision.agencies
+        if a in desk.rules.agencies and desk.rules.agencies[a].sla_days
+    ]
+    return min(agency_slas) if agency_slas else DEFAULT_SLA_DAYS
+
+
 def due_date(desk: Desk, complaint: sqlite3.Row, decision: Decision) -> str | None:
-    """received + sla_days (rule, else the first agency's, else 7); none when budget-bound."""
+    """received + sla_days on the desk's calendar (deadlines.py); none when budget-bound."""
+    from lapakd import deadlines
+
     if decision.action != "forward" or decision.budget_dependent:
         return None
-    sla = decision.sla_days
-    if sla is None:
-        agency_slas = [
-            desk.rules.agencies[a].sla_days for a in decision.agencies
-            if a in desk.rules.agencies and desk.rules.agencies[a].sla_days
-        ]
-        sla = min(agency_slas) if agency_slas else DEFAULT_SLA_DAYS
     received = parse_iso(complaint["received_at"]) or utcnow()
-    return iso(received + timedelta(days=sla))
+    return deadlines.due_at(desk, received, effective_sla(desk, decision))
 
 
 def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor: str) -> None:
@@ -92,7 +97,8 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         (
             status, decision.category, dumps(decision.agencies), decision.rule,
             dumps(decision.matched), int(decision.budget_dependent), int(decision.public),
-            decision.sla_days, due_at, now_iso(), complaint["id"],
+            effective_sla(desk, decision) if due_at else decision.sla_days, due_at, now_iso(),
+            complaint["id"],
         ),
     )
     store.event(

@@ -1,0 +1,91 @@
+"""Deadlines: the desk's calendar of working days, due dates, overdue and due-soon.
+
+A deadline is `sla_days` after the day a complaint was received. With `[desk] sla_calendar =
+"working"` (the default) only working days count: Monday–Friday, minus Indonesia's national
+public holidays (the `holidays` package) and the extra days off listed in `[desk]
+extra_holidays` (cuti bersama). With `"calendar"` every day counts. A complaint is due at the end
+of its last day (23:59:59 in the desk's time zone), stored in UTC like every timestamp.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import holidays
+
+from lapakd.errors import ConfigError
+from lapakd.store import iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+# Statuses in which a deadline runs: forwarded and not answered yet.
+RUNNING = ("forwarded",)
+
+
+@lru_cache(maxsize=64)
+def _national(year: int) -> frozenset[date]:
+    return frozenset(holidays.country_holidays("ID", years=year))
+
+
+class Calendar:
+    def __init__(self, mode: str = "working", extra: tuple[str, ...] | list[str] = ()) -> None:
+        self.mode = mode
+        days = set()
+        for value in extra:
+            try:
+                days.add(date.fromisoformat(str(value)))
+            except ValueError:
+                raise ConfigError(
+                    f"desk.extra_holidays: {value!r} is not a date like \"2026-03-20\""
+                ) from None
+        self.extra = frozenset(days)
+
+    @classmethod
+    def for_desk(cls, desk: Desk) -> Calendar:
+        d = desk.config.desk
+        return cls(d.sla_calendar, tuple(d.extra_holidays))
+
+    def is_working_day(self, day: date) -> bool:
+        if self.mode == "calendar":
+            return True
+        return day.weekday() < 5 and day not in _national(day.year) and day not in self.extra
+
+    def add_days(self, start: date, days: int) -> date:
+        """The day `days` (working) days after `start`; `start` itself does not count."""
+        day = start
+        counted = 0
+        while counted < days:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                counted += 1
+        return day
+
+    def next_working_day(self, day: date) -> date:
+        return self.add_days(day, 1)
+
+    def days_between(self, start: date, end: date) -> int:
+        """Working days after `start` up to and including `end` (0 when end <= start)."""
+        count, day = 0, start
+        while day < end:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                count += 1
+        return count
+
+
+def end_of_day(day: date, tz) -> datetime:
+    return datetime.combine(day, time(23, 59, 59), tzinfo=tz)
+
+
+def due_at(desk: Desk, received: datetime, sla_days: int) -> str:
+    """received + sla_days on the desk's calendar, at the end of that day (UTC ISO)."""
+    tz = desk.config.tz
+    start = received.astimezone(tz).date()
+    return iso(end_of_day(Calendar.for_desk(desk).add_days(start, sla_days), tz))  # type: ignore[return-value]
+
+
+def today(desk: Desk) -> date:
+    return utcnow().astimezone(desk.config.tz).date()
