@@ -131,6 +131,11 @@ class WhatsAppAdapter(Adapter):
             notes.append("pesan diteruskan (forwarded)")
         if context.get("id"):
             notes.append(f"balasan atas pesan {context['id']}")
+        # Grouped chat messages keep only their text: the markers go into it.
+        if context.get("forwarded") or context.get("frequently_forwarded"):
+            text = f"[Pesan diteruskan] {text}"
+        if context.get("id"):
+            text = f"[Balasan] {text}"
         own = (value.get("metadata") or {}).get("display_phone_number")
         kind = "complaint"
         if msg.get("type") in ("reaction", "system", "request_welcome"):
