@@ -270,11 +270,16 @@ def _resolve_secret(
     if f"{key}_file" in given:
         secret_path = base / values[f"{key}_file"]
         try:
-            return secret_path.read_text(encoding="utf-8").strip()
+            lines = secret_path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise ConfigError(
                 f"{cfg_path}: {section}.{key}_file: cannot read {secret_path}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{cfg_path}: {section}.{key}_file: {secret_path} is not UTF-8 text"
+            ) from None
+        return lines[0].strip() if lines else ""  # the first line, as documented
     if f"{key}_env" in given:
         var = values[f"{key}_env"]
         if var not in os.environ:

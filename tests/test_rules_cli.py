@@ -65,14 +65,24 @@ def make_desk(tmp_path: Path, files: dict[str, str], agencies: str | None = AGEN
     return cfg
 
 
-def lapakd(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
+def start(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "lapakd.cli", *args, "--config", str(cwd / "lapakd.toml")],
-        cwd=cwd, capture_output=True, text=True, input=stdin, timeout=60,
+        cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
     )
-    output = proc.stdout + proc.stderr
-    assert not TRACEBACK.search(output), output
-    return proc
+
+
+def finish(
+    proc: subprocess.Popen[str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = proc.communicate(stdin, timeout=60)
+    assert not TRACEBACK.search(stdout + stderr), stdout + stderr
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def lapakd(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return finish(start(cwd, *args, stdin=stdin), stdin)
 
 
 def line_of(text: str, snippet: str, nth: int = 1) -> int:
@@ -179,22 +189,53 @@ ERRORS: dict[str, tuple[dict[str, str], list[tuple[str, str, str]]]] = {
 BAD_AGENCIES = AGENCIES.replace("dinkes@banyumas.example", "dinkes-at-banyumas")
 
 
+# Single-file cases checked together in one run (each as rules/<case>.yaml), to save start-ups;
+# the others get a desk of their own.
+SHARED = (
+    "yaml-unclosed-quote", "yaml-unclosed-bracket", "yaml-tab", "yaml-duplicate-key",
+    "unknown-agency-in-list", "sla-not-number", "unknown-channel", "no-action",
+)
+Run = tuple[Path, subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def error_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """`lapakd rules check` on the ERRORS cases, run side by side to keep the suite fast."""
+    started = {}
+    for case, (files, _) in ERRORS.items():
+        if case in SHARED:
+            continue
+        desk = tmp_path_factory.mktemp(case)
+        make_desk(desk, files, BAD_AGENCIES if case == "bad-agency" else AGENCIES)
+        started[case] = (desk, start(desk, "rules", "check"))
+    desk = tmp_path_factory.mktemp("shared")
+    make_desk(desk, {f"{case}.yaml": ERRORS[case][0]["10-x.yaml"] for case in SHARED})
+    started["shared"] = (desk, start(desk, "rules", "check"))
+    return {case: (desk, finish(proc)) for case, (desk, proc) in started.items()}
+
+
 @pytest.mark.parametrize("case", ERRORS)
-def test_rules_check_reports_file_and_line(tmp_path: Path, case: str) -> None:
+def test_rules_check_reports_file_and_line(error_runs: dict[str, Run], case: str) -> None:
     files, expected = ERRORS[case]
     agencies = BAD_AGENCIES if case == "bad-agency" else AGENCIES
-    make_desk(tmp_path, files, agencies)
-    proc = lapakd(tmp_path, "rules", "check")
+    desk, proc = error_runs["shared" if case in SHARED else case]
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout == ""
     lines = proc.stderr.splitlines()
+    # every problem line has the file:line: form, then one summary line
+    summary = f"in {desk / 'rules'}"
+    problems = [ln for ln in lines if not ln.endswith(summary)]
+    assert problems and all(re.match(r"rules/[\w.-]+\.yaml:\d+: \S", ln) for ln in problems)
+    assert lines[-1] == f"{len(problems)} problem(s) {summary}"
+    if case in SHARED:
+        problems = [ln for ln in problems if ln.startswith(f"rules/{case}.yaml:")]
+    # exactly the expected problems: nothing missing, nothing spurious
+    assert len(problems) == len(expected), problems
     for file, snippet, message in expected:
         source = agencies if file == "agencies.yaml" else files[file]
-        prefix = f"rules/{file}:{line_of(source, snippet)}: "
-        assert any(ln.startswith(prefix) and message in ln for ln in lines), (prefix, lines)
-    # every problem line has the file:line: form, then one summary line
-    problems = [ln for ln in lines if not ln.endswith(f"in {tmp_path / 'rules'}")]
-    assert problems and all(re.match(r"rules/[\w.-]+\.yaml:\d+: \S", ln) for ln in problems)
-    assert lines[-1] == f"{len(problems)} problem(s) in {tmp_path / 'rules'}"
+        shown = f"{case}.yaml" if case in SHARED else file
+        prefix = f"rules/{shown}:{line_of(source, snippet)}: "
+        assert any(ln.startswith(prefix) and message in ln for ln in problems), (prefix, lines)
 
 
 def test_missing_agencies_file(tmp_path: Path) -> None:
