@@ -24,6 +24,7 @@ COMMANDS: dict[str, Command] = {}
 # handlers with @command. One line here per feature module.
 VERB_MODULES: list[str] = [
     "lapakd.public.cli",  # export, hide, publish-text
+    "lapakd.admin",  # add, assign, set-status, note, reply, merge
 ]
 
 

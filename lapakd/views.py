@@ -46,8 +46,9 @@ def list_complaints(
         where.append("EXISTS (SELECT 1 FROM json_each(complaints.agencies) WHERE value = ?)")
         params.append(agency)
     if overdue:
-        where.append("due_at IS NOT NULL AND due_at < ?"
-                     " AND status IN ('forwarded', 'answered', 'triage')")
+        # Past the deadline and not answered yet (deadlines.RUNNING); duplicates excluded.
+        where.append("due_at IS NOT NULL AND due_at < ? AND status = 'forwarded'"
+                     " AND merged_into IS NULL")
         params.append(now_iso())
     sql = f"SELECT * FROM complaints WHERE {' AND '.join(where)} ORDER BY id"
     if limit:
