@@ -6,10 +6,19 @@ completely (every page, open data, `.manifest.json`), then a temporary symlink t
 sees the old site or the new one, never half of one. A failed build is deleted and the last
 good site stays. The previous build is kept (requests in flight), older ones are removed.
 
+Detail pages (`aduan/<ticket>.html`, one per complaint — 100,000 files) are the exception:
+creating or hard-linking that many files per export is too slow, so they live in ONE shared
+directory `.<public_dir name>-aduan/` next to the builds, and every build has `aduan` as a
+relative symlink to it. A changed page is written aside and renamed over the old one (each
+page is always complete), new pages are written before the swap (so no list ever links to a
+missing page), and pages of complaints no longer published are deleted after the swap. A
+failed export therefore leaves the last good list, statistics and open data, with possibly a
+few detail pages already showing the newer state of their complaint.
+
 Incremental: `public_cache` (store) keeps each complaint's published record keyed by what it
-was built from; only changed complaints are rebuilt. `.manifest.json` maps each file of a
-build to a content key; a file whose key did not change is hard-linked from the previous build
-instead of being rendered again.
+was built from; only changed complaints are rebuilt. `.manifest.json` (in each build, and one
+in the pages directory) maps each file to a content key; an unchanged build file is
+hard-linked from the previous build, an unchanged detail page is left alone.
 """
 
 from __future__ import annotations
@@ -144,6 +153,7 @@ class _Builder:
         self.root, self.prev, self.prev_manifest = root, prev, prev_manifest
         self.manifest: dict[str, str] = {}
         self.rendered = self.reused = 0
+        self.removed_pages: list[Path] = []
 
     def file(self, rel: str, key: str | None, render: Callable[[], str | bytes]) -> None:
         dest = self.root / rel
@@ -261,13 +271,16 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
     try:
         os.chmod(build, 0o755)
         result = _render(desk, build, prev, prev_manifest, order, cache, built, keys,
-                         agency_names, site, tz, now_s, version)
+                         agency_names, site, tz, now_s, version, target.name, full)
         (build / ".manifest.json").write_text(json.dumps(result.manifest), encoding="utf-8")
         swap(target, build)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    _cleanup(target, {build.resolve(), *( [prev.resolve()] if prev else [])})
+    for page in result.removed_pages:  # hidden or merged: gone once no list links to it
+        with contextlib.suppress(FileNotFoundError):
+            page.unlink()
+    _cleanup(target, {build.resolve(), *([prev.resolve()] if prev else [])})
     res = ExportResult(
         target=target, build=build, complaints=len(order), rebuilt=len(built),
         rendered=result.rendered, reused=result.reused,
@@ -281,10 +294,10 @@ def _render(desk: Desk, build: Path, prev: Path | None, prev_manifest: dict[str,
             order: list[int], cache: dict[int, tuple[str, str, str, str]],
             built: dict[int, model.PublicComplaint], keys: dict[int, str],
             agency_names: dict[str, str], site: dict[str, Any], tz: ZoneInfo, now: str,
-            version: str) -> _Builder:
+            version: str, target_name: str, full: bool) -> _Builder:
     env = _env(tz)
     b = _Builder(build, prev, prev_manifest)
-    for sub in ("aduan", "halaman", "data", "static", "foto"):
+    for sub in ("halaman", "data", "static", "foto"):
         (build / sub).mkdir()
     common = {"site": site, "agency_names": agency_names, "generated_at": now}
 
@@ -298,20 +311,40 @@ def _render(desk: Desk, build: Path, prev: Path | None, prev_manifest: dict[str,
         b.file(f"static/{entry.name}", _key(hashlib.sha1(data).hexdigest()),
                lambda d=data: d)
 
-    # Detail pages: one per complaint, rebuilt only when its record was.
+    # Detail pages: one per complaint, in the shared pages directory (see module doc);
+    # a page is rewritten (atomically, before the swap) only when its record changed.
+    pages_dir = build.parent / f".{target_name}-aduan"
+    pages_dir.mkdir(exist_ok=True)
+    os.chmod(pages_dir, 0o755)
+    os.symlink(f"../{pages_dir.name}", build / "aduan")
+    manifest_path = pages_dir / ".manifest.json"
+    old_pages: dict[str, str] = {}
+    if not full:
+        with contextlib.suppress(OSError, ValueError):
+            old_pages = json.loads(manifest_path.read_text(encoding="utf-8"))
+    new_pages: dict[str, str] = {}
     detail = env.get_template("detail.html")
+    tmp_name = f".tmp-{os.getpid()}"
     for cid in order:
         ticket = json.loads(cache[cid][3])[0]
+        name = f"{ticket}.html"
+        new_pages[name] = keys[cid]
+        if old_pages.get(name) == keys[cid]:
+            b.reused += 1
+            continue
         pc = built.get(cid)
-
-        def render_detail(pc: model.PublicComplaint | None = pc, cid: int = cid) -> str:
-            if pc is None:  # the previous build lacks it: rebuild from the store
-                pc = model.build_records(desk.store.conn, [cid], now,
-                                         photos=site["photos"])[cid]
-            return detail.render(c=pc.record, timeline=pc.timeline, photos=pc.photos,
-                                 root="../", **common)
-
-        b.file(f"aduan/{ticket}.html", keys[cid], render_detail)
+        if pc is None:  # not rebuilt but its page is missing: rebuild it from the store
+            pc = model.build_records(desk.store.conn, [cid], now, photos=site["photos"])[cid]
+        html = detail.render(c=pc.record, timeline=pc.timeline, photos=pc.photos,
+                             root="../", **common)
+        tmp = pages_dir / tmp_name
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, pages_dir / name)
+        b.rendered += 1
+    tmp = pages_dir / tmp_name
+    tmp.write_text(json.dumps(new_pages), encoding="utf-8")
+    os.replace(tmp, manifest_path)
+    b.removed_pages = [pages_dir / n for n in old_pages if n not in new_pages]
 
     if site["photos"]:  # only with publish_photos = true, and without metadata
         for sha, ctype in photos.published(desk.store.conn, order):
