@@ -1,0 +1,91 @@
+"""The working-day calendar and the reply parser: pure functions, real `holidays` data."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from lapakd.deadlines import Calendar
+from lapakd.errors import ConfigError
+from lapakd.replies import parse_reply, strip_reply
+
+
+def test_working_days_skip_weekends():
+    cal = Calendar("working")
+    assert cal.add_days(date(2026, 3, 13), 3) == date(2026, 3, 18)  # Fri → Wed
+    assert cal.add_days(date(2026, 3, 14), 1) == date(2026, 3, 16)  # Sat → Mon
+    assert cal.days_between(date(2026, 3, 13), date(2026, 3, 18)) == 3
+
+
+def test_national_holidays_and_cuti_bersama():
+    # Nyepi Thu 19 March 2026; Idul Fitri Sat 21 – Sun 22 March 2026.
+    cal = Calendar("working")
+    assert not cal.is_working_day(date(2026, 3, 19))
+    assert cal.add_days(date(2026, 3, 18), 3) == date(2026, 3, 24)  # 20, 23, 24
+    cuti = Calendar("working", ["2026-03-20", "2026-03-23", "2026-03-24"])
+    assert cuti.add_days(date(2026, 3, 18), 3) == date(2026, 3, 27)  # 25, 26, 27
+    assert Calendar("working").add_days(date(2026, 8, 14), 1) == date(2026, 8, 18)  # 17 Agustus
+    assert Calendar("calendar").add_days(date(2026, 3, 18), 3) == date(2026, 3, 21)
+
+
+def test_bad_extra_holiday_is_a_config_error():
+    with pytest.raises(ConfigError, match="extra_holidays"):
+        Calendar("working", ["20-03-2026"])
+
+
+@pytest.mark.parametrize(("text", "status", "rest"), [
+    ("Status: selesai", "resolved", ""),
+    ("status : Selesai.", "resolved", ""),
+    ("STATUS:SELESAI!\nJalan sudah ditambal.", "resolved", "Jalan sudah ditambal."),
+    ("*Status: selesai*\nsudah", "resolved", "sudah"),
+    ("Status - tuntas", "resolved", ""),
+    ("Status: ditolak, bukan kewenangan kami", "rejected", "bukan kewenangan kami"),
+    ("status: tolak", "rejected", ""),
+    ("Status: Menunggu Anggaran\nMasuk usulan 2027", "waiting_budget", "Masuk usulan 2027"),
+    ("Status: menunggu  anggaran.", "waiting_budget", ""),
+    ("\n\n  Status: diproses — tim ke lokasi besok", "answered", "tim ke lokasi besok"),
+    ("Status: sedang diproses", "answered", ""),
+])
+def test_status_line_variations(text, status, rest):
+    parsed = parse_reply(text)
+    assert (parsed.status, parsed.text) == (status, rest)
+
+
+@pytest.mark.parametrize("text", [
+    "Terima kasih.\nStatus: selesai",  # not the first line
+    "Statusnya: selesai",
+    "Status: sudahlah",
+    "Status selesai besok",  # no separator
+])
+def test_not_a_status_line(text):
+    assert parse_reply(text).status is None
+
+
+def test_strip_reply_removes_history_signature_and_disclaimer():
+    text = (
+        "Baik, kami tindak lanjuti.\n\n"
+        "Hormat kami,\nDinas X\n"
+    )
+    assert strip_reply(text) == "Baik, kami tindak lanjuti."
+    outlook = (
+        "Sudah kami perbaiki.\n\n"
+        "________________________________\n"
+        "From: Lapak Aduan <lapak@banyumas.example>\nSent: Monday\n"
+    )
+    assert strip_reply(outlook) == "Sudah kami perbaiki."
+    gmail_id = (
+        "Oke.\n\nPada Sen, 2 Mar 2026 pukul 09.00 Lapak Aduan <lapak@banyumas.example>\n"
+        "menulis:\n> isi lama\n"
+    )
+    assert strip_reply(gmail_id) == "Oke."
+    disclaimer = (
+        "Sedang kami cek.\n\nDISCLAIMER: Email ini dan lampirannya bersifat rahasia.\n"
+    )
+    assert strip_reply(disclaimer) == "Sedang kami cek."
+    secret = "Sudah.\nEmail ini bersifat rahasia dan hanya untuk penerima.\n"
+    assert strip_reply(secret) == "Sudah."
+    inline = "> pertanyaan lama\nJawaban kami di sini.\n> yang lain\n-- \nSig"
+    assert strip_reply(inline) == "Jawaban kami di sini."
+    phone = "Sudah.\n\nSent from my iPhone"
+    assert strip_reply(phone) == "Sudah."
