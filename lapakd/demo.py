@@ -724,6 +724,8 @@ def main(args: argparse.Namespace) -> int:
         logsetup.setup("warning")  # the demo's own output tells the story; warnings still show
     try:
         return run(args)
+    except BrokenPipeError:
+        raise  # output piped into `head`: the CLI ends quietly
     except (DemoError, LapakdError, OSError, TimeoutError) as exc:
         return fail(args, _one_line(exc))
     except Exception as exc:  # noqa: BLE001 - one line for the newcomer; --log-level debug for more
@@ -799,8 +801,12 @@ def report(
     for r in complaints:
         by_status[r.status] = by_status.get(r.status, 0) + 1
     others = len(rows) - len(complaints)
-    print(f"lapakd demo: {len(rows)} messages from citizens of Banyumas arrived at "
-          f"{DESK_EMAIL}; lapakd fetched, processed, routed and forwarded them.\n")
+    arrived = "; ".join(
+        f"{ch.name} ({', '.join(f'{kind} {where}' for kind, where in ch.servers.items())})"
+        for ch in channels
+    )
+    print(f"lapakd demo: {len(rows)} messages arrived on {arrived}. lapakd fetched, processed\n"
+          f"and routed them, and emailed the agencies (SMTP sink {sink.host}:{sink.port}):\n")
     print(format_table(rows))
     print()
     print(f"  {len(complaints)} complaints ("
