@@ -9,6 +9,7 @@ from typing import Any
 
 from lapakd.app import Desk
 from lapakd.config import load_config
+from lapakd.public import model
 from lapakd.store import iso
 
 TESTS = Path(__file__).resolve().parent
@@ -63,7 +64,7 @@ def add_complaint(
             )
             store.event("sent", complaint_id=cid, outbox_id=ob.lastrowid, kind="forward",
                         at=sent)
-        if answer is not None:
+        if answer is not None and model.has_table(conn, "updates"):  # 0002_lifecycle
             at = iso(received + timedelta(days=2))
             conn.execute(
                 "INSERT INTO updates (complaint_id, at, source, agency, actor, text, raw_text)"
