@@ -111,9 +111,20 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
             for o in store.all("SELECT * FROM outbox WHERE complaint_id = ? ORDER BY id",
                                (c["id"],))
         ],
+        "updates": _updates(desk, c["id"]),
         "events": _events(desk, "complaint_id", c["id"]),
     }
     return data
+
+
+def _updates(desk: Desk, complaint_id: int) -> list[dict[str, Any]]:
+    """Public updates (agency answers, desk replies) — table from 0002_lifecycle."""
+    return [
+        {"at": u["at"], "source": u["source"], "agency": u["agency"], "by": u["actor"],
+         "status": u["status_set"], "text": u["text"]}
+        for u in desk.store.all(
+            "SELECT * FROM updates WHERE complaint_id = ? ORDER BY id", (complaint_id,))
+    ]
 
 
 def _ticket(desk: Desk, complaint_id: int | None) -> str | None:
@@ -174,7 +185,8 @@ def _event_detail(type_: str, data: dict[str, Any]) -> str:
         return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}"
                 f" (matched: {', '.join(data.get('matched') or []) or '-'})")
     if type_ == "sent":
-        return f"{data.get('kind')} to {', '.join(data.get('to') or [])} <{data.get('message_id')}>"
+        to = ", ".join(data.get("to") or [])
+        return f"{data.get('kind')} to {to} <{data.get('rfc_message_id')}>"
     return ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, [], {}, ""))
 
 
