@@ -54,7 +54,9 @@ def tickets(env) -> dict[str, str]:
 
 
 def health(env) -> dict:
-    return env.cli_json("status")["channels"]["twitter"]
+    # `lapakd status` exits 1 when something needs the admin; the JSON is what we check.
+    out = env.cli("status", "--json", check=False).stdout
+    return json.loads(out)["channels"]["twitter"]
 
 
 def unpause(env) -> None:
@@ -282,7 +284,7 @@ def test_429_pauses_the_channel_until_reset_then_resumes(env, x, style):
     from deskenv import make_mail
 
     x.seed_sample()
-    x.fail("mentions", 429, style=style, reset_in=4)
+    x.fail("mentions", 429, style=style, reset_in=8)
     env.append(make_mail("Sampah", "sampah menumpuk di TPS Teluk"))
     env.run_once()
     h = health(env)
@@ -296,7 +298,7 @@ def test_429_pauses_the_channel_until_reset_then_resumes(env, x, style):
                               " 'twitter'").fetchone()[0]
     from lapakd.store import parse_iso, utcnow
     wait = (parse_iso(next_try) - utcnow()).total_seconds()
-    assert 1 <= wait <= 5.5
+    assert 1 <= wait <= 8.5
     n = len(mentions_requests(x))
     env.run_once()  # still paused: X is not asked again before the reset
     assert len(mentions_requests(x)) == n
@@ -329,7 +331,7 @@ def test_401_marks_needs_reauth_alerts_once_and_leaks_no_token(env, x):
     runs.append(env.run_once())
     h = health(env)
     assert h["state"] == "needs_reauth" and "401" in h["last_error"]
-    text = env.cli("status").stdout
+    text = env.cli("status", check=False).stdout
     assert "needs_reauth" in text
     alerts = [m for m in env.sink.messages if ADMIN_EMAIL in m.rcpt_tos]
     assert len(alerts) == 1 and "twitter" in alerts[0].message["Subject"]

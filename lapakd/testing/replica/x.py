@@ -172,7 +172,7 @@ class XReplica:
             pass
 
         Handler.replica = replica
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = _Server((self.host, 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="x-replica", daemon=True
@@ -374,6 +374,17 @@ class XReplica:
             w = _Window(limit, float(int(now + self.window_seconds) + 1), limit)
             self._windows[endpoint] = w
         return w
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up early (a size cap, a SIGKILLed daemon) is not an error here.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _ts(dt: datetime) -> str:
