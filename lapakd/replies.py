@@ -204,7 +204,7 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
         return False
     found = find_complaint(desk, content)
     if found is None:
-        return False
+        return _reply_to_notice(desk, row, content)
     c, via, _replied_to = found
     sender = (content.sender or "").lower()
     if _AUTO_SUBJECT.match(content.subject or ""):
@@ -220,6 +220,30 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
         agency_reply(desk, row, content, c, agency, via)
         return True
     unverified_reply(desk, row, content, c, via)
+    return True
+
+
+def _reply_to_notice(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
+    """A reply to desk mail about no single complaint (a reminder, the digest): for the admin."""
+    extra = content.extra or {}
+    ids = _ids(extra.get("in_reply_to")) + _ids(extra.get("references"))
+    notice = next((r for mid in ids if (r := desk.store.one(
+        "SELECT id, kind FROM outbox WHERE message_id = ?", (mid,))) is not None), None)
+    if notice is None:
+        return False
+    sender = content.sender or "-"
+    _mark(desk, row, "reply_to_notice", None)
+    desk.store.event("reply_to_notice", message_id=row["id"], outbox_id=notice["id"],
+                     sender=sender, kind=notice["kind"])
+    if not _AUTO_SUBJECT.match(content.subject or ""):
+        outbox.alert_admin(
+            desk.store, f"notice-reply:{row['id']}",
+            f"Balasan atas email {notice['kind']} dari {sender}",
+            f"{sender} membalas email {notice['kind']} dari desk (msg-{row['id']}). Balasan ini "
+            "tidak merujuk satu aduan, jadi tidak diterapkan.\n\n"
+            f"Perihal: {content.subject}\n\n{strip_reply(content.text)[:1500]}\n\n"
+            "Bila berisi tanggapan atas suatu aduan: lapakd reply <tiket> \"<teks>\"",
+        )
     return True
 
 

@@ -137,6 +137,18 @@ def test_reminders_and_escalation_are_sent_once_across_restarts(desk_env):
         overdue = desk_env.cli_json("list", "--overdue")
     assert [c["id"] for c in overdue] == [ticket]
 
+    # An agency answering the reminder itself (no ticket): for the admin, not a new complaint.
+    complaints = desk_env.count("SELECT count(*) FROM complaints")
+    desk_env.sink.clear()
+    desk_env.append(make_mail(f"Re: {again.message['Subject']}", "Sedang kami kerjakan semua.",
+                              sender=f"DLH <{DLH}>",
+                              headers={"In-Reply-To": again.message["Message-ID"]}))
+    run_at(desk_env, at(12, 10))
+    assert desk_env.count("SELECT count(*) FROM complaints") == complaints
+    assert desk_env.count("SELECT count(*) FROM messages WHERE kind = 'reply_to_notice'") == 1
+    (alert,) = desk_env.sink.wait_for(1)
+    assert alert.rcpt_tos == [ADMIN_EMAIL]
+
 
 def _digest_parts(msg):
     html = msg.get_body(("html",))
