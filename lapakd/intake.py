@@ -30,7 +30,8 @@ def store_batch(
     Returns the ids of newly stored messages."""
     new_ids: list[int] = []
     now = now_iso()
-    with store.transaction() as conn:
+    # durable: the caller acknowledges to the server right after this commit.
+    with store.transaction(durable=True) as conn:
         for m in messages:
             row = conn.execute(
                 "INSERT INTO messages (channel, external_id, raw, raw_format, meta, received_at,"

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from lapakd import smtp
 from lapakd.adapters.base import PermanentError, TransientError
+from lapakd.smtp import SmtpSession
 from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -98,50 +100,59 @@ def send_due(desk: Desk, limit: int = 200) -> int:
     )
     sent = 0
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
-    for row in rows:
-        if desk.stopping.is_set():
-            break
-        if row["transport"] in paused:
-            continue
-        claimed = store.conn.execute(
-            "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-            " WHERE id = ? AND status = 'pending'",
-            (row["id"],),
-        ).rowcount
-        if not claimed:
-            continue
-        try:
-            result = deliver(desk, row)
-        except TransientError as exc:
-            if _transient(store, row, exc):
-                paused.add(row["transport"])
-            continue
-        except PermanentError as exc:
-            fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")
-            continue
-        except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
-            _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
-            continue
-        with store.transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, result = ?"
-                " WHERE id = ?",
-                (now_iso(), dumps(result or {}), row["id"]),
-            )
-            store.event(
-                "sent", complaint_id=row["complaint_id"], outbox_id=row["id"], kind=row["kind"],
-                to=json.loads(row["recipients"]), rfc_message_id=row["message_id"],
-                attempt=row["attempts"] + 1,
-            )
-        sent += 1
+    session = SmtpSession(desk.config)  # one connection for the whole batch
+    try:
+        for row in rows:
+            if desk.stopping.is_set():
+                break
+            if row["transport"] in paused:
+                continue
+            claimed = store.conn.execute(
+                "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
+                " WHERE id = ? AND status = 'pending'",
+                (row["id"],),
+            ).rowcount
+            if not claimed:
+                continue
+            try:
+                result = deliver(desk, row, session)
+            except TransientError as exc:
+                if _transient(store, row, exc):
+                    paused.add(row["transport"])
+                continue
+            except PermanentError as exc:
+                fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
+                session.close()
+                _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
+                continue
+            with store.transaction() as conn:
+                conn.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL,"
+                    " result = ? WHERE id = ?",
+                    (now_iso(), dumps(result or {}), row["id"]),
+                )
+                store.event(
+                    "sent", complaint_id=row["complaint_id"], outbox_id=row["id"],
+                    kind=row["kind"], to=json.loads(row["recipients"]),
+                    rfc_message_id=row["message_id"], attempt=row["attempts"] + 1,
+                )
+            sent += 1
+    finally:
+        session.close()
     return sent
 
 
-def deliver(desk: Desk, row: sqlite3.Row) -> dict[str, Any] | None:
+def deliver(
+    desk: Desk, row: sqlite3.Row, smtp_session: SmtpSession | None = None
+) -> dict[str, Any] | None:
     if row["transport"] == "smtp":
-        from lapakd import compose, smtp
+        from lapakd import compose
 
         message, recipients = compose.build(desk, row)
+        if smtp_session is not None:
+            return smtp_session.send(message, recipients)
         return smtp.send(desk.config, message, recipients)
     adapter = desk.adapter(row["transport"])
     payload = json.loads(row["payload"])

@@ -6,6 +6,7 @@ replies are permanent. The message keeps its Message-ID, so a retry is recognisa
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import socket
 import ssl
@@ -18,54 +19,90 @@ if TYPE_CHECKING:
     from lapakd.config import Config
 
 
-def _connect(cfg: Config) -> smtplib.SMTP:
-    s = cfg.smtp
-    context = ssl.create_default_context(cafile=s.ca_file or None)
-    if s.security == "ssl":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(
-            s.host, s.port, timeout=s.timeout_seconds, context=context
-        )
-    else:
-        client = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
-        if s.security == "starttls":
-            client.starttls(context=context)
-    if s.username:
-        client.login(s.username, s.password)
-    return client
+class SmtpSession:
+    """One SMTP connection reused for a batch of messages, opened on first use.
 
+    After any failure the connection is dropped, so the next message starts clean."""
 
-def send(cfg: Config, message: EmailMessage, recipients: list[str]) -> dict[str, Any]:
-    where = f"SMTP {cfg.smtp.host}:{cfg.smtp.port}"
-    try:
-        client = _connect(cfg)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise TransientError(
-            f"{where}: login refused ({exc.smtp_code}); check smtp.username and password"
-        ) from None
-    except smtplib.SMTPResponseException as exc:
-        raise _classify(where, exc.smtp_code, exc.smtp_error) from None
-    except (OSError, smtplib.SMTPException) as exc:
-        raise TransientError(f"{where}: {_reason(exc)}") from None
-    try:
-        refused = client.send_message(message, from_addr=cfg.desk.email, to_addrs=recipients)
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        detail = "; ".join(
-            f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items()
-        )
-        if all(400 <= c < 500 for c in codes):
-            raise TransientError(f"{where}: recipients deferred: {detail}") from None
-        raise PermanentError(f"{where}: recipients refused: {detail}") from None
-    except smtplib.SMTPResponseException as exc:
-        raise _classify(where, exc.smtp_code, exc.smtp_error) from None
-    except (OSError, smtplib.SMTPException) as exc:
-        raise TransientError(f"{where}: {_reason(exc)}") from None
-    finally:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.where = f"SMTP {cfg.smtp.host}:{cfg.smtp.port}"
+        self._client: smtplib.SMTP | None = None
+
+    def _context(self) -> ssl.SSLContext:
+        return _ssl_context(self.cfg.smtp.ca_file or None)
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.cfg.smtp
+        try:
+            if s.security == "ssl":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout_seconds, context=self._context()
+                )
+            else:
+                client = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
+                if s.security == "starttls":
+                    client.starttls(context=self._context())
+            if s.username:
+                client.login(s.username, s.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TransientError(
+                f"{self.where}: login refused ({exc.smtp_code}); check smtp.username and password"
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            raise _classify(self.where, exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{self.where}: {_reason(exc)}") from None
+        return client
+
+    def send(self, message: EmailMessage, recipients: list[str]) -> dict[str, Any]:
+        if self._client is None:
+            self._client = self._connect()
+        where = self.where
+        try:
+            refused = self._client.send_message(
+                message, from_addr=self.cfg.desk.email, to_addrs=recipients
+            )
+        except smtplib.SMTPRecipientsRefused as exc:
+            self.close()
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = "; ".join(
+                f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items()
+            )
+            if all(400 <= c < 500 for c in codes):
+                raise TransientError(f"{where}: recipients deferred: {detail}") from None
+            raise PermanentError(f"{where}: recipients refused: {detail}") from None
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            raise _classify(where, exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise TransientError(f"{where}: {_reason(exc)}") from None
+        return {"refused": {r: f"{c} {_text(m)}" for r, (c, m) in refused.items()}}
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
         try:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
-    return {"refused": {r: f"{c} {_text(m)}" for r, (c, m) in refused.items()}}
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cafile: str | None) -> ssl.SSLContext:
+    # Loading the system CA store costs ~0.1 s: do it once, not per message.
+    return ssl.create_default_context(cafile=cafile)
+
+
+def send(cfg: Config, message: EmailMessage, recipients: list[str]) -> dict[str, Any]:
+    """Send one message on a connection of its own."""
+    session = SmtpSession(cfg)
+    try:
+        return session.send(message, recipients)
+    finally:
+        session.close()
 
 
 def _text(raw: bytes | str) -> str:

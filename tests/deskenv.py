@@ -146,7 +146,12 @@ class DeskEnv:
         return self.cli("run", "--once")
 
     def cli_json(self, *args: str) -> Any:
-        return json.loads(self.cli(*args, "--json").stdout)
+        """JSON output of a verb; exit 1 is allowed (`status` says "needs an admin" that way)."""
+        proc = self.cli(*args, "--json", check=False)
+        if proc.returncode not in (0, 1):
+            raise AssertionError(f"lapakd {' '.join(args)} exited {proc.returncode}\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return json.loads(proc.stdout)
 
     def db(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.data_dir / "lapakd.sqlite3")

@@ -64,8 +64,10 @@ class Store:
             raise StoreError(f"{self.path}: cannot open the database: {exc}") from None
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed batch survives power loss, so acknowledging to IMAP is always safe.
-        self.conn.execute("PRAGMA synchronous=FULL")
+        # NORMAL: in WAL mode a commit survives a crash of the process (SIGKILL) but may be
+        # lost on power failure. Commits that precede an acknowledgement to a server (IMAP
+        # \\Seen/move, a webhook's 200) use transaction(durable=True), which syncs to disk.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self._migrate()
@@ -94,17 +96,23 @@ class Store:
                 )
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         if self.conn.in_transaction:  # nested use joins the outer transaction
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        if durable:
+            self.conn.execute("PRAGMA synchronous=FULL")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        finally:
+            if durable:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
 
     def lock_runner(self) -> None:
         """Hold the data_dir's runner lock: one daemon (or `run --once`) per store.
