@@ -249,42 +249,28 @@ def test_missing_agencies_file(tmp_path: Path) -> None:
     )
 
 
-def test_all_problems_of_several_files_are_reported_together(tmp_path: Path) -> None:
-    make_desk(tmp_path, {
-        "10-a.yaml": ERRORS["unknown-agency"][0]["10-x.yaml"],
-        "20-b.yaml": ERRORS["bad-regex"][0]["10-x.yaml"],
-        "30-c.yaml": ERRORS["yaml-syntax"][0]["10-x.yaml"],
-    })
-    proc = lapakd(tmp_path, "rules", "check")
-    assert proc.returncode == 1
-    assert [ln.split(":")[0] for ln in proc.stderr.splitlines()[:-1]] == [
-        "rules/10-a.yaml", "rules/20-b.yaml", "rules/30-c.yaml"
-    ]
+def test_all_problems_of_several_files_are_reported_together(error_runs: dict[str, Run]) -> None:
+    _, proc = error_runs["shared"]
+    files = [ln.split(":")[0] for ln in proc.stderr.splitlines()[:-1]]
+    assert files == sorted(files)  # file by file, in the order they are loaded
+    assert sorted(set(files)) == sorted(f"rules/{case}.yaml" for case in SHARED)
 
 
-def test_failing_example_names_line_and_deciding_rule(tmp_path: Path) -> None:
-    text = GOOD + "  - text: \"promo obat diare\"\n    expect: ignore\n"
+def test_failing_examples_name_line_and_deciding_rule(tmp_path: Path) -> None:
+    text = GOOD + (
+        "  - text: \"promo obat diare\"\n    expect: ignore\n"
+        "  - text: selamat pagi\n    expect: [dpupr, dinkes]\n"
+    )
     make_desk(tmp_path, {"10-x.yaml": text})
     proc = lapakd(tmp_path, "rules", "check")
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
         f"rules/10-x.yaml:{line_of(text, 'promo obat diare')}: expected ignore, got dinkes "
-        "(rule 'kesehatan') for 'promo obat diare'"
+        "(rule 'kesehatan') for 'promo obat diare'",
+        f"rules/10-x.yaml:{line_of(text, 'selamat pagi')}: expected dpupr, dinkes, got triage "
+        "(no rule matched) for 'selamat pagi'",
     ]
-    assert proc.stdout.strip() == "3 rules, 2 agencies, 3/4 examples pass"
-
-
-def test_failing_example_with_no_match(tmp_path: Path) -> None:
-    text = RULE + "examples:\n  - text: jalan\n    expect: dpupr\n  - text: selamat pagi\n" \
-                  "    expect: dpupr\n"
-    make_desk(tmp_path, {"10-x.yaml": text})
-    proc = lapakd(tmp_path, "rules", "check")
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [
-        f"rules/10-x.yaml:{line_of(text, 'selamat pagi')}: expected dpupr, got triage "
-        "(no rule matched) for 'selamat pagi'"
-    ]
-    assert proc.stdout.strip() == "1 rules, 2 agencies, 1/2 examples pass"
+    assert proc.stdout.strip() == "3 rules, 2 agencies, 3/5 examples pass"
 
 
 def test_valid_rules_pass(tmp_path: Path) -> None:
@@ -320,11 +306,14 @@ def test_rules_test_text(tmp_path: Path) -> None:
     assert out.startswith("forward → dpupr · PEKERJAAN UMUM DAN PENATAAN RUANG · ")
     assert "rule 'jalan-rusak' (rules/10-x.yaml:2) matched jalan rusak" in out
 
-    proc = lapakd(tmp_path, "rules", "test", "promo murah")
-    assert proc.stdout.strip().startswith("ignore → ignore · - · rule 'spam'")
-
-    proc = lapakd(tmp_path, "rules", "test", "selamat pagi")
-    assert proc.stdout.strip() == "triage → triage · - · no rule matched"
+    texts = tmp_path / "texts.txt"
+    texts.write_text("promo murah\nselamat pagi\n", encoding="utf-8")
+    proc = lapakd(tmp_path, "rules", "test", "--file", str(texts))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("'promo murah': ignore → ignore · - · rule 'spam' (rules/10-x.yaml:")
+    assert lines[1] == "'selamat pagi': triage → triage · - · no rule matched"
 
 
 def test_rules_test_file_json(tmp_path: Path) -> None:
