@@ -488,7 +488,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(desk_env):
         assert forwarded <= set(fw)  # every forwarded complaint reached its agency
         # X accepted exactly one reply per mention and one DM per DM sender; any resend after
         # a kill was refused as a duplicate (tweets) or found already sent (DMs).
-        accepted = Counter(r["in_reply_to"] for r in x.replies())
+        accepted = Counter(r["referenced_tweets"][0]["id"] for r in x.replies())
         assert accepted == Counter({i: 1 for i in ids})
         assert Counter(e["dm_conversation_id"] for e in x.sent_dms()) == Counter(
             {f"{x.desk_id}-{s}": 1 for s in dm_senders})
