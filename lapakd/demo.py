@@ -223,8 +223,42 @@ def email_channel(stack: contextlib.ExitStack) -> DemoChannel:
     )
 
 
+def twitter_channel(stack: contextlib.ExitStack) -> DemoChannel:
+    """X: mentions of and DMs to @lapakaduanbms, from a local replica of the X API v2
+    (lapakd's real tweepy client talks HTTP to it; replies and DMs land in the replica)."""
+    from lapakd.testing.replica.x import XReplica, minutes_ago
+
+    x = stack.enter_context(XReplica())
+
+    def deliver() -> list[Sample]:
+        post = x.add_mention(
+            "Jalan berlubang besar di Jl. Raya Patikraja depan SMP N 1, sudah 3 motor jatuh "
+            "minggu ini. Mohon segera ditambal 🙏", "warga_patikraja",
+            photos=[pothole_photo()], created_at=minutes_ago(50))
+        retweet = x.add_mention("", "rina_kedungwuluh", retweet_of=post)
+        # Two DMs from one citizen within the chat window: one complaint.
+        dm1 = x.add_dm("Selamat pagi min, sampah di TPS Pasar Ajibarang sudah seminggu tidak "
+                       "diangkut", "dewi_ajibarang", created_at=minutes_ago(45))
+        dm2 = x.add_dm("baunya sampai ke SD sebelahnya, anak-anak terganggu", "dewi_ajibarang",
+                       created_at=minutes_ago(44))
+        return [  # the retweet first: its raw names the post too, samples match in order
+            Sample("X retweet of it (not a complaint)", retweet, retweet.encode(),
+                   complaint=False),
+            Sample("X mention: pothole, with a photo", post, post.encode()),
+            Sample("X DM: rubbish at TPS (1 of 2)", dm1, dm1.encode()),
+            Sample("X DM: rubbish at TPS (2 of 2)", dm2, dm2.encode()),
+        ]
+
+    return DemoChannel(
+        name="twitter",
+        settings=x.channel_config(poll_seconds=30),
+        servers={"X API": x.url.removeprefix("http://")},
+        deliver=deliver,
+    )
+
+
 # One function per channel; each starts its servers on `stack` (stopped when the demo ends).
-CHANNELS: list[Callable[[contextlib.ExitStack], DemoChannel]] = [email_channel]
+CHANNELS: list[Callable[[contextlib.ExitStack], DemoChannel]] = [email_channel, twitter_channel]
 
 
 # -- the citizens' emails -------------------------------------------------------------------
