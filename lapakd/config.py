@@ -255,7 +255,9 @@ def validate_section(
                 raise ConfigError(f"{cfg_path}: {section}.{key} is required")
             out[key] = list(f.default) if isinstance(f.default, list) else f.default
         if f.path and isinstance(out[key], str) and out[key]:
-            out[key] = str((base / out[key]).resolve())
+            # Resolve all but the last component: public_dir is a symlink swapped per export.
+            full = base / out[key]
+            out[key] = str(full.parent.resolve() / full.name)
     return out
 
 

@@ -298,3 +298,20 @@ def test_routing_sets_kecamatan_and_pipeline_export_is_private(desk_env):
         for secret in (b"siti.aminah", b"Siti Aminah", b"0812-7777-6666"):
             assert secret not in blob, (secret, path)
     assert os.path.islink(desk_env.data_dir / "public")
+
+
+def test_config_keeps_public_dir_as_the_symlink(desk, tmp_path):
+    from lapakd.app import Desk
+    from lapakd.config import load_config
+
+    add_complaint(desk, "Jalan rusak")
+    export.export(desk)
+    again = Desk(load_config(tmp_path / "lapakd.toml"))  # a fresh CLI run after the swap
+    try:
+        assert again.config.public_dir == desk.config.public_dir
+        assert again.config.public_dir.is_symlink()
+        add_complaint(again, "Jalan rusak lagi")
+        result = export.export(again)
+        assert result.target == desk.config.public_dir and result.complaints == 2
+    finally:
+        again.close()
