@@ -276,6 +276,36 @@ def test_ack_rate_limited_is_retried_after_reset(env, x):
     assert len(x.replies()) == 1
 
 
+def test_relay_goes_back_on_the_same_thread_and_long_text_keeps_the_link(env, x):
+    tid = x.add_mention("Jalan rusak di Jl. Pahlawan Tanjung")
+    env.run_once()
+    with env.db() as db:
+        c = db.execute("SELECT * FROM complaints").fetchone()
+        link = f"https://lapakaduan.example/aduan/{c['ticket']}.html"
+        text = ("Tanggapan DPUPR: " + "perbaikan dijadwalkan minggu depan. " * 12 + link)
+        db.execute(
+            "INSERT INTO outbox (kind, transport, complaint_id, recipients, payload, dedupe_key,"
+            " message_id, next_attempt_at, created_at) VALUES ('relay', 'twitter', ?, '[]', ?,"
+            " 'relay:t', 'relay-t@x', '2000-01-01T00:00:00+00:00', '2000-01-01T00:00:00+00:00')",
+            (c["id"], json.dumps({"reply_ref": json.loads(c["reply_ref"]), "text": text})))
+    env.run_once()
+    relay = [p for p in x.posted if p["status"] == 201][-1]
+    assert relay["in_reply_to"] == tid
+    assert len(relay["body"]["text"]) <= 280 and relay["body"]["text"].endswith("… " + link)
+
+
+def test_secrets_come_from_files_and_environment(env, x, tmp_path):
+    (tmp_path / "x-bearer").write_text(xr.BEARER + "\n")
+    env.write_config(**{"channels.twitter": {
+        "bearer_token": "", "bearer_token_file": "x-bearer",
+        "access_token_secret": "", "access_token_secret_env": "LAPAKD_TEST_X_SECRET"}})
+    x.seed_sample()
+    env.cli("run", "--once", env={"LAPAKD_TEST_X_SECRET": xr.ACCESS_TOKEN_SECRET})
+    assert env.count("SELECT count(*) FROM messages WHERE channel = 'twitter'") == 6
+    assert len(x.replies()) == 6  # OAuth 1.0a with the secret from the environment
+    assert {r["auth"] for r in x.requests if r["endpoint"] == "mentions"} == {"app"}
+
+
 # -- limits and faults -------------------------------------------------------------------------
 
 
@@ -326,9 +356,9 @@ def test_real_rate_limit_window_runs_out_and_resets(desk_env):
 def test_401_marks_needs_reauth_alerts_once_and_leaks_no_token(env, x):
     x.seed_sample()
     x.revoke_tokens()
-    runs = [env.run_once()]
+    runs = [env.cli("run", "--once", "--log-level", "debug")]
     unpause(env)
-    runs.append(env.run_once())
+    runs.append(env.cli("run", "--once", "--log-level", "debug"))
     h = health(env)
     assert h["state"] == "needs_reauth" and "401" in h["last_error"]
     text = env.cli("status", check=False).stdout
@@ -364,6 +394,18 @@ def test_5xx_and_timeouts_are_retried_with_backoff(env, x):
     env.run_once()
     assert health(env)["state"] == "ok"
     assert env.count("SELECT count(*) FROM messages WHERE channel = 'twitter'") == 6
+    # A stalled answer is a timeout: transient, retried.
+    env.write_config(**{"channels.twitter": {"timeout_seconds": 1}})
+    x.add_mention("Sampah menumpuk di Jl. Bank, Purwokerto")
+    x.stall("mentions", 2.5)
+    unpause(env)
+    env.run_once()
+    h = health(env)
+    assert h["state"] == "error" and "timed out after 1s" in h["last_error"]
+    unpause(env)
+    env.run_once()
+    assert health(env)["state"] == "ok"
+    assert env.count("SELECT count(*) FROM messages WHERE channel = 'twitter'") == 7
     # Nothing listens: a connection failure is transient too, and says nothing secret.
     env.write_config(**{"channels.twitter": {"api_url": "http://127.0.0.1:1"}})
     unpause(env)

@@ -24,7 +24,8 @@ The ``Authorization`` header is checked (Bearer token or OAuth 1.0a consumer key
 endpoints and posting need user context (OAuth 1.0a), as on X.
 
 Switches for tests: ``fail(...)`` (429 both styles, 401, 5xx, for N requests),
-``serve_raw(...)`` (a malformed or huge body), ``revoke_tokens()`` / ``restore_tokens()``.
+``serve_raw(...)`` (a malformed or huge body), ``stall(...)`` (a slow answer),
+``revoke_tokens()`` / ``restore_tokens()``.
 ``posted`` records every POST (accepted or refused); ``requests`` every request.
 """
 
@@ -123,6 +124,7 @@ class Fault:
     body: bytes | None = None  # serve these bytes verbatim (malformed payloads)
     content_type: str = "application/json; charset=utf-8"
     after: int = 0  # let this many matching requests through first
+    delay: float = 0.0  # stall this long, then answer normally (client timeouts)
 
 
 @dataclass
@@ -328,6 +330,11 @@ class XReplica:
         with self.lock:
             self.faults.append(Fault(endpoint, status, times, style, reset_in, after=after))
 
+    def stall(self, endpoint: str, seconds: float, times: int = 1) -> None:
+        """The next `times` requests to `endpoint` wait `seconds` before answering."""
+        with self.lock:
+            self.faults.append(Fault(endpoint, 200, times, delay=seconds))
+
     def serve_raw(self, endpoint: str, body: bytes, *, status: int = 200, times: int = 1,
                   content_type: str = "application/json; charset=utf-8") -> None:
         with self.lock:
@@ -456,6 +463,9 @@ class _Handler(BaseHTTPRequestHandler):
             if auth is None or not r.tokens_valid:
                 raise _Reply(401, UNAUTHORIZED)
             fault = r._take_fault(endpoint)
+            if fault is not None and fault.delay:
+                time.sleep(fault.delay)
+                fault = None
             with r.lock:
                 w = r._window(endpoint)
                 if fault is None and w.remaining <= 0:
