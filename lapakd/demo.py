@@ -264,6 +264,16 @@ CHANNELS: list[Callable[[contextlib.ExitStack], DemoChannel]] = [email_channel, 
 # -- the citizens' emails -------------------------------------------------------------------
 
 
+def _headers(sender: str, subject: str, hours_ago: float) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = DESK_EMAIL
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(WIB) - timedelta(hours=hours_ago))
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].rstrip(">"))
+    return msg
+
+
 def _mail(
     sender: str,
     subject: str,
@@ -275,13 +285,7 @@ def _mail(
     headers: dict[str, str] | None = None,
 ) -> tuple[bytes, str]:
     """A complete RFC 5322 message as a mail client would send it, and its Message-ID."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = DESK_EMAIL
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(WIB) - timedelta(hours=hours_ago))
-    domain = sender.rpartition("@")[2].rstrip(">")
-    msg["Message-ID"] = make_msgid(domain=domain)
+    msg = _headers(sender, subject, hours_ago)
     for name, value in (headers or {}).items():
         msg[name] = value
     if text is None:
@@ -296,15 +300,11 @@ def _mail(
     return msg.as_bytes(policy=email.policy.SMTP), msg["Message-ID"].strip("<>")
 
 
-def _mail_with_broken_charset(sender: str, subject: str, body: bytes, *, hours_ago: float
-                              ) -> tuple[bytes, str]:
+def _mail_with_broken_charset(
+    sender: str, subject: str, body: bytes, *, hours_ago: float
+) -> tuple[bytes, str]:
     """An old mail client's message: Windows-1252 bytes under a charset nobody knows."""
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = DESK_EMAIL
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(WIB) - timedelta(hours=hours_ago))
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].rstrip(">"))
+    msg = _headers(sender, subject, hours_ago)
     msg["MIME-Version"] = "1.0"
     msg["Content-Type"] = 'text/plain; charset="x-unknown"'
     msg["Content-Transfer-Encoding"] = "8bit"
@@ -830,20 +830,21 @@ def report(
             "eml_files": len(list(outbox.glob("*.eml"))),
         }, ensure_ascii=False, indent=2))
         return
-    complaints = [r for r in rows if r.ticket]
+    status_of = {r.ticket: r.status for r in rows if r.ticket}  # grouped chats share one
     by_status: dict[str, int] = {}
-    for r in complaints:
-        by_status[r.status] = by_status.get(r.status, 0) + 1
-    others = len(rows) - len(complaints)
-    arrived = "; ".join(
+    for status in status_of.values():
+        by_status[status] = by_status.get(status, 0) + 1
+    others = sum(1 for r in rows if not r.ticket)
+    arrived = ", ".join(
         f"{ch.name} ({', '.join(f'{kind} {where}' for kind, where in ch.servers.items())})"
         for ch in channels
     )
-    print(f"lapakd demo: {len(rows)} messages arrived on {arrived}. lapakd fetched, processed\n"
-          f"and routed them, and emailed the agencies (SMTP sink {sink.host}:{sink.port}):\n")
+    print(f"lapakd demo: {len(rows)} messages arrived on {arrived}.\n"
+          f"lapakd fetched, processed and routed them, and emailed the agencies "
+          f"(SMTP sink {sink.host}:{sink.port}):\n")
     print(format_table(rows))
     print()
-    print(f"  {len(complaints)} complaints ("
+    print(f"  {len(status_of)} complaints ("
           + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
           + f"); {others} stored, not a complaint. Emails sent: "
           + (", ".join(f"{n} {k}" for k, n in sorted(sent.items())) or "none") + ".")
