@@ -237,9 +237,10 @@ class TwitterAdapter(Adapter):
             if ids and pending is None:
                 pending = str(max(ids))
             token = meta.get("next_token") if isinstance(meta.get("next_token"), str) else None
-            if token and ids:
+            if token:
                 # Older pages remain: keep since_id, remember how far down we are.
-                cur.update(since_id=since, until_id=str(min(ids)), pending_newest=pending)
+                if ids:
+                    cur.update(since_id=since, until_id=str(min(ids)), pending_newest=pending)
             else:
                 newest = max([int(x) for x in (since, pending) if x] or [0])
                 cur.clear()
