@@ -118,6 +118,8 @@ class Store:
         """Hold the data_dir's runner lock: one daemon (or `run --once`) per store.
 
         Holding it also proves that outbox rows left in `sending` belong to a dead process."""
+        if self._lock_fd is not None:  # already ours
+            return
         fd = os.open(self.data_dir / "lapakd.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
