@@ -161,6 +161,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{cfg_path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{cfg_path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{cfg_path}: cannot read: {exc.strerror}") from None
     return parse_config(raw, cfg_path.resolve())
 
 

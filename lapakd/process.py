@@ -1,7 +1,8 @@
 """Processing: turn stored raw messages into complaints (or record what else they are).
 
 Each message is handled in its own transaction. A message that breaks is quarantined with its
-error and the stage goes on with the next one; `lapakd requeue msg-N` puts it back.
+error and the stage goes on with the next one; `lapakd requeue msg-N` puts it back. A transient
+failure (a media server that is down) is retried with backoff before it is quarantined.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from lapakd.adapters.base import Content
+from lapakd.adapters.base import Content, TransientError
 from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
 
 log = structlog.get_logger("lapakd.process")
+
+# Seconds before the 1st, 2nd, ... retry of a transient failure; quarantined after the last.
+RETRY_DELAYS = (30, 60, 120, 300, 900, 1800, 3600, 3600, 3600, 3600)
 
 # A handler takes a parsed message and returns True when it dealt with it. They run in order;
 # the last one turns whatever is left into a complaint.
@@ -30,7 +34,9 @@ Handler = Callable[["Desk", sqlite3.Row, Content], bool]
 def process_pending(desk: Desk, limit: int = 1000) -> int:
     store = desk.store
     rows = store.all(
-        "SELECT * FROM messages WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)
+        "SELECT * FROM messages WHERE state = 'pending' AND (retry_at IS NULL OR retry_at <= ?)"
+        " ORDER BY id LIMIT ?",
+        (now_iso(), limit),
     )
     done = 0
     for row in rows:
@@ -43,9 +49,25 @@ def process_pending(desk: Desk, limit: int = 1000) -> int:
                     if handler(desk, row, content):
                         break
             done += 1
+        except TransientError as exc:
+            if row["attempts"] >= len(RETRY_DELAYS):
+                quarantine_message(store, row["id"], exc)
+            else:
+                retry_later(store, row, exc)
         except Exception as exc:  # noqa: BLE001 - quarantine, keep going
             quarantine_message(store, row["id"], exc)
     return done
+
+
+def retry_later(store: Store, row: sqlite3.Row, exc: TransientError) -> None:
+    delay = exc.retry_after or RETRY_DELAYS[row["attempts"]]
+    error = f"TransientError: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE messages SET attempts = attempts + 1, error = ?, retry_at = ? WHERE id = ?",
+            (error, iso(utcnow() + timedelta(seconds=delay)), row["id"]),
+        )
+    log.warning("message.retry", message=f"msg-{row['id']}", error=error, retry_in=int(delay))
 
 
 def quarantine_message(store: Store, message_id: int, exc: BaseException) -> None:
@@ -169,6 +191,8 @@ def _clean(text: str) -> str:
 def requeue_message(store: Store, message_id: int, actor: str) -> None:
     with store.transaction() as conn:
         conn.execute(
-            "UPDATE messages SET state = 'pending', error = NULL WHERE id = ?", (message_id,)
+            "UPDATE messages SET state = 'pending', error = NULL, attempts = 0, retry_at = NULL"
+            " WHERE id = ?",
+            (message_id,),
         )
         store.event("requeued", message_id=message_id, actor=actor)

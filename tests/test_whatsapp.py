@@ -138,3 +138,25 @@ def test_media_gone_quarantines_with_reason_and_keeps_the_message(desk_env, repl
     [msg] = rows(desk_env, "SELECT state, error FROM messages")
     assert msg["state"] == "quarantined" and "error 100" in msg["error"]
     assert "access_token" not in msg["error"] and R.TOKEN not in msg["error"]
+
+
+def test_media_server_down_is_retried_later_not_quarantined(desk_env, replica, hook):
+    deliver(hook, replica.whatsapp_media_body(PHONE, "Budi", TINY_JPEG,
+                                              caption="Jalan berlubang di Karangsalam"))
+    replica.fail(20)  # Graph answers 5xx for a while
+    desk_env.run_once()
+    [msg] = rows(desk_env, "SELECT state, attempts, error, retry_at FROM messages")
+    assert msg["state"] == "pending" and msg["attempts"] == 1
+    assert "TransientError" in msg["error"] and msg["retry_at"]
+    assert complaints(desk_env) == []
+    # Graph is back; once the retry is due the photo is downloaded and the complaint made.
+    replica.fail(0)
+    with desk_env.db() as conn:
+        conn.execute("UPDATE messages SET retry_at = '2000-01-01T00:00:00+00:00'")
+    desk_env.run_once()
+    [msg] = rows(desk_env, "SELECT state FROM messages")
+    assert msg["state"] == "processed"
+    [c] = complaints(desk_env)
+    assert c["status"] == "forwarded"
+    assert rows(desk_env, "SELECT content_type FROM attachments") == [
+        {"content_type": "image/jpeg"}]
