@@ -10,10 +10,77 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from lapakd.rules.text import Keyword, Words, words
+
+_TOKEN_CACHE_SIZE = 50_000
+
+
+def _bits(mask: int) -> Iterator[int]:
+    """The positions of the set bits of mask, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+_MISSING = object()
+
+
+class KeywordList:
+    """A rule's `any:` / `none:` list (or one `all:` keyword), compiled for fast matching.
+
+    Identical lists in different rules (YAML anchors, shared exclusions) are one object in a
+    RuleSet, and its result is remembered per text, so it is worked out once per text."""
+
+    __slots__ = ("entries", "keywords")
+
+    def __init__(self, keywords: list[Keyword]) -> None:
+        self.keywords = tuple(keywords)
+        # (first word, is it a prefix, can it match through a hashtag, keyword)
+        self.entries = tuple(
+            (k.parts[0][0], k.parts[0][1], len(k.parts) > 1, k)
+            if k.parts else ("", False, False, k)  # no words: never matches
+            for k in keywords
+        )
+
+    def first(self, w: Words) -> Keyword | None:
+        """The first keyword of the list, in list order, that the text matches."""
+        memo = w._memo
+        found = memo.get(self, _MISSING)
+        if found is _MISSING:
+            found = None
+            positions, tags = w.positions, w.hashtags
+            for first, prefix, multi, k in self.entries:
+                # a keyword whose first word is not in the text cannot match (but a phrase
+                # can still match through a hashtag): skip it without the call
+                if not prefix and first not in positions and not (multi and tags):
+                    continue
+                if k.matches(w):
+                    found = k
+                    break
+            memo[self] = found
+        return found  # type: ignore[return-value]
+
+
+def _compile(
+    rule: Rule, interned: dict[tuple[str, ...], KeywordList]
+) -> tuple[KeywordList | None, tuple[KeywordList, ...], KeywordList | None]:
+    def one(keywords: list[Keyword]) -> KeywordList:
+        key = tuple(k.source for k in keywords)  # same sources, same parse, same result
+        found = interned.get(key)
+        if found is None:
+            found = interned[key] = KeywordList(keywords)
+        return found
+
+    return (
+        one(rule.any) if rule.any else None,
+        tuple(one([k]) for k in rule.all),
+        one(rule.none) if rule.none else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -47,6 +114,7 @@ class Rule:
     public: bool = True
     sla_days: int | None = None
     continue_: bool = False
+    _compiled: Any = field(default=None, repr=False, compare=False)
 
     @property
     def where(self) -> str:
@@ -60,17 +128,21 @@ class Rule:
             who = (sender or "").lower()
             if not any(fnmatch.fnmatchcase(who, pat) for pat in self.sender):
                 return None
+        if self._compiled is None:  # RuleSet compiles its rules; this is for a lone Rule
+            self._compiled = _compile(self, {})
+        any_, all_, none = self._compiled
         hits: list[str] = []
-        if self.any:
-            found = next((k for k in self.any if k.matches(w)), None)
+        if any_ is not None:
+            found = any_.first(w)
             if found is None:
                 return None
             hits.append(found.source)
-        for k in self.all:
-            if not k.matches(w):
+        for one in all_:
+            found = one.first(w)
+            if found is None:
                 return None
-            hits.append(k.source)
-        if any(k.matches(w) for k in self.none):
+            hits.append(found.source)
+        if none is not None and none.first(w) is not None:
             return None
         if self.regex is not None:
             m = self.regex.search(w.normalized)
@@ -120,48 +192,69 @@ class RuleSet:
         self.rules = rules
         self.examples = examples or []
         self.signature = signature
-        self._exact: dict[str, list[int]] = {}
-        self._prefix: dict[str, list[int]] = {}
-        self._always: list[int] = []
+        # The index: trigger word -> bit mask of the rules it may wake (bit i = rules[i]).
+        self._exact: dict[str, int] = {}
+        self._prefix: dict[str, int] = {}
+        self._always = 0
+        interned: dict[tuple[str, ...], KeywordList] = {}
         for index, rule in enumerate(rules):
+            rule._compiled = _compile(rule, interned)
+            bit = 1 << index
             triggers = rule.any or rule.all[:1]
             if not triggers:
-                self._always.append(index)
+                self._always |= bit
                 continue
             for kw in triggers:
                 if not kw.parts:
                     continue
                 word, prefix = kw.parts[0]
-                (self._prefix if prefix else self._exact).setdefault(word, []).append(index)
+                table = self._prefix if prefix else self._exact
+                table[word] = table.get(word, 0) | bit
         self._prefix_lengths = sorted({len(p) for p in self._prefix})
+        # token -> mask of the rules it wakes; texts share most of their words, so this
+        # turns the per-token prefix lookups into one dict lookup. Bounded; lives as long
+        # as this RuleSet (a reload builds a new one).
+        self._token_masks: dict[str, int] = {}
 
-    def _candidates(self, w: Words) -> list[int]:
-        found = set(self._always)
-        exact, prefix, lengths = self._exact, self._prefix, self._prefix_lengths
+    def _token_mask(self, tok: str) -> int:
+        mask = self._exact.get(tok, 0)
+        prefix = self._prefix
+        for length in self._prefix_lengths:
+            if length > len(tok):
+                break
+            mask |= prefix.get(tok[:length], 0)
+        return mask
+
+    def _mask(self, w: Words) -> int:
+        """The rules that can match this text, as a bit mask (a superset of the matches)."""
+        found = self._always
+        cache = self._token_masks
         for tok in w.positions:
-            hit = exact.get(tok)
-            if hit:
-                found.update(hit)
-            for length in lengths:
-                if length > len(tok):
-                    break
-                hit = prefix.get(tok[:length])
-                if hit:
-                    found.update(hit)
+            mask = cache.get(tok)
+            if mask is None:
+                mask = self._token_mask(tok)
+                if len(cache) >= _TOKEN_CACHE_SIZE:
+                    cache.clear()
+                cache[tok] = mask
+            found |= mask
+        exact = self._exact
         for tag in w.hashtags:  # "#jalanrusak" starts with the trigger word "jalan"
             for end in range(1, len(tag)):
-                hit = exact.get(tag[:end])
-                if hit:
-                    found.update(hit)
-        return sorted(found)
+                found |= exact.get(tag[:end], 0)
+        return found
+
+    def _candidates(self, w: Words) -> list[int]:
+        """Indexes of the rules worth trying for this text, in rule order."""
+        return list(_bits(self._mask(w)))
 
     def evaluate(
         self, text: str, channel: str | None = None, sender: str | None = None
     ) -> Decision:
         w = words(text)
         decision: Decision | None = None
-        for index in self._candidates(w):
-            rule = self.rules[index]
+        rules = self.rules
+        for index in _bits(self._mask(w)):
+            rule = rules[index]
             hits = rule.match(w, channel, sender)
             if hits is None:
                 continue

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from functools import cached_property
 
 _WORD = re.compile(r"[^\W_]+")
 _HASHTAG = re.compile(r"#([^\W_]+)")
@@ -21,6 +23,27 @@ class Words:
     positions: dict[str, list[int]]
     hashtags: tuple[str, ...]
     normalized: str  # NFKC + lowercase, punctuation kept: what `regex` conditions see
+    _prefixed: dict[str, list[int]] = field(default_factory=dict, compare=False, repr=False)
+    _sorted: list[str] = field(default_factory=list, compare=False, repr=False)
+    # what the rules engine already worked out for this text (keyword list -> result)
+    _memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def starting_with(self, prefix: str) -> list[int]:
+        """Positions of the tokens that start with `prefix` (remembered for this text)."""
+        found = self._prefixed.get(prefix)
+        if found is None:
+            ordered = self._sorted
+            if not ordered:
+                ordered.extend(sorted(self.positions))
+            # the tokens with this prefix are one run in sorted order, starting here
+            found = []
+            for i in range(bisect_left(ordered, prefix), len(ordered)):
+                tok = ordered[i]
+                if not tok.startswith(prefix):
+                    break
+                found.extend(self.positions[tok])
+            self._prefixed[prefix] = found
+        return found
 
 
 def normalize(text: str) -> str:
@@ -32,7 +55,11 @@ def words(text: str) -> Words:
     tokens = tuple(_WORD.findall(norm))
     positions: dict[str, list[int]] = {}
     for i, tok in enumerate(tokens):
-        positions.setdefault(tok, []).append(i)
+        where = positions.get(tok)
+        if where is None:
+            positions[tok] = [i]
+        else:
+            where.append(i)
     hashtags = tuple(_HASHTAG.findall(norm)) if "#" in norm else ()
     return Words(tokens, positions, hashtags, norm)
 
@@ -53,22 +80,25 @@ class Keyword:
             parts.extend((tok, prefix and i == len(toks) - 1) for i, tok in enumerate(toks))
         return cls(source, tuple(parts))
 
-    @property
+    @cached_property
     def squashed(self) -> str:
         return "".join(word for word, _ in self.parts)
 
     def matches(self, w: Words) -> bool:
-        if not self.parts:
+        parts = self.parts
+        if not parts:
             return False
-        first, first_prefix = self.parts[0]
-        if first_prefix:
-            starts = [i for i, tok in enumerate(w.tokens) if tok.startswith(first)]
-        else:
-            starts = w.positions.get(first, [])
-        if any(self._rest_matches(w.tokens, start, 1) for start in starts):
-            return True
+        first, first_prefix = parts[0]
+        starts = w.starting_with(first) if first_prefix else w.positions.get(first)
+        if starts:
+            if len(parts) == 1:
+                return True
+            tokens = w.tokens
+            for start in starts:
+                if self._rest_matches(tokens, start, 1):
+                    return True
         # `#jalanrusak` carries the words of "jalan rusak".
-        if w.hashtags and len(self.parts) > 1:
+        if w.hashtags and len(parts) > 1:
             squashed = self.squashed
             return any(tag.startswith(squashed) for tag in w.hashtags)
         return False
