@@ -36,10 +36,17 @@ class KeywordList:
     Identical lists in different rules (YAML anchors, shared exclusions) are one object in a
     RuleSet, and its result is remembered per text, so it is worked out once per text."""
 
-    __slots__ = ("entries", "keywords")
+    __slots__ = ("entries", "keywords", "multi", "plain")
 
     def __init__(self, keywords: list[Keyword]) -> None:
         self.keywords = tuple(keywords)
+        # without prefix keywords, none can match unless one of these words is in the text
+        # (or, for a phrase, a hashtag carries it)
+        self.plain = (
+            None if any(k.parts[0][1] for k in keywords if k.parts)
+            else frozenset(k.parts[0][0] for k in keywords if k.parts)
+        )
+        self.multi = any(len(k.parts) > 1 for k in keywords)
         # (first word, is it a prefix, can it match through a hashtag, keyword)
         self.entries = tuple(
             (k.parts[0][0], k.parts[0][1], len(k.parts) > 1, k)
@@ -54,6 +61,12 @@ class KeywordList:
         if found is _MISSING:
             found = None
             positions, tags = w.positions, w.hashtags
+            if (
+                self.plain is not None and positions.keys().isdisjoint(self.plain)
+                and not (self.multi and tags)
+            ):
+                memo[self] = None
+                return None
             for first, prefix, multi, k in self.entries:
                 # a keyword whose first word is not in the text cannot match (but a phrase
                 # can still match through a hashtag): skip it without the call
