@@ -7,14 +7,15 @@ This module is also the shortest complete picture of how lapakd is wired:
    receives as .eml files in ``<dir>/outbox-mail/``.
 2. ``<dir>/lapakd.toml`` is written pointing at those servers, with the project's default rules.
 3. Citizens' messages are delivered to the channel servers the way the real world would (for
-   email: IMAP APPEND of complete RFC 5322 mails).
+   email: IMAP APPEND of complete RFC 5322 mails; for WhatsApp, which only pushes: a webhook
+   POST signed like Meta signs it, to lapakd's own ``/webhook`` served from that lapakd.toml).
 4. ``lapakd.daemon.run_once`` does what the daemon does: poll, process, route, send.
 5. The result is read back from the store: what ``lapakd list`` / ``show`` would show.
 
 Adding a channel to the demo (X, Facebook, WhatsApp through a local replica of their API): write
 one function ``<name>_channel(stack) -> DemoChannel`` that starts the replica, says how lapakd
-reaches it (its ``[channels.<name>]`` section) and how to deliver its sample messages; then add
-it to ``CHANNELS``.
+reaches it (its ``[channels.<name>]`` section) and how to deliver its sample messages, and what
+the citizens got back (``replies``); then add it to ``CHANNELS``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import threading
 import time
 import traceback
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -180,6 +181,12 @@ class DemoChannel:
     servers: dict[str, str]  # what runs for it, shown to the user: {"IMAP": "127.0.0.1:40123"}
     deliver: Callable[[], list[Sample]]  # put the samples where lapakd will fetch them
     login: str = ""  # how a person could look at the server themselves (--keep-running)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)  # more of lapakd.toml
+    # Started once lapakd.toml is written, before deliver(): what serves lapakd's own config
+    # (the webhook).
+    serve: Callable[[Path], None] | None = None
+    # What the citizens received on this channel's server: [(recipient, text)], oldest first.
+    replies: Callable[[], list[tuple[str, str]]] | None = None
 
 
 def email_channel(stack: contextlib.ExitStack) -> DemoChannel:
@@ -249,16 +256,119 @@ def twitter_channel(stack: contextlib.ExitStack) -> DemoChannel:
             Sample("X DM: rubbish at TPS (2 of 2)", dm2, dm2.encode()),
         ]
 
+    def replies() -> list[tuple[str, str]]:
+        out = []
+        with x.lock:
+            for post in x.posted:
+                if post["status"] != 201:
+                    continue
+                if post["endpoint"] == "create_tweet" and post.get("in_reply_to"):
+                    author = x.tweets[post["in_reply_to"]]["author_id"]
+                    out.append((f"@{x.users[author]['username']} (reply)", post["body"]["text"]))
+                elif post["endpoint"] == "create_dm":
+                    user = x.users[post["participant_id"]]["username"]
+                    out.append((f"@{user} (DM)", post["body"]["text"]))
+        return out
+
     return DemoChannel(
         name="twitter",
         settings=x.channel_config(poll_seconds=30),
         servers={"X API": x.url.removeprefix("http://")},
         deliver=deliver,
+        replies=replies,
+    )
+
+
+def facebook_channel(stack: contextlib.ExitStack) -> DemoChannel:
+    """Facebook: a Messenger chat with the desk's Page, polled by lapakd (its real facebook-sdk
+    client) from a local replica of the Graph API; the acknowledgement is posted back to it."""
+    from lapakd.testing.replica import graph
+    from lapakd.testing.replica.x import minutes_ago
+
+    replica = stack.enter_context(graph.GraphReplica())
+    people = {"7302468013579246": "Yudi Hartono"}  # page-scoped id → name
+
+    def deliver() -> list[Sample]:
+        # Three short messages, the way people chat: together they are one complaint.
+        psid = "7302468013579246"
+        chat = ["Pak, mau lapor",
+                "lampu PJU di Jl. Gatot Subroto Purwokerto mati sudah seminggu, malam gelap sekali",
+                "tolong ya 🙏"]
+        mids = [replica.messenger_message(psid, people[psid], text, when=minutes_ago(12 - n))
+                for n, text in enumerate(chat)]
+        return [Sample(f"Messenger chat: PJU out ({n} of {len(mids)})", mid, mid.encode())
+                for n, mid in enumerate(mids, 1)]
+
+    def replies() -> list[tuple[str, str]]:
+        with replica.lock:
+            return [(f"{people.get(p['recipient']['id'], p['recipient']['id'])} (Messenger)",
+                     p["message"]["text"]) for p in replica.posted if "recipient" in p]
+
+    return DemoChannel(
+        name="facebook",
+        settings={"enabled": True, "page_id": graph.PAGE_ID, "access_token": graph.TOKEN,
+                  "graph_url": replica.url, "poll_seconds": 30},
+        servers={"Graph API": replica.url.removeprefix("http://")},
+        deliver=deliver,
+        replies=replies,
+    )
+
+
+def whatsapp_channel(stack: contextlib.ExitStack) -> DemoChannel:
+    """WhatsApp: Meta pushes each message to lapakd's /webhook, signed with the app secret. The
+    demo serves lapakd's real webhook (waitress, from the demo's lapakd.toml) and posts a message
+    to it signed like Meta; the acknowledgement goes to a local replica of the Cloud API."""
+    from lapakd.testing.replica import graph
+    from lapakd.testing.replica.x import minutes_ago
+
+    replica = stack.enter_context(graph.GraphReplica())
+    settings = {"enabled": True, "phone_number_id": graph.PHONE_NUMBER_ID,
+                "access_token": graph.TOKEN, "app_secret": graph.APP_SECRET,
+                "verify_token": graph.VERIFY_TOKEN, "graph_url": replica.url}
+    # The webhook's port is known once it starts (serve); it is where the messages arrive.
+    servers = {"webhook": "", "Graph API": replica.url.removeprefix("http://")}
+    webhook: dict[str, str] = {}
+
+    def serve(config_path: Path) -> None:
+        from lapakd.config import load_config
+        from lapakd.webhook import PATH, WebhookServer
+
+        server = WebhookServer(load_config(config_path)).start()
+        stack.callback(server.stop)
+        webhook["url"] = f"http://{server.config_listen}{PATH}"
+        servers["webhook"] = f"{server.config_listen}{PATH}"
+
+    def deliver() -> list[Sample]:
+        wamid = replica.wamid()
+        body = replica.whatsapp_text_body(
+            "6281327654321", "Endang Susilowati",
+            "Assalamualaikum, sampah di TPS dekat Pasar Sokaraja menumpuk sudah 5 hari tidak "
+            "diangkut, baunya sampai ke jalan. Mohon segera diangkut",
+            wamid=wamid, when=minutes_ago(8))
+        status, answer = graph.send_webhook(webhook["url"], body, settings["app_secret"])
+        if status != 200:
+            raise DemoError(f"the webhook refused the WhatsApp message: {status} {answer[:200]!r}")
+        return [Sample("WhatsApp: rubbish at TPS Sokaraja", wamid, wamid.encode())]
+
+    def replies() -> list[tuple[str, str]]:
+        with replica.lock:
+            return [(f"+{p['to']}", p["text"]["body"]) for p in replica.posted if "to" in p]
+
+    return DemoChannel(
+        name="whatsapp",
+        settings=settings,
+        servers=servers,
+        deliver=deliver,
+        sections={"webhook": {"listen": "127.0.0.1:0"}},  # a free port, chosen when it starts
+        serve=serve,
+        replies=replies,
     )
 
 
 # One function per channel; each starts its servers on `stack` (stopped when the demo ends).
-CHANNELS: list[Callable[[contextlib.ExitStack], DemoChannel]] = [email_channel, twitter_channel]
+CHANNELS: list[Callable[[contextlib.ExitStack], DemoChannel]] = [
+    email_channel, twitter_channel, facebook_channel, whatsapp_channel,
+]
 
 
 # -- the citizens' emails -------------------------------------------------------------------
@@ -538,6 +648,16 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
+# Comments written above a key of the demo's lapakd.toml.
+CONFIG_NOTES = {
+    "desk.group_window_minutes": (
+        "Chat messages (Messenger, WhatsApp, X DMs) are collected for 30 minutes by default",
+        "before the chat is routed, in case the citizen writes more. The demo does not wait",
+        "30 minutes: it routes each chat as soon as its messages are in.",
+    ),
+}
+
+
 def write_config(
     workdir: Path, rules_dir: Path, sink: SmtpSink, channels: list[DemoChannel]
 ) -> Path:
@@ -548,12 +668,14 @@ def write_config(
             "admin_email": ADMIN_EMAIL,
             "public_url": "http://localhost:8000",
             "timezone": "Asia/Jakarta",
+            "group_window_minutes": 0,
         },
         "paths": {"data_dir": "var", "rules_dir": str(rules_dir), "public_dir": "var/public"},
         "smtp": {"host": sink.host, "port": sink.port, "security": "none"},
     }
     for channel in channels:
         sections[f"channels.{channel.name}"] = channel.settings
+        sections.update(channel.sections)
     lines = [
         "# Written by `lapakd demo` for servers that exist only while the demo runs",
         "# (lapakd demo --keep-running keeps them up). The full format: lapakd.toml in the",
@@ -562,7 +684,9 @@ def write_config(
     ]
     for name, values in sections.items():
         lines.append(f"[{name}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        for key, value in values.items():
+            lines.extend(f"# {note}" for note in CONFIG_NOTES.get(f"{name}.{key}", ()))
+            lines.append(f"{key} = {toml_value(value)}")
         lines.append("")
     path = workdir / "lapakd.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -723,6 +847,15 @@ def format_table(rows: list[Row]) -> str:
     )
 
 
+def format_replies(replies: Sequence[tuple[str, str, str]]) -> str:
+    """One line each: channel, recipient, the text's first sentence (it has the ticket)."""
+    lines = [(ch, to, text.replace(". ", ". …", 1).partition("…")[0].rstrip() + (
+        " …" if ". " in text else "")) for ch, to, text in replies]
+    w0, w1 = (max(len(line[i]) for line in lines) for i in (0, 1))
+    return "\n".join(f"  {ch.ljust(w0)}  {to.ljust(w1)}  {_cut(text, 110)}"
+                     for ch, to, text in lines)
+
+
 def pick_forward(sink: SmtpSink, rows: list[Row]) -> EmailMessage | None:
     """The forward of the showcase complaint (the one with a photo), else the first forward."""
     forwards = [m.message for m in sink.messages if "Auto-Submitted" not in m.message]
@@ -791,12 +924,21 @@ def run(args: argparse.Namespace) -> int:
         sink = stack.enter_context(SmtpSink(maildir=workdir / OUTBOX_MAIL))
         channels = [start(stack) for start in CHANNELS]
         config_path = write_config(workdir, rules_dir, sink, channels)
+        for channel in channels:
+            if channel.serve is not None:
+                channel.serve(config_path)
         samples = [sample for channel in channels for sample in channel.deliver()]
         run_pipeline(config_path, len(samples))
         rows, sent = read_result(config_path, samples)
+        # Grouped by channel, in arrival order within each (a webhook stores at once: the
+        # WhatsApp message is in before the first poll).
+        order = [ch.name for ch in channels]
+        rows.sort(key=lambda r: order.index(r.channel) if r.channel in order else len(order))
         sink.wait_for(sum(sent.values()), timeout=30)  # sent means the sink said 250: already in
         trouble = problems(rows, samples)
-        report(args, workdir, config_path, sink, channels, rows, sent, trouble)
+        replies = [(ch.name, to, text) for ch in channels if ch.replies
+                   for to, text in ch.replies()]
+        report(args, workdir, config_path, sink, channels, rows, sent, trouble, replies)
         if args.keep_running:
             keep_running(sink, channels, config_path, sys.stderr if args.json else sys.stdout)
     return 1 if trouble else 0
@@ -811,6 +953,7 @@ def report(
     rows: list[Row],
     sent: dict[str, int],
     trouble: list[str],
+    replies: Sequence[tuple[str, str, str]] = (),
 ) -> None:
     outbox = workdir / OUTBOX_MAIL
     servers = {f"{ch.name} {kind}": where for ch in channels for kind, where in ch.servers.items()}
@@ -826,6 +969,7 @@ def report(
                 {k: v for k, v in vars(row).items() if k not in ("showcase",)} for row in rows
             ],
             "sent": sent,
+            "replies": [{"channel": ch, "to": to, "text": text} for ch, to, text in replies],
             "outbox_mail": str(outbox),
             "eml_files": len(list(outbox.glob("*.eml"))),
         }, ensure_ascii=False, indent=2))
@@ -835,12 +979,13 @@ def report(
     for status in status_of.values():
         by_status[status] = by_status.get(status, 0) + 1
     others = sum(1 for r in rows if not r.ticket)
-    arrived = ", ".join(
-        f"{ch.name} ({', '.join(f'{kind} {where}' for kind, where in ch.servers.items())})"
-        for ch in channels
-    )
-    print(f"lapakd demo: {len(rows)} messages arrived on {arrived}.\n"
-          f"lapakd fetched, processed and routed them, and emailed the agencies "
+    width = max(len(ch.name) for ch in channels)
+    print(f"lapakd demo: {len(rows)} messages arrived on {len(channels)} channels, each served "
+          "on this machine:")
+    for ch in channels:
+        where = ", ".join(f"{kind} {where}" for kind, where in ch.servers.items())
+        print(f"  {ch.name.ljust(width)}  {where}")
+    print(f"lapakd took them in, processed and routed them, and emailed the agencies "
           f"(SMTP sink {sink.host}:{sink.port}):\n")
     print(format_table(rows))
     print()
@@ -848,6 +993,9 @@ def report(
           + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
           + f"); {others} stored, not a complaint. Emails sent: "
           + (", ".join(f"{n} {k}" for k, n in sorted(sent.items())) or "none") + ".")
+    if replies:
+        print("\nReplies to citizens, as their channels' API replicas received them:\n")
+        print(format_replies(replies))
     forward = pick_forward(sink, rows)
     if forward is not None:
         path = eml_file(outbox, forward)
@@ -895,9 +1043,9 @@ def keep_running(
     for ch in channels:
         for kind, where in ch.servers.items():
             login = f"  (login {ch.login})" if ch.login else ""
-            print(f"  {ch.name:<6} {kind:<5} {where}{login}", file=out)
-    print(f"  agencies SMTP {sink.host}:{sink.port}  (saves to {_shown(sink.maildir)})"
-          if sink.maildir else f"  agencies SMTP {sink.host}:{sink.port}", file=out)
+            print(f"  {ch.name:<8} {kind:<9} {where}{login}", file=out)
+    smtp = f"  {'agencies':<8} {'SMTP':<9} {sink.host}:{sink.port}"
+    print(f"{smtp}  (saves to {_shown(sink.maildir)})" if sink.maildir else smtp, file=out)
     print(f"Run the daemon against them: {lapakd_command()} run --config {_shown(config_path)}",
           file=out)
     while not stop.wait(timeout=1.0):

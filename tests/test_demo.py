@@ -81,6 +81,38 @@ def test_routing_of_the_telling_cases(first_run: tuple[Path, dict[str, Any]]) ->
     assert auto["ticket"] is None and auto["kind"] == "auto_reply"
 
 
+def test_chats_and_webhook_are_routed_and_acknowledged(
+    first_run: tuple[Path, dict[str, Any]],
+) -> None:
+    """The Messenger chat (polled from the Graph replica) and the WhatsApp message (a signed
+    webhook to lapakd's own /webhook) are complaints next to the emails, and each citizen got
+    the ticket number back on their own channel."""
+    demo_dir, summary = first_run
+    rows = {r["id"]: r for r in complaints(demo_dir)}
+    tickets = {}
+    for channel, agency, messages in (("facebook", "dinhub", 3), ("whatsapp", "dlh", 1)):
+        items = [i for i in summary["items"] if i["channel"] == channel]
+        assert len(items) == messages, items
+        # A chat's messages make one complaint (the demo's group window is 0: no waiting).
+        [ticket] = {i["ticket"] for i in items}
+        assert ticket is not None and all(i["kind"] == "complaint" for i in items)
+        assert rows[ticket]["channel"] == channel
+        assert rows[ticket]["status"] == "forwarded"
+        assert agency in rows[ticket]["agencies"]
+        tickets[channel] = ticket
+    # Acknowledged once per complaint, on its channel, as the replicas received it.
+    for channel in ("twitter", "facebook", "whatsapp"):
+        mine = {r["id"] for r in rows.values() if r["channel"] == channel}
+        acks = [r for r in summary["replies"] if r["channel"] == channel]
+        assert sorted(t for a in acks for t in mine if t in a["text"]) == sorted(mine), acks
+    [wa] = [r for r in summary["replies"] if r["channel"] == "whatsapp"]
+    assert wa["to"] == "+6281327654321" and tickets["whatsapp"] in wa["text"]
+    [fb] = [r for r in summary["replies"] if r["channel"] == "facebook"]
+    assert "(Messenger)" in fb["to"] and tickets["facebook"] in fb["text"]
+    config = (demo_dir / "lapakd.toml").read_text(encoding="utf-8")
+    assert "group_window_minutes = 0" in config and "[webhook]" in config
+
+
 def test_forwards_are_in_outbox_mail(first_run: tuple[Path, dict[str, Any]]) -> None:
     demo_dir, summary = first_run
     files = sorted((demo_dir / "outbox-mail").glob("*.eml"))
@@ -104,6 +136,7 @@ def test_second_run_in_the_same_dir_starts_fresh(
     done = lapakd("demo", "--dir", str(demo_dir), cwd=demo_dir.parent)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert "LA-" in done.stdout and "lapakd list --config" in done.stdout
+    assert "Replies to citizens" in done.stdout and "+6281327654321" in done.stdout
     rows = complaints(demo_dir)
     # The same complaints again, not twice as many.
     assert len(rows) == len({i["ticket"] for i in summary["items"] if i["ticket"]})
