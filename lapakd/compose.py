@@ -12,6 +12,7 @@ import json
 import sqlite3
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,37 @@ _env = Environment(
     keep_trailing_newline=True,
     trim_blocks=True,
 )
+
+# Headers that repeat from mail to mail: the desk's From/Reply-To/X-Loop, the agency's To/Cc,
+# Auto-Submitted, the Date of the current second and the MIME headers of the text body.
+_REPEATED = frozenset((
+    "from", "reply-to", "to", "cc", "x-loop", "auto-submitted", "date", "mime-version",
+    "content-type", "content-transfer-encoding",
+))
+_PARSED: dict[tuple[str, str], tuple[str, Any]] = {}
+
+
+class _Policy(EmailPolicy):
+    """email.policy.default, remembering the parsed form of headers that repeat.
+
+    Parsing a header (the address parser above all) is the dearest step of building a mail,
+    about 0.1-0.2 ms each. Parsed headers are immutable, so sharing them between mails changes
+    nothing in the bytes sent."""
+
+    def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
+        if not isinstance(value, str) or name.lower() not in _REPEATED:
+            return super().header_store_parse(name, value)
+        key = (name, value)
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            parsed = super().header_store_parse(name, value)
+            if len(_PARSED) >= 1000:
+                _PARSED.clear()
+            _PARSED[key] = parsed
+        return parsed
+
+
+_POLICY = _Policy()  # the settings of email.policy.default
 
 CHANNEL_LABELS = {
     "email": "Email",
@@ -92,7 +124,7 @@ def build(desk: Desk, row: sqlite3.Row) -> tuple[EmailMessage, list[str]]:
     # A builder may return a 4th item: {"headers": {...}, "html": str, "images": [(cid, png)]}.
     subject, body, attachments, *more = builder(desk, row, c, payload)
     extra: dict[str, Any] = more[0] if more else {}
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = formataddr((header_text(cfg.desk.name), cfg.desk.email))
     msg["Reply-To"] = cfg.desk.email
     if row["kind"] == "forward" and len(recipients) > 1:
