@@ -142,6 +142,9 @@ class FacebookAdapter(Adapter):
                 yield None, {self.product: _iso(updated)}
 
     def _conversation_messages(self, conv_id: str, since: datetime) -> Iterator[Inbound]:
+        """New messages of one conversation, oldest first: Graph lists them newest first, and
+        a chat complaint's text must read in the order the citizen wrote it."""
+        found: list[Inbound] = []
         for msgs in self.graph.pages(f"{conv_id}/messages", fields=MESSAGE_FIELDS):
             older = False
             for msg in msgs:
@@ -154,10 +157,11 @@ class FacebookAdapter(Adapter):
                     continue
                 raw = {"source": "poll", "product": self.product,
                        "conversation_id": conv_id, "message": msg}
-                yield Inbound(str(msg["id"]), jdump(raw), "json", created,
-                              {"source": "poll", "product": self.product})
+                found.append(Inbound(str(msg["id"]), jdump(raw), "json", created,
+                                     {"source": "poll", "product": self.product}))
             if older:
-                return
+                break
+        yield from reversed(found)
 
     def _poll_feed(
         self, since_iso: str | None, floor: datetime

@@ -36,6 +36,8 @@ def test_first_poll_routes_chats_posts_and_comments_and_acknowledges_once(fb, re
     chat = next(c for c in found if c["conversation"])
     assert chat["conversation"] == "fb:7301234567890123" and chat["sender_name"] == "Siti Rahayu"
     assert "PJU" in chat["text"] and "Alun-alun" in chat["text"]
+    # The chat reads in the order it was written (Graph lists messages newest first).
+    assert chat["text"].index("PJU") < chat["text"].index("Alun-alun")
     by_text = {c["text"][:12]: c for c in found}
     assert by_text["Jalan rusak "]["status"] == "forwarded"
     assert by_text["Sampah menum"]["status"] == "forwarded"
