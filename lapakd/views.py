@@ -167,6 +167,11 @@ def format_show(data: dict[str, Any]) -> str:
         lines.append("")
         for a in data["attachments"]:
             lines.append(f"attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+        for u in data.get("updates") or []:
+            who = u.get("agency") or u.get("source")
+            status = f" [status → {u['status']}]" if u.get("status") else ""
+            lines.append(f"update {u.get('at')} from {who}{status}: "
+                         f"{' '.join((u.get('text') or '').split())[:200]}")
         for o in data["outbox"]:
             err = f"  error: {o['last_error']}" if o["last_error"] else ""
             lines.append(f"outbox #{o['id']} {o['kind']} → {', '.join(o['to']) or 'admin'}: "
@@ -182,7 +187,9 @@ def format_show(data: dict[str, Any]) -> str:
 def _event_detail(type_: str, data: dict[str, Any]) -> str:
     if type_ == "routed":
         target = ", ".join(data.get("agencies") or []) or data.get("action", "")
-        return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}"
+        hits = data.get("hits") or []
+        where = f" at {hits[0]['where']}" if hits and hits[0].get("where") else ""
+        return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}{where}"
                 f" (matched: {', '.join(data.get('matched') or []) or '-'})")
     if type_ == "sent":
         to = ", ".join(data.get("to") or [])
