@@ -91,7 +91,10 @@ def phase(root: Path, name: str) -> None:
     result = export.export(desk)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the export's worker processes (full export): the largest one's peak
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"phase": name, "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb),
+                      "worker_peak_rss_mb": round(child_mb),
                       "complaints": result.complaints, "rebuilt": result.rebuilt,
                       "rendered": result.rendered, "reused": result.reused}))
 

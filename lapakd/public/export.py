@@ -16,9 +16,18 @@ failed export therefore leaves the last good list, statistics and open data, wit
 few detail pages already showing the newer state of their complaint.
 
 Incremental: `public_cache` (store) keeps each complaint's published record keyed by what it
-was built from; only changed complaints are rebuilt. `.manifest.json` (in each build, and one
-in the pages directory) maps each file to a content key; an unchanged build file is
-hard-linked from the previous build, an unchanged detail page is left alone.
+was built from (the key is computed in SQL); only changed complaints are rebuilt and only their
+detail pages rewritten. `public_index`, a narrow table, holds the key and the statistics fields
+as columns (statistics and filters are computed in SQL) and `public_blocks`, per archive block of 100 complaints (`public_blocks`), the
+block's part of aduan.json, aduan.csv and data/cari.json, so the open data is concatenated from
+1,000 cached blocks instead of re-serialized. `.manifest.json` (in each build) maps each file
+to a content key; an unchanged build file is hard-linked from the previous build. The pages
+directory holds a token (`.lapakd-pages`) that `public_state` also records: if they differ
+(directory deleted, another target), every page is rebuilt.
+
+Full builds (and any run with many changed complaints) build records and render pages in a
+pool of worker processes (one per CPU, fork), each reading the store on its own connection and
+writing its own pages; the parent writes the cache and the aggregate files.
 """
 
 from __future__ import annotations
@@ -28,8 +37,11 @@ import fcntl
 import hashlib
 import importlib.resources
 import json
+import multiprocessing
 import os
+import secrets
 import shutil
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +68,9 @@ PAGE_SIZE = 100  # complaints per archive page (halaman/N.html, N=1 is the oldes
 INDEX_ROWS = 50  # newest complaints on index.html
 FEED_SIZE = 50
 KEEP_BUILDS = 2  # the current one and the previous one
+POOL_MIN = 2000  # changed complaints from which a worker pool is used
+TASK_BLOCKS = 10  # archive blocks per worker task
+PAGES_TOKEN = ".lapakd-pages"
 MONTHS = ["Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
           "September", "Oktober", "November", "Desember"]
 
@@ -129,8 +144,10 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def backfill_kecamatan(desk: Desk, limit: int = 100_000) -> int:
-    """Detect the kecamatan of complaints routed before detection existed ('' = none found)."""
+def backfill_kecamatan(desk: Desk, limit: int = 100_000,
+                       detect: Callable[..., Any] | None = None) -> int:
+    """Detect the kecamatan of complaints routed before detection existed ('' = none found).
+    `detect`: a `map` (e.g. a process pool's) to spread the detection over CPUs."""
     store = desk.store
     rows = store.all(
         "SELECT id, subject, text FROM complaints WHERE kecamatan IS NULL AND status != 'new'"
@@ -138,9 +155,9 @@ def backfill_kecamatan(desk: Desk, limit: int = 100_000) -> int:
     )
     if not rows:
         return 0
-    values = [
-        (kec.detect(f"{r['subject']}\n{r['text']}") or "", r["id"]) for r in rows
-    ]
+    texts = [f"{r['subject']}\n{r['text']}" for r in rows]
+    found = detect(_detect, texts, 1000) if detect else map(_detect, texts)
+    values = [(k, r["id"]) for k, r in zip(found, rows, strict=True)]
     with store.transaction() as conn:
         conn.executemany("UPDATE complaints SET kecamatan = ? WHERE id = ?", values)
     return len(values)
@@ -216,6 +233,104 @@ def export(desk: Desk, out: str | os.PathLike[str] | None = None, *, full: bool 
         return _export(desk, target, full=full, now=now, started=started)
 
 
+# Worker context: set by the parent before the pool forks (workers inherit it), or used
+# in-process for small runs.
+_CTX: dict[str, Any] = {}
+
+
+def _conn() -> sqlite3.Connection:
+    if _CTX.get("pid") != os.getpid():  # a forked worker: its own connection
+        _CTX["conn"] = sqlite3.connect(_CTX["db"], timeout=30)
+        _CTX["conn"].execute("PRAGMA busy_timeout=30000")
+        _CTX["pid"] = os.getpid()
+    return _CTX["conn"]
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def _detect(text: str) -> str:
+    return kec.detect(text) or ""
+
+
+def _work(blocks: list[tuple[int, list[int], list[int], bool, bool]]) -> dict[str, Any]:
+    """Build and render some archive blocks: (n, member ids, stale ids, render halaman/n.html,
+    make the open-data parts). Stale complaints get a new record, cache row and detail page."""
+    c = _CTX
+    conn = _conn()
+    stale = [cid for b in blocks for cid in b[2]]
+    built = model.build_records(conn, stale, c["now"], photos=c["photos"])
+    cached: dict[int, tuple[str, str, str]] = {}
+    wanted = [cid for n, ids, _s, page, data in blocks if page or data
+              for cid in ids if cid not in built]
+    for chunk in model._chunks(wanted):
+        marks = ",".join("?" * len(chunk))
+        for cid, record, csv_line, row in conn.execute(
+            f"SELECT complaint_id, record, csv, row FROM public_cache"
+            f" WHERE complaint_id IN ({marks})", chunk
+        ):
+            cached[cid] = (record, csv_line, row)
+    detail = c["env"].get_template("detail.html")
+    common = c["common"]
+    pages_dir = c["pages_dir"]
+    tmp = f"{pages_dir}/.tmp-{os.getpid()}"
+    tz = c["tz"]
+    entries = []
+    fresh: dict[int, tuple[str, str, list[Any]]] = {}
+    for cid in stale:
+        pc = built[cid]
+        r = pc.record
+        row = pc.row()
+        record_s = json.dumps(r, ensure_ascii=False)
+        csv_s = pc.csv_line()
+        fresh[cid] = (record_s, csv_s, row)
+        received = datetime.fromisoformat(r["received_at"]).astimezone(tz)
+        entries.append((
+            cid, c["keys"][cid], record_s, csv_s, json.dumps(row, ensure_ascii=False), r["id"],
+            r["received_at"], f"{received.year:04d}-{received.month:02d}", r["channel"],
+            r["category"], json.dumps(r["agencies"], ensure_ascii=False), r["kecamatan"],
+            r["status"], int(r["overdue"]), pc.first_answer_at, int(pc.settled),
+        ))
+        html = detail.render(c=r, timeline=pc.timeline, photos=pc.photos, root="../",
+                             **common)
+        _write(tmp, html.encode("utf-8"))
+        os.replace(tmp, f"{pages_dir}/{r['id']}.html")
+    listing = c["env"].get_template("page.html")
+    parts = []
+    written = 0
+    for n, ids, _stale, page, data in blocks:
+        newest = list(reversed(ids))
+
+        def row_of(cid: int) -> list[Any]:
+            return fresh[cid][2] if cid in fresh else json.loads(cached[cid][2])
+
+        if page:
+            rows = [dict(zip(model.ROW_FIELDS, row_of(cid), strict=True)) for cid in newest]
+            html = listing.render(rows=rows, page=n, pages=c["pages"], root="../", **common)
+            _write(f"{c['build']}/halaman/{n}.html", html.encode("utf-8"))
+            written += 1
+        if data:
+            def part(i: int) -> list[str]:
+                out = []
+                for cid in newest:
+                    if cid in fresh:
+                        f = fresh[cid]
+                        out.append(f[i] if i < 2 else json.dumps(f[2], ensure_ascii=False))
+                    else:
+                        out.append(cached[cid][i])
+                return out
+            parts.append((n, c["data_keys"][n], ",\n".join(part(0)).encode("utf-8"),
+                          "".join(part(1)).encode("utf-8"), ",\n".join(part(2)).encode("utf-8")))
+    return {"entries": entries, "parts": parts, "pages": written, "details": len(stale)}
+
+
 def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
             started: float) -> ExportResult:
     cfg = desk.config
@@ -223,7 +338,6 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
     conn = desk.store.conn
     now_s = iso(now or utcnow())
     assert now_s is not None
-    backfill_kecamatan(desk)
     try:
         agency_names = {k: a.name for k, a in desk.rules.agencies.items()}
     except Exception:  # noqa: BLE001 - broken rules must not stop publication
@@ -233,76 +347,162 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
         "photos": bool(cfg.public.publish_photos),
     }
     version = _code_version({"agencies": agency_names, "site": site, "tz": str(tz)})
+    env = _env(tz)
+    common = {"site": site, "agency_names": agency_names, "generated_at": now_s}
 
-    # 1. Records: rebuild only complaints whose sources changed.
-    sources = model.source_keys(conn, now_s, version)
-    cache: dict[int, tuple[str, str, str, str]] = {
-        r[0]: (r[1], r[2], r[3], r[4])
-        for r in conn.execute("SELECT complaint_id, source_key, record, csv, row FROM public_cache")
-    }
-    stale = [s.id for s in sources if full or cache.get(s.id, ("",))[0] != s.key]
-    built = model.build_records(conn, stale, now_s, photos=site["photos"])
-    keys = {s.id: s.key for s in sources}
-    fresh_rows = []
-    for cid, pc in built.items():
-        entry = (keys[cid], json.dumps(pc.record, ensure_ascii=False), pc.csv_line(),
-                 json.dumps(pc.row(), ensure_ascii=False))
-        cache[cid] = entry
-        fresh_rows.append((cid, *entry))
-    published = {s.id for s in sources}
-    gone = [cid for cid in cache if cid not in published]
-    with desk.store.transaction() as tx:
-        tx.executemany(
-            "INSERT OR REPLACE INTO public_cache (complaint_id, source_key, record, csv, row)"
-            " VALUES (?, ?, ?, ?, ?)", fresh_rows,
-        )
-        tx.executemany("DELETE FROM public_cache WHERE complaint_id = ?", [(c,) for c in gone])
-    for cid in gone:
-        del cache[cid]
-    order = [s.id for s in sources]  # oldest first
-
-    # 2. The build.
-    prev = current_build(target)
-    prev_manifest: dict[str, str] = {}
-    if prev is not None and not full:
-        with contextlib.suppress(OSError, ValueError):
-            prev_manifest = json.loads((prev / ".manifest.json").read_text(encoding="utf-8"))
-    build = Path(tempfile.mkdtemp(prefix=".public-build-", dir=target.parent))
+    # The detail pages directory, and whether the cache describes it (else: rebuild all).
+    pages_dir = target.parent / f".{target.name}-aduan"
+    pages_dir.mkdir(exist_ok=True)
+    os.chmod(pages_dir, 0o755)
+    state_name = f"pages:{pages_dir}"
+    stored = conn.execute("SELECT value FROM public_state WHERE name = ?",
+                          (state_name,)).fetchone()
     try:
-        os.chmod(build, 0o755)
-        result = _render(desk, build, prev, prev_manifest, order, cache, built, keys,
-                         agency_names, site, tz, now_s, version, target.name, full)
-        (build / ".manifest.json").write_text(json.dumps(result.manifest), encoding="utf-8")
-        swap(target, build)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    for page in result.removed_pages:  # hidden or merged: gone once no list links to it
+        token = (pages_dir / PAGES_TOKEN).read_text(encoding="utf-8").strip()
+    except OSError:
+        token = ""
+    if not token or stored is None or stored[0] != token:
+        full = True
+    if full:
+        token = secrets.token_hex(8)
+
+    _CTX.clear()
+    _CTX.update(db=str(desk.store.path), conn=conn, pid=os.getpid(), now=now_s,
+                photos=site["photos"], env=env, common=common, pages_dir=str(pages_dir), tz=tz)
+    pool = None
+    try:
+        pending = conn.execute(
+            "SELECT COUNT(*) FROM complaints WHERE kecamatan IS NULL AND status != 'new'"
+        ).fetchone()[0]
+        if pending >= POOL_MIN:
+            pool = multiprocessing.get_context("fork").Pool(os.cpu_count() or 1)
+        backfill_kecamatan(desk, detect=pool.map if pool else None)
+        if pool is not None:  # forked before the context below was complete
+            pool.close()
+            pool.join()
+            pool = None
+
+        # 1. Which complaints changed (keys in SQL), and the archive blocks they fall in.
+        sources = model.source_keys(conn, now_s, version)
+        order = [cid for cid, _k, _c in sources]  # oldest first
+        keys = {cid: key for cid, key, _c in sources}
+        stale_set = {cid for cid, key, cached in sources if full or cached != key}
+        published = set(order)
+        gone = [cid for (cid,) in conn.execute("SELECT complaint_id FROM public_index")
+                if cid not in published]
+        pages = max(1, (len(order) + PAGE_SIZE - 1) // PAGE_SIZE)
+        prev = current_build(target)
+        prev_manifest: dict[str, str] = {}
+        if prev is not None and not full:
+            with contextlib.suppress(OSError, ValueError):
+                prev_manifest = json.loads(
+                    (prev / ".manifest.json").read_text(encoding="utf-8"))
+        old_parts = {} if full else dict(conn.execute("SELECT n, key FROM public_blocks"))
+        build = Path(tempfile.mkdtemp(prefix=".public-build-", dir=target.parent))
+        try:
+            os.chmod(build, 0o755)
+            for sub in ("halaman", "data", "static", "foto"):
+                (build / sub).mkdir()
+            os.symlink(f"../{pages_dir.name}", build / "aduan")
+            b = _Builder(build, prev, prev_manifest)
+            work = []
+            data_keys: dict[int, str] = {}
+            for n in range(1, pages + 1):
+                ids = order[(n - 1) * PAGE_SIZE:n * PAGE_SIZE]
+                member_keys = [keys[c] for c in ids]
+                rel = f"halaman/{n}.html"
+                page_key = _key(version, n, n == pages, *member_keys)
+                data_keys[n] = _key(version, *member_keys)
+                b.manifest[rel] = page_key
+                stale = [c for c in ids if c in stale_set]
+                page = True
+                if prev is not None and prev_manifest.get(rel) == page_key:
+                    try:
+                        os.link(prev / rel, build / rel)
+                        b.reused += 1
+                        page = False
+                    except OSError:
+                        pass
+                data = old_parts.get(n) != data_keys[n]
+                if stale or page or data:
+                    work.append((n, ids, stale, page, data))
+            _CTX.update(keys=keys, build=str(build), pages=pages, data_keys=data_keys)
+            b.reused += len(order) - len(stale_set)  # detail pages left alone
+
+            # 2. Records, detail pages, archive pages and open-data parts of changed blocks.
+            if pool is None and len(stale_set) >= POOL_MIN:
+                pool = multiprocessing.get_context("fork").Pool(os.cpu_count() or 1)
+            tasks = [work[i:i + TASK_BLOCKS] for i in range(0, len(work), TASK_BLOCKS)]
+            results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
+            entries, parts = [], []
+            for res in results:
+                entries += res["entries"]
+                parts += res["parts"]
+                b.rendered += res["pages"] + res["details"]
+            if pool is not None:
+                pool.close()
+                pool.join()
+                pool = None
+            _write(str(pages_dir / PAGES_TOKEN), token.encode())
+            removed = []
+            with desk.store.transaction() as tx:
+                for chunk in model._chunks(gone):
+                    marks = ",".join("?" * len(chunk))
+                    removed += [t for (t,) in tx.execute(
+                        f"SELECT ticket FROM public_index WHERE complaint_id IN ({marks})",
+                        chunk) if t]
+                    for table in ("public_cache", "public_index"):
+                        tx.execute(f"DELETE FROM {table} WHERE complaint_id IN ({marks})",
+                                   chunk)
+                if full:
+                    tx.execute("DELETE FROM public_cache")
+                    tx.execute("DELETE FROM public_index")
+                tx.executemany(
+                    "INSERT OR REPLACE INTO public_cache (complaint_id, source_key, record, csv,"
+                    " row) VALUES (?, ?, ?, ?, ?)", [e[:5] for e in entries])
+                tx.executemany(
+                    "INSERT OR REPLACE INTO public_index (complaint_id, source_key, ticket,"
+                    " received_at, month, channel, category, agencies, kecamatan, status,"
+                    " overdue, first_answer_at, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [e[:2] + e[5:] for e in entries])
+                tx.executemany("INSERT OR REPLACE INTO public_blocks (n, key, json, csv, cari)"
+                               " VALUES (?, ?, ?, ?, ?)", parts)
+                tx.execute("DELETE FROM public_blocks WHERE n > ?", (pages,))
+                tx.execute("INSERT OR REPLACE INTO public_state (name, value) VALUES (?, ?)",
+                           (state_name, token))
+            del entries, parts
+            b.removed_pages = [pages_dir / f"{t}.html" for t in removed]
+            _render(desk, b, env, order, agency_names, site, tz, now_s, version, pages,
+                    data_keys, common)
+            (build / ".manifest.json").write_text(json.dumps(b.manifest), encoding="utf-8")
+            swap(target, build)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _CTX.clear()
+    for page in b.removed_pages:  # hidden or merged: gone once no list links to it
         with contextlib.suppress(FileNotFoundError):
             page.unlink()
     _cleanup(target, {build.resolve(), *([prev.resolve()] if prev else [])})
     res = ExportResult(
-        target=target, build=build, complaints=len(order), rebuilt=len(built),
-        rendered=result.rendered, reused=result.reused,
-        seconds=round(time.monotonic() - started, 3),
+        target=target, build=build, complaints=len(order), rebuilt=len(stale_set),
+        rendered=b.rendered, reused=b.reused, seconds=round(time.monotonic() - started, 3),
     )
     log.info("public.exported", **res.as_dict())
     return res
 
 
-def _render(desk: Desk, build: Path, prev: Path | None, prev_manifest: dict[str, str],
-            order: list[int], cache: dict[int, tuple[str, str, str, str]],
-            built: dict[int, model.PublicComplaint], keys: dict[int, str],
+def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
             agency_names: dict[str, str], site: dict[str, Any], tz: ZoneInfo, now: str,
-            version: str, target_name: str, full: bool) -> _Builder:
-    env = _env(tz)
-    b = _Builder(build, prev, prev_manifest)
-    for sub in ("halaman", "data", "static", "foto"):
-        (build / sub).mkdir()
-    common = {"site": site, "agency_names": agency_names, "generated_at": now}
-
-    def row_dict(raw: str) -> dict[str, Any]:
-        return dict(zip(model.ROW_FIELDS, json.loads(raw), strict=True))
+            version: str, pages: int, data_keys: dict[int, str],
+            common: dict[str, Any]) -> None:
+    """The aggregate files, from the cache columns and the cached open-data blocks."""
+    conn = desk.store.conn
+    build = b.root
 
     # Static assets.
     static = importlib.resources.files("lapakd.public") / "templates" / "static"
@@ -311,68 +511,35 @@ def _render(desk: Desk, build: Path, prev: Path | None, prev_manifest: dict[str,
         b.file(f"static/{entry.name}", _key(hashlib.sha1(data).hexdigest()),
                lambda d=data: d)
 
-    # Detail pages: one per complaint, in the shared pages directory (see module doc);
-    # a page is rewritten (atomically, before the swap) only when its record changed.
-    pages_dir = build.parent / f".{target_name}-aduan"
-    pages_dir.mkdir(exist_ok=True)
-    os.chmod(pages_dir, 0o755)
-    os.symlink(f"../{pages_dir.name}", build / "aduan")
-    manifest_path = pages_dir / ".manifest.json"
-    old_pages: dict[str, str] = {}
-    if not full:
-        with contextlib.suppress(OSError, ValueError):
-            old_pages = json.loads(manifest_path.read_text(encoding="utf-8"))
-    new_pages: dict[str, str] = {}
-    detail = env.get_template("detail.html")
-    tmp_name = f".tmp-{os.getpid()}"
-    for cid in order:
-        ticket = json.loads(cache[cid][3])[0]
-        name = f"{ticket}.html"
-        new_pages[name] = keys[cid]
-        if old_pages.get(name) == keys[cid]:
-            b.reused += 1
-            continue
-        pc = built.get(cid)
-        if pc is None:  # not rebuilt but its page is missing: rebuild it from the store
-            pc = model.build_records(desk.store.conn, [cid], now, photos=site["photos"])[cid]
-        html = detail.render(c=pc.record, timeline=pc.timeline, photos=pc.photos,
-                             root="../", **common)
-        tmp = pages_dir / tmp_name
-        tmp.write_text(html, encoding="utf-8")
-        os.replace(tmp, pages_dir / name)
-        b.rendered += 1
-    tmp = pages_dir / tmp_name
-    tmp.write_text(json.dumps(new_pages), encoding="utf-8")
-    os.replace(tmp, manifest_path)
-    b.removed_pages = [pages_dir / n for n in old_pages if n not in new_pages]
-
     if site["photos"]:  # only with publish_photos = true, and without metadata
-        for sha, ctype in photos.published(desk.store.conn, order):
+        for sha, ctype in photos.published(conn, order):
             b.file(photos.rel_path(sha, ctype), _key("photo", photos.VERSION, sha),
                    lambda sha=sha, ctype=ctype: photos.stripped(desk.store, sha, ctype))
 
-    # Archive pages: fixed chunks by age, so a new complaint touches only the last page.
-    pages = max(1, (len(order) + PAGE_SIZE - 1) // PAGE_SIZE)
-    listing = env.get_template("page.html")
-    for n in range(1, pages + 1):
-        ids = order[(n - 1) * PAGE_SIZE:n * PAGE_SIZE]
+    newest_ids = list(reversed(order[-max(INDEX_ROWS, FEED_SIZE):]))
+    cached = {}
+    for chunk in model._chunks(newest_ids):
+        marks = ",".join("?" * len(chunk))
+        for cid, record, row in conn.execute(
+            f"SELECT complaint_id, record, row FROM public_cache WHERE complaint_id IN ({marks})",
+            chunk,
+        ):
+            cached[cid] = (record, row)
+    embedded = [json.loads(cached[c][1]) for c in newest_ids[:INDEX_ROWS]]
+    newest = [dict(zip(model.ROW_FIELDS, r, strict=True)) for r in embedded]
 
-        def render_page(ids: list[int] = ids, n: int = n) -> str:
-            rows = [row_dict(cache[c][3]) for c in reversed(ids)]
-            return listing.render(rows=rows, page=n, pages=pages, root="../", **common)
+    def distinct(column: str) -> list[str]:
+        return sorted(v for (v,) in conn.execute(
+            f"SELECT DISTINCT {column} FROM public_index") if v)
 
-        b.file(f"halaman/{n}.html", _key(version, n, n == pages, *(keys[c] for c in ids)),
-               render_page)
-
-    newest = [row_dict(cache[c][3]) for c in reversed(order[-INDEX_ROWS:])]
-    all_rows = [json.loads(cache[c][3]) for c in order]
     facets = {
-        "status": sorted({r[6] for r in all_rows}),
-        "channel": sorted({r[2] for r in all_rows}),
-        "category": sorted({r[3] for r in all_rows if r[3]}),
-        "agency": sorted({a for r in all_rows for a in r[4]},
-                         key=lambda a: agency_names.get(a, a)),
-        "kecamatan": sorted({r[5] for r in all_rows if r[5]}),
+        "status": distinct("status"),
+        "channel": distinct("channel"),
+        "category": distinct("category"),
+        "agency": sorted((a for (a,) in conn.execute(
+            "SELECT DISTINCT je.value FROM public_index p, json_each(p.agencies) je")),
+            key=lambda a: agency_names.get(a, a)),
+        "kecamatan": distinct("kecamatan"),
     }
     meta = {
         "status": model.STATUS_LABELS, "channel": model.CHANNEL_LABELS,
@@ -382,11 +549,10 @@ def _render(desk: Desk, build: Path, prev: Path | None, prev_manifest: dict[str,
     b.file("index.html", None, lambda: env.get_template("index.html").render(
         rows=newest, pages=pages, total=len(order), facets=facets, meta=meta,
         # the embedded rows let the filters work without another download on small sites
-        embedded=[json.loads(cache[c][3]) for c in reversed(order[-INDEX_ROWS:])],
-        root="", **common))
+        embedded=embedded, root="", **common))
 
-    # Statistics.
-    st = stats.compute(all_rows, agency_names, tz)
+    # Statistics (in SQL over the cache columns).
+    st = stats.compute(conn, agency_names, tz)
     charts = {
         "category": stats.bar_chart(st["per_category"], "Aduan per kategori"),
         "agency": stats.bar_chart(st["per_agency"], "Aduan per instansi"),
@@ -396,17 +562,26 @@ def _render(desk: Desk, build: Path, prev: Path | None, prev_manifest: dict[str,
     b.file("statistik.html", None, lambda: env.get_template("stats.html").render(
         st=st, charts=charts, root="", **common))
 
-    # Open data: newest first, built from the cached serialized records.
-    newest_first = list(reversed(order))
-    b.file("aduan.json", None, lambda: "[\n" + ",\n".join(
-        cache[c][1] for c in newest_first) + "\n]\n")
-    b.file("aduan.csv", None, lambda: ",".join(model.COLUMNS) + "\r\n" + "".join(
-        cache[c][2] for c in newest_first))
-    b.file("data/cari.json", None, lambda: '{"fields":' + json.dumps(model.ROW_FIELDS)
-           + ',"rows":[\n' + ",\n".join(cache[c][3] for c in newest_first) + "\n]}\n")
+    # Open data, newest first: the cached blocks concatenated (hard-linked when unchanged).
+    data_key = _key(version, *(data_keys[n] for n in range(1, pages + 1)))
+    heads = {
+        "json": (b"[\n", b",\n", b"\n]\n"),
+        "csv": ((",".join(model.COLUMNS) + "\r\n").encode(), b"", b""),
+        "cari": (('{"fields":' + json.dumps(model.ROW_FIELDS) + ',"rows":[\n').encode(),
+                 b",\n", b"\n]}\n"),
+    }
+    for rel, kind in (("aduan.json", "json"), ("aduan.csv", "csv"), ("data/cari.json", "cari")):
+        head, sep, tail = heads[kind]
+
+        def concat(kind: str = kind, head: bytes = head, sep: bytes = sep,
+                   tail: bytes = tail) -> bytes:
+            return head + sep.join([blob for (blob,) in conn.execute(
+                f"SELECT {kind} FROM public_blocks WHERE n <= ? ORDER BY n DESC", (pages,))
+                if blob]) + tail
+
+        b.file(rel, _key(kind, data_key), concat)
     b.file("instansi.json", None, lambda: json.dumps(
         agency_names, ensure_ascii=False, indent=1, sort_keys=True))
-    feed = [json.loads(cache[c][1]) for c in newest_first[:FEED_SIZE]]
+    feed = [json.loads(cached[c][0]) for c in newest_ids[:FEED_SIZE]]
     b.file("feed.xml", None, lambda: env.get_template("feed.xml").render(
         entries=feed, updated=feed[0]["received_at"] if feed else now, **common))
-    return b

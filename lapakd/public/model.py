@@ -68,37 +68,28 @@ def publishable_sql(cols: set[str]) -> str:
     )
 
 
-@dataclass
-class Source:
-    """What a complaint's published form depends on, cheap to read for all complaints."""
-
-    id: int
-    key: str
-
-
-def source_keys(conn: sqlite3.Connection, now: str, version: str) -> list[Source]:
-    """(id, key) of every publishable complaint, oldest first; the key changes whenever the
-    published form may change (row updated, new event or update, deadline passed)."""
+def source_keys(conn: sqlite3.Connection, now: str, version: str
+                ) -> list[tuple[int, str, str | None]]:
+    """(id, key, cached key) of every publishable complaint, oldest first; the key changes
+    whenever the published form may change (row updated, new event or update, deadline
+    passed). Computed in SQL: the last event and update come from their complaint indexes."""
     cols = columns(conn, "complaints")
-    last_event = dict(conn.execute(
-        "SELECT complaint_id, MAX(id) FROM events WHERE complaint_id IS NOT NULL"
-        " GROUP BY complaint_id"
-    ).fetchall())
-    last_update: dict[int, int] = {}
-    if has_table(conn, "updates"):
-        last_update = dict(conn.execute(
-            "SELECT complaint_id, MAX(id) FROM updates GROUP BY complaint_id"
-        ).fetchall())
-    out = []
-    for cid, updated_at, status, due_at in conn.execute(
-        f"SELECT id, updated_at, status, due_at FROM complaints WHERE {publishable_sql(cols)}"
-        " ORDER BY id"
-    ):
-        overdue = int(is_overdue(status, due_at, now))
-        key = (f"{version}|{updated_at}|{last_event.get(cid, 0)}|{last_update.get(cid, 0)}"
-               f"|{overdue}")
-        out.append(Source(cid, key))
-    return out
+    last_update = (
+        "(SELECT MAX(u.id) FROM updates u WHERE u.complaint_id = c.id)"
+        if has_table(conn, "updates") else "NULL"
+    )
+    open_states = ", ".join(f"'{s}'" for s in OPEN)
+    where = " AND ".join(f"c.{cond}" for cond in publishable_sql(cols).split(" AND "))
+    return conn.execute(
+        "SELECT c.id, :version || '|' || COALESCE(c.updated_at, '') || '|'"
+        " || COALESCE((SELECT MAX(e.id) FROM events e WHERE e.complaint_id = c.id), 0)"
+        f" || '|' || COALESCE({last_update}, 0) || '|'"
+        " || (CASE WHEN c.due_at IS NOT NULL AND c.due_at != ''"
+        f" AND c.status IN ({open_states}) AND c.due_at < :now THEN 1 ELSE 0 END),"
+        " p.source_key FROM complaints c LEFT JOIN public_index p ON p.complaint_id = c.id"
+        f" WHERE {where} ORDER BY c.id",
+        {"version": version, "now": now},
+    ).fetchall()
 
 
 @dataclass

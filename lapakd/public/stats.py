@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 from collections import Counter, defaultdict
 from datetime import datetime
@@ -18,7 +19,12 @@ def _days(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 86400
 
 
-def compute(rows: list[list[Any]], agency_names: dict[str, str], tz: ZoneInfo) -> dict[str, Any]:
+def compute(rows: list[list[Any]] | sqlite3.Connection, agency_names: dict[str, str],
+            tz: ZoneInfo) -> dict[str, Any]:
+    """Statistics of the published complaints: from compact rows (oldest first), or, given a
+    store connection, in SQL from the columns of `public_index` (same result, no row parsing)."""
+    if isinstance(rows, sqlite3.Connection):
+        return _compute_cached(rows, agency_names)
     per_category: Counter[str] = Counter()
     per_agency: Counter[str] = Counter()
     per_kecamatan: Counter[str] = Counter()
@@ -47,9 +53,17 @@ def compute(rows: list[list[Any]], agency_names: dict[str, str], tz: ZoneInfo) -
             settled += 1
         if is_overdue:
             overdue += 1
-    total = len(rows)
-    months = sorted(per_month.items())[-24:]
-    agencies = per_agency.most_common()
+    return _result(len(rows), answered, settled, overdue, per_category.most_common(),
+                   per_agency.most_common(), per_kecamatan.most_common(),
+                   sorted(per_month.items())[-24:], per_status.most_common(), answer_days,
+                   overdue_agency)
+
+
+def _result(total: int, answered: int, settled: int, overdue: int,
+            per_category: list[tuple[str, int]], agencies: list[tuple[str, int]],
+            per_kecamatan: list[tuple[str, int]], months: list[tuple[str, int]],
+            per_status: list[tuple[str, int]], answer_days: dict[str, list[float]],
+            overdue_agency: dict[str, int]) -> dict[str, Any]:
     return {
         "total": total,
         "answered": answered,
@@ -57,11 +71,11 @@ def compute(rows: list[list[Any]], agency_names: dict[str, str], tz: ZoneInfo) -
         "overdue": overdue,
         "answered_pct": round(100 * answered / total, 1) if total else 0.0,
         "settled_pct": round(100 * settled / total, 1) if total else 0.0,
-        "per_category": per_category.most_common(),
+        "per_category": per_category,
         "per_agency": agencies,
-        "per_kecamatan": per_kecamatan.most_common(),
+        "per_kecamatan": per_kecamatan,
         "per_month": months,
-        "per_status": per_status.most_common(),
+        "per_status": per_status,
         "response": [
             {
                 "agency": name,
@@ -74,6 +88,63 @@ def compute(rows: list[list[Any]], agency_names: dict[str, str], tz: ZoneInfo) -
             for name, count in agencies
         ],
     }
+
+
+def _ranked(groups: list[tuple[Any, int, int]], label: Any = None) -> list[tuple[str, int]]:
+    """(value, count, first position) groups -> [(label, count)] in `Counter.most_common`
+    order: count descending, ties in order of first appearance (the rows' order)."""
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for value, count, pos in groups:
+        name = label(value) if label else value
+        counts[name] = counts.get(name, 0) + count
+        first[name] = min(first.get(name, pos), pos)
+    return sorted(counts.items(), key=lambda item: (-item[1], first[item[0]]))
+
+
+def _compute_cached(conn: sqlite3.Connection, agency_names: dict[str, str]) -> dict[str, Any]:
+    """`compute` over `public_index` (one row per published complaint; position = id order)."""
+    def groups(column: str) -> list[tuple[Any, int, int]]:
+        return conn.execute(f"SELECT {column}, COUNT(*), MIN(complaint_id) FROM public_index"
+                            f" GROUP BY {column}").fetchall()
+
+    answered_in = ", ".join(f"'{s}'" for s in ANSWERED)
+    total, answered, settled, overdue = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM((first_answer_at IS NOT NULL AND first_answer_at != '')"
+        f" OR status IN ({answered_in})), 0), COALESCE(SUM(settled), 0),"
+        " COALESCE(SUM(overdue), 0) FROM public_index").fetchone()
+    by_name = lambda v: v or UNKNOWN  # noqa: E731
+    # Agencies: each list element counts (as in `compute`); first position = (row, index).
+    elements = conn.execute(
+        "SELECT je.value, COUNT(*), MIN(p.complaint_id * 1000 + je.key), SUM(p.overdue)"
+        " FROM public_index p, json_each(p.agencies) je GROUP BY je.value").fetchall()
+    none = conn.execute(
+        "SELECT COUNT(*), MIN(complaint_id * 1000), SUM(overdue) FROM public_index"
+        " WHERE json_array_length(agencies) = 0").fetchone()
+    name = lambda a: agency_names.get(a, a)  # noqa: E731
+    agency_groups = [(name(a), n, pos) for a, n, pos, _ in elements]
+    overdue_agency: Counter[str] = Counter()
+    for a, _n, _pos, late in elements:
+        overdue_agency[name(a)] += late or 0
+    if none[0]:
+        agency_groups.append((UNKNOWN, none[0], none[1]))
+        overdue_agency[UNKNOWN] += none[2] or 0
+    answer_days: dict[str, list[float]] = defaultdict(list)
+    for a, received, first_answer in conn.execute(
+        "SELECT je.value, p.received_at, p.first_answer_at FROM public_index p,"
+        " json_each(p.agencies) je WHERE p.first_answer_at IS NOT NULL"
+        " AND p.first_answer_at != ''"
+        " UNION ALL SELECT NULL, received_at, first_answer_at FROM public_index"
+        " WHERE first_answer_at IS NOT NULL AND first_answer_at != ''"
+        " AND json_array_length(agencies) = 0"
+    ):
+        answer_days[name(a) if a is not None else UNKNOWN].append(
+            max(0.0, _days(received, first_answer)))
+    months = [(m, n) for m, n, _ in groups("month")]
+    return _result(
+        total, answered, settled, overdue, _ranked(groups("category"), by_name),
+        _ranked(agency_groups), _ranked(groups("kecamatan"), by_name), sorted(months)[-24:],
+        _ranked(groups("status")), answer_days, overdue_agency)
 
 
 def bar_chart(items: list[tuple[str, int]], title: str, limit: int = 30) -> dict[str, Any]:
