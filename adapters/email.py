@@ -9,6 +9,9 @@ dedupes by Message-ID (content hash when there is none).
 from __future__ import annotations
 
 import contextlib
+import email
+import email.message
+import functools
 import imaplib
 import re
 import socket
@@ -35,11 +38,19 @@ BATCH_SIZE = 100
 
 
 class _RawMailMessage(MailMessage):
-    """imap-tools' message, keeping the exact bytes the server sent (stored verbatim)."""
+    """imap-tools' message, keeping the exact bytes the server sent (stored verbatim).
 
-    def __init__(self, fetch_data: list) -> None:
-        super().__init__(fetch_data)
-        self.raw_bytes: bytes = self._get_message_data_parts(fetch_data)[0] or b""
+    Intake needs only the bytes and the UID: the email.message parse imap-tools does for every
+    message (~0.1 ms; processing parses the stored bytes itself) happens only if `obj` is used.
+    """
+
+    def __init__(self, fetch_data: list) -> None:  # not super().__init__: it parses
+        raw, self._raw_uid_data, self._raw_flag_data = self._get_message_data_parts(fetch_data)
+        self.raw_bytes: bytes = raw or b""
+
+    @functools.cached_property
+    def obj(self) -> email.message.Message:  # type: ignore[override]
+        return email.message_from_bytes(self.raw_bytes)
 
 
 class _Unencrypted(MailBoxUnencrypted):
