@@ -38,6 +38,7 @@ _REPEATED = frozenset((
     "content-type", "content-transfer-encoding",
 ))
 _PARSED: dict[tuple[str, str], tuple[str, Any]] = {}
+_FOLDED: dict[tuple[Any, ...], bytes] = {}
 
 
 class _Policy(EmailPolicy):
@@ -58,6 +59,19 @@ class _Policy(EmailPolicy):
                 _PARSED.clear()
             _PARSED[key] = parsed
         return parsed
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        """The header as sent; remembered for repeating ones (refolding is the next dearest)."""
+        if not hasattr(value, "name") or name.lower() not in _REPEATED:
+            return super().fold_binary(name, value)
+        key = (name, str(value), self.linesep, self.max_line_length, self.utf8, self.cte_type)
+        folded = _FOLDED.get(key)
+        if folded is None:
+            folded = super().fold_binary(name, value)
+            if len(_FOLDED) >= 1000:
+                _FOLDED.clear()
+            _FOLDED[key] = folded
+        return folded
 
 
 _POLICY = _Policy()  # the settings of email.policy.default
