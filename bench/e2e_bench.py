@@ -1,0 +1,429 @@
+"""End-to-end throughput: N complaint emails in Dovecot -> stored, routed, forwarded to a sink.
+
+    .venv/bin/python bench/e2e_bench.py --n 10000        # the issue's figure
+    .venv/bin/python bench/e2e_bench.py --quick          # N = 1000
+    .venv/bin/python bench/e2e_bench.py --quick --profile lapakd.prof   # + cProfile of lapakd
+
+Starts a real Dovecot (lapakd.testing.dovecot) and an SMTP sink (lapakd.testing.smtp_sink, in a
+process of its own so that its parsing does not share lapakd's GIL), fills two fresh mailboxes
+with the same N realistic complaint emails (bench/corpus.py) and times, in the same run:
+
+- raw: imap-tools fetching the N messages (BODY.PEEK, bulk) and smtplib sending them on one
+  connection, with no processing at all;
+- lapakd: `daemon.run_once(desk)` in-process (or `lapakd run --once` with --mode cli) with the
+  shipped default rules, from opening the desk until the sink has every email lapakd sent
+  (forwards to agencies, plus the triage notices to the admin). If one run leaves work queued
+  (run_once is bounded), it is run again, as cron would, and the rounds are reported.
+
+Prints both times and the ratio lapakd / raw (target from the issue: within 2x at 10,000).
+--stages instead runs intake, processing, routing and sending one after the other, each to the
+end, and times each stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import smtplib
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from typing import Any
+
+from corpus import DEFAULT_RULES, complaints
+from imap_tools import MailBoxUnencrypted, MailMessage
+
+from lapakd.testing.dovecot import Dovecot
+
+DESK_EMAIL = "lapakaduanbms@banyumas.example"
+ADMIN_EMAIL = "admin.lapakaduan@banyumas.example"
+AGENCY_EMAIL = "dpupr@banyumas.example"
+TARGET_RATIO = 2.0
+
+
+# -- the mails --------------------------------------------------------------------------------
+
+
+def make_mails(n: int) -> list[bytes]:
+    """N complaint emails as a citizen's mail client sends them (LF line ends, as stored)."""
+    out = []
+    start = datetime.now(UTC).timestamp() - n
+    for i, c in enumerate(complaints(n, seed=11)):
+        msg = EmailMessage()
+        msg["From"] = formataddr((c.sender_name, c.sender))
+        msg["To"] = DESK_EMAIL
+        msg["Subject"] = c.subject
+        msg["Date"] = format_datetime(datetime.fromtimestamp(start + i, UTC))
+        msg["Message-ID"] = f"<bench.{i}.{os.getpid()}@warga.example>"
+        msg.set_content(c.body)
+        out.append(msg.as_bytes())
+    return out
+
+
+def fill_maildir(dc: Dovecot, user: str, mails: list[bytes]) -> None:
+    """Write the mails straight into the user's Maildir/new (much faster than APPEND).
+
+    Dovecot picks them up on the next SELECT and gives them UIDs in file-name order."""
+    with dc.imap(user) as conn:  # the first login creates the home and Maildir
+        conn.select("INBOX")
+    maildir = dc.workdir / "runtime" / "home" / user / "Maildir"
+    st = maildir.stat()
+    new = maildir / "new"
+    now = int(time.time())
+    for i, raw in enumerate(mails):
+        path = new / f"{now}.M{i:07d}P{os.getpid()}.bench"
+        path.write_bytes(raw)
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def fill_append(dc: Dovecot, user: str, mails: list[bytes]) -> None:
+    """APPEND in a loop on one IMAP connection."""
+    with dc.imap(user) as conn:
+        for raw in mails:
+            typ, data = conn.append("INBOX", None, None, raw)
+            if typ != "OK":
+                raise RuntimeError(f"APPEND failed: {data!r}")
+
+
+def check_mailbox(dc: Dovecot, user: str, mails: list[bytes]) -> None:
+    """Dovecot sees exactly the N mails, in order, byte for byte (modulo CRLF)."""
+    uids = dc.folder_uids(user)
+    if len(uids) != len(mails):
+        raise SystemExit(f"{user}: Dovecot shows {len(uids)} messages, expected {len(mails)}")
+    for index in (0, len(mails) // 2, len(mails) - 1):
+        got = dc.fetch(user, uids[index]).replace(b"\r\n", b"\n")
+        if got != mails[index]:
+            raise SystemExit(f"{user}: message {index} differs from the one written")
+
+
+# -- the sink in a process of its own ----------------------------------------------------------
+
+
+def serve_sink() -> int:
+    """`--serve-sink`: start an SmtpSink, print its port, answer `count` lines on stdin."""
+    from lapakd.testing.smtp_sink import SmtpSink
+
+    sink = SmtpSink()
+    sink.start()
+    print(sink.port, flush=True)
+    for line in sys.stdin:
+        if line.strip() == "count":
+            print(len(sink.messages), flush=True)
+        elif line.strip() == "clear":
+            sink.clear()
+            print("ok", flush=True)
+    sink.stop()
+    return 0
+
+
+class SinkProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-sink"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.host = "127.0.0.1"
+
+    def _ask(self, command: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def count(self) -> int:
+        return int(self._ask("count"))
+
+    def clear(self) -> None:
+        self._ask("clear")
+
+    def wait_for(self, count: int, timeout: float = 600) -> int:
+        deadline = time.monotonic() + timeout
+        while (got := self.count()) < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"sink: {got} of {count} emails after {timeout} s")
+            time.sleep(0.02)
+        return got
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- raw baseline -------------------------------------------------------------------------------
+
+
+class _RawMessage(MailMessage):
+    """imap-tools' message plus the exact bytes fetched (as lapakd's adapter keeps them)."""
+
+    def __init__(self, fetch_data: list) -> None:
+        super().__init__(fetch_data)
+        self.raw_bytes: bytes = self._get_message_data_parts(fetch_data)[0] or b""
+
+
+class _Box(MailBoxUnencrypted):
+    email_message_class = _RawMessage
+
+
+def raw_baseline(dc: Dovecot, user: str, sink: SinkProcess, n: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    with _Box(dc.host, dc.port).login(user, dc.password, initial_folder="INBOX") as box:
+        raws = [m.raw_bytes for m in box.fetch("ALL", mark_seen=False, bulk=True)]
+    t1 = time.perf_counter()
+    if len(raws) != n:
+        raise SystemExit(f"raw: fetched {len(raws)} of {n}")
+    client = smtplib.SMTP(sink.host, sink.port, timeout=30)
+    for raw in raws:
+        client.sendmail(DESK_EMAIL, [AGENCY_EMAIL], raw)
+    client.quit()
+    sink.wait_for(n)
+    t2 = time.perf_counter()
+    return {"fetch": t1 - t0, "send": t2 - t1, "total": t2 - t0, "emails": n}
+
+
+# -- lapakd -------------------------------------------------------------------------------------
+
+
+def toml_dumps(sections: dict[str, dict[str, Any]]) -> str:
+    out = []
+    for name, values in sections.items():
+        out.append(f"[{name}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                out.append(f"{key} = {'true' if value else 'false'}")
+            elif isinstance(value, int):
+                out.append(f"{key} = {value}")
+            else:
+                out.append(f"{key} = {json.dumps(str(value))}")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_config(root: Path, dc: Dovecot, user: str, sink: SinkProcess, rules: Path) -> Path:
+    config = root / "lapakd.toml"
+    config.write_text(toml_dumps({
+        "desk": {"email": DESK_EMAIL, "admin_email": ADMIN_EMAIL,
+                 "public_url": "https://lapakaduan.example"},
+        "paths": {"data_dir": str(root / "var"), "rules_dir": str(rules),
+                  "public_dir": str(root / "var" / "public")},
+        "smtp": {"host": sink.host, "port": sink.port},
+        "channels.email": {"enabled": True, "host": dc.host, "port": dc.port,
+                           "username": user, "password": dc.password},
+    }), encoding="utf-8")
+    return config
+
+
+def outstanding(db: Path) -> int:
+    """Work a further run would do now: pending messages, complaints, due outbox rows."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM messages WHERE state = 'pending')"
+            " + (SELECT count(*) FROM complaints WHERE status = 'new')"
+            " + (SELECT count(*) FROM outbox WHERE status = 'pending')"
+        ).fetchone()[0]
+
+
+def summary(db: Path) -> dict[str, Any]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        q = conn.execute
+        return {
+            "messages": dict(q("SELECT state, count(*) FROM messages GROUP BY 1").fetchall()),
+            "complaints": dict(q("SELECT status, count(*) FROM complaints GROUP BY 1").fetchall()),
+            "outbox": dict(q("SELECT kind || ':' || status, count(*) FROM outbox"
+                             " GROUP BY 1").fetchall()),
+            "agencies": q("SELECT count(DISTINCT agencies) FROM complaints").fetchone()[0],
+            "smtp_sent": q("SELECT count(*) FROM outbox WHERE transport = 'smtp'"
+                           " AND status = 'sent'").fetchone()[0],
+        }
+
+
+@dataclass
+class LapakdRun:
+    total: float = 0.0
+    rounds: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    profile: str = ""
+
+
+def run_lapakd(config: Path, db: Path, sink: SinkProcess, mode: str,
+               profile: Path | None) -> LapakdRun:
+    result = LapakdRun()
+    prof = cProfile.Profile() if profile else None
+    t0 = time.perf_counter()
+    while True:
+        result.rounds += 1
+        if mode == "cli":
+            subprocess.run(
+                [sys.executable, "-m", "lapakd.cli", "run", "--once", "--config", str(config)],
+                check=True,
+            )
+        elif mode == "stages":
+            _in_process(config, lambda desk: _staged(desk, result.stages), prof)
+        else:
+            from lapakd import daemon
+
+            _in_process(config, daemon.run_once, prof)
+        if outstanding(db) == 0 or result.rounds >= 50:
+            break
+    expected = summary(db)["smtp_sent"]
+    sink.wait_for(expected)
+    result.total = time.perf_counter() - t0
+    result.summary = summary(db)
+    if prof is not None and profile is not None:
+        prof.dump_stats(profile)
+        buf = io.StringIO()
+        stats = pstats.Stats(prof, stream=buf)
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(25)
+        result.profile = buf.getvalue()
+    return result
+
+
+def _in_process(config: Path, job: Callable[[Any], object], prof: cProfile.Profile | None) -> None:
+    from lapakd.app import Desk
+
+    if prof is not None:
+        prof.enable()
+    desk = Desk.open(str(config))
+    try:
+        job(desk)
+    finally:
+        desk.close()
+        if prof is not None:
+            prof.disable()
+
+
+def _staged(desk: Any, stages: dict[str, float]) -> None:
+    """Each stage to the end before the next one, timed (the same work as run_once)."""
+    from lapakd import intake, outbox, process, routing
+
+    desk.store.lock_runner()
+
+    def drain(name: str, step: Callable[[], int]) -> None:
+        t = time.perf_counter()
+        while step():
+            pass
+        stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+
+    t = time.perf_counter()
+    desk.rules  # noqa: B018 - load the rules (timed on their own)
+    stages["load rules"] = stages.get("load rules", 0.0) + time.perf_counter() - t
+    drain("intake (IMAP fetch + store)", lambda: intake.poll_channel(desk, "email"))
+    drain("process (parse -> complaint)", lambda: process.process_pending(desk))
+    drain("route (rules -> outbox)", lambda: routing.route_due(desk))
+    drain("send (compose + SMTP)", lambda: outbox.send_due(desk))
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def servers(root: Path) -> Iterator[tuple[Dovecot, SinkProcess]]:
+    dc = Dovecot(root / "dovecot")
+    dc.start()
+    sink = SinkProcess()
+    try:
+        yield dc, sink
+    finally:
+        sink.stop()
+        dc.stop()
+
+
+def machine() -> str:
+    return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=10_000, help="emails (default 10000)")
+    ap.add_argument("--quick", action="store_true", help="N = 1000")
+    ap.add_argument("--mode", choices=("inproc", "cli", "stages"), default="inproc",
+                    help="in-process run_once (default), `lapakd run --once`, or stage by stage")
+    ap.add_argument("--fill", choices=("maildir", "append"), default="maildir",
+                    help="write Maildir files (default) or APPEND over IMAP")
+    ap.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="rules_dir for lapakd")
+    ap.add_argument("--profile", type=Path, help="cProfile the lapakd side into this file")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (data_dir, logs)")
+    ap.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve_sink:
+        return serve_sink()
+    n = 1000 if args.quick else args.n
+
+    root = Path(tempfile.mkdtemp(prefix="lapakd-e2e-bench-"))
+    print(f"{machine()}\nN = {n}, mode {args.mode}, rules {args.rules}, work dir {root}",
+          flush=True)
+    try:
+        t = time.perf_counter()
+        mails = make_mails(n)
+        size = sum(len(m) for m in mails)
+        print(f"generated {n} emails, {size / n:.0f} bytes each on average "
+              f"({time.perf_counter() - t:.1f} s)", flush=True)
+        with servers(root) as (dc, sink):
+            raw_user, lapakd_user = dc.new_user("raw"), dc.new_user("desk")
+            t = time.perf_counter()
+            fill = fill_maildir if args.fill == "maildir" else fill_append
+            for user in (raw_user, lapakd_user):
+                fill(dc, user, mails)
+                check_mailbox(dc, user, mails)
+            print(f"filled 2 mailboxes ({args.fill}): {time.perf_counter() - t:.1f} s",
+                  flush=True)
+
+            raw = raw_baseline(dc, raw_user, sink, n)
+            print(f"raw: fetch {raw['fetch']:.2f} s + send {raw['send']:.2f} s "
+                  f"= {raw['total']:.2f} s", flush=True)
+            sink.clear()
+
+            config = write_config(root, dc, lapakd_user, sink, args.rules.resolve())
+            lap = run_lapakd(config, root / "var" / "lapakd.sqlite3", sink, args.mode,
+                             args.profile)
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    s = lap.summary
+    ratio = lap.total / raw["total"]
+    print(f"lapakd: {lap.total:.2f} s in {lap.rounds} run(s); "
+          f"{s['smtp_sent']} emails sent ({n} fetched)")
+    print(f"  messages {s['messages']}\n  complaints {s['complaints']}\n  outbox {s['outbox']}")
+    for stage, seconds in lap.stages.items():
+        print(f"  stage {stage}: {seconds:.2f} s ({seconds / n * 1000:.2f} ms/email)")
+    print()
+    print("| N | raw fetch | raw send | raw total | lapakd | emails sent by lapakd "
+          "| lapakd / raw | lapakd emails/s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {n:,} | {raw['fetch']:.1f} s | {raw['send']:.1f} s | {raw['total']:.1f} s "
+          f"| {lap.total:.1f} s | {s['smtp_sent']:,} | {ratio:.1f}× | {n / lap.total:,.0f} |")
+    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
+    print(f"\ntarget: lapakd within {TARGET_RATIO:g}× the raw baseline: {verdict} ({ratio:.2f}×)")
+    if lap.profile:
+        print(f"\n--- cProfile of the lapakd side ({args.profile}) ---\n{lap.profile}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
