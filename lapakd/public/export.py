@@ -172,7 +172,8 @@ class _Builder:
         self.rendered = self.reused = 0
         self.removed_pages: list[Path] = []
 
-    def file(self, rel: str, key: str | None, render: Callable[[], str | bytes]) -> None:
+    def file(self, rel: str, key: str | None,
+             render: Callable[[], str | bytes | list[bytes]]) -> None:
         dest = self.root / rel
         if key is not None:
             self.manifest[rel] = key
@@ -185,7 +186,10 @@ class _Builder:
                     pass  # missing or another filesystem: render it
         data = render()
         with open(dest, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if isinstance(data, list):  # chunks, written without joining them first
+                fh.writelines(data)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
         self.rendered += 1
 
 
@@ -574,10 +578,17 @@ def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
         head, sep, tail = heads[kind]
 
         def concat(kind: str = kind, head: bytes = head, sep: bytes = sep,
-                   tail: bytes = tail) -> bytes:
-            return head + sep.join([blob for (blob,) in conn.execute(
-                f"SELECT {kind} FROM public_blocks WHERE n <= ? ORDER BY n DESC", (pages,))
-                if blob]) + tail
+                   tail: bytes = tail) -> list[bytes]:
+            chunks = [head]
+            for (blob,) in conn.execute(
+                f"SELECT {kind} FROM public_blocks WHERE n <= ? ORDER BY n DESC", (pages,)
+            ):
+                if blob:
+                    if len(chunks) > 1:
+                        chunks.append(sep)
+                    chunks.append(blob)
+            chunks.append(tail)
+            return chunks
 
         b.file(rel, _key(kind, data_key), concat)
     b.file("instansi.json", None, lambda: json.dumps(

@@ -19,6 +19,12 @@ CREATE TABLE public_index (
     first_answer_at TEXT,
     settled INTEGER NOT NULL
 );
+-- statistics and filters group by these (covering: the rowid is the complaint id)
+CREATE INDEX public_index_category ON public_index(category);
+CREATE INDEX public_index_kecamatan ON public_index(kecamatan);
+CREATE INDEX public_index_status ON public_index(status);
+CREATE INDEX public_index_month ON public_index(month);
+CREATE INDEX public_index_channel ON public_index(channel);
 CREATE TABLE public_blocks (
     n INTEGER PRIMARY KEY,         -- archive block (halaman/N.html): the Nth 100 complaints
     key TEXT NOT NULL,             -- hash of the members' source keys
