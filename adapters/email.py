@@ -30,9 +30,9 @@ from lapakd.adapters.base import (
     Inbound,
     TransientError,
 )
-from lapakd.mailparse import MailParseError, external_id_for, headers_only, parse_email
 
 from lapakd.config import Field
+from lapakd.mailparse import MailParseError, external_id_for, headers_only, parse_email
 
 BATCH_SIZE = 100
 

@@ -22,14 +22,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from lapakd.adapters.base import (
-    Adapter,
     Attachment,
     Batch,
     Content,
     Inbound,
     PermanentError,
 )
-from lapakd.adapters.graph import GraphClient, graph_fields
+from lapakd.adapters.graph import GraphChannel, graph_fields
 
 from lapakd.config import Field
 
@@ -67,7 +66,7 @@ def jdump(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
-class FacebookAdapter(Adapter):
+class FacebookAdapter(GraphChannel):
     name = "facebook"
     product = "messenger"  # `platform=` of the conversations edge
     webhook_object = "page"
@@ -80,20 +79,6 @@ class FacebookAdapter(Adapter):
         "media_max_bytes": Field(int, 10 * 1024 * 1024),
     }
 
-    def __init__(self, config: Any, section: Any) -> None:
-        super().__init__(config, section)
-        self._graph: GraphClient | None = None
-
-    @property
-    def graph(self) -> GraphClient:
-        if self._graph is None:
-            self._graph = GraphClient(self.name, self.section)
-        return self._graph
-
-    def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
 
     @property
     def own_ids(self) -> set[str]:

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import facebook
 import requests
-from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
+from lapakd.adapters.base import Adapter, NeedsReauth, PermanentError, TransientError
 from requests.adapters import HTTPAdapter
 
 from lapakd.config import Field
@@ -232,3 +232,22 @@ def _regain_minutes(value: Any):
     elif isinstance(value, list):
         for item in value:
             yield from _regain_minutes(item)
+
+
+class GraphChannel(Adapter):
+    """Base for the channels that talk to the Graph API: one client, opened on first use."""
+
+    def __init__(self, config: Any, section: Any) -> None:
+        super().__init__(config, section)
+        self._graph: GraphClient | None = None
+
+    @property
+    def graph(self) -> GraphClient:
+        if self._graph is None:
+            self._graph = GraphClient(self.name, self.section)
+        return self._graph
+
+    def close(self) -> None:
+        if self._graph is not None:
+            self._graph.close()
+            self._graph = None

@@ -26,7 +26,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +49,7 @@ from lapakd.adapters.base import (
 from requests.adapters import HTTPAdapter
 
 from lapakd.config import Field
+from lapakd.store import blob_path, save_blob
 
 # tweepy logs request headers (the bearer token) at DEBUG: never let that reach our logs.
 logging.getLogger("tweepy").setLevel(logging.INFO)
@@ -375,21 +375,10 @@ class TwitterAdapter(Adapter):
         return out
 
     def _blob_path(self, digest: str) -> Path:
-        # Same layout as Store.attachment_path: data_dir/attachments/<2 hex>/<sha256>.
-        return self.config.data_dir / "attachments" / digest[:2] / digest
+        return blob_path(self.config.data_dir / "attachments", digest)
 
     def _save_blob(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        path = self._blob_path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        return digest
+        return save_blob(self.config.data_dir / "attachments", data)
 
     # -- parsing ------------------------------------------------------------------------------
 

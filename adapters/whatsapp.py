@@ -19,14 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from lapakd.adapters.base import (
-    Adapter,
     Attachment,
     Content,
     Inbound,
     PermanentError,
 )
 from lapakd.adapters.facebook import _ext, as_dict, graph_time, jdump
-from lapakd.adapters.graph import GraphClient, graph_fields
+from lapakd.adapters.graph import GraphChannel, graph_fields
 
 from lapakd.config import Field
 
@@ -34,7 +33,7 @@ MEDIA_TYPES = ("image", "document", "video", "audio", "voice", "sticker")
 SERVICE_WINDOW = timedelta(hours=24)
 
 
-class WhatsAppAdapter(Adapter):
+class WhatsAppAdapter(GraphChannel):
     name = "whatsapp"
     webhook_object = "whatsapp_business_account"
     polls: ClassVar[bool] = False
@@ -44,20 +43,6 @@ class WhatsAppAdapter(Adapter):
         "media_max_bytes": Field(int, 16 * 1024 * 1024),
     }
 
-    def __init__(self, config: Any, section: Any) -> None:
-        super().__init__(config, section)
-        self._graph: GraphClient | None = None
-
-    @property
-    def graph(self) -> GraphClient:
-        if self._graph is None:
-            self._graph = GraphClient(self.name, self.section)
-        return self._graph
-
-    def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
 
     # -- webhooks ----------------------------------------------------------------------------
 

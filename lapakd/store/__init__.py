@@ -179,21 +179,10 @@ class Store:
     # -- attachments ------------------------------------------------------------------------
 
     def attachment_path(self, sha256: str) -> Path:
-        return self.attachments_dir / sha256[:2] / sha256
+        return blob_path(self.attachments_dir, sha256)
 
     def save_blob(self, data: bytes) -> str:
-        """Write content-addressed bytes; idempotent, atomic (write aside, then rename)."""
-        digest = hashlib.sha256(data).hexdigest()
-        path = self.attachment_path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        return digest
+        return save_blob(self.attachments_dir, data)
 
     # -- tickets and lookups ----------------------------------------------------------------
 
@@ -225,6 +214,28 @@ class Store:
         if row is None:
             raise NotFound(f"no message {ref!r} (use an id like msg-17)")
         return row
+
+
+def blob_path(attachments_dir: Path, sha256: str) -> Path:
+    """Where content-addressed bytes live: attachments/<first 2 hex>/<sha256>."""
+    return attachments_dir / sha256[:2] / sha256
+
+
+def save_blob(attachments_dir: Path, data: bytes) -> str:
+    """Write content-addressed bytes; idempotent, atomic (write aside, then rename).
+
+    A module function so adapters can keep media at fetch time without a store handle."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = blob_path(attachments_dir, digest)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return digest
 
 
 def _split_sql(script: str) -> list[str]:
