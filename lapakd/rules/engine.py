@@ -79,9 +79,62 @@ class KeywordList:
         return found  # type: ignore[return-value]
 
 
+Clauses = tuple[frozenset[str], ...]
+
+
+def regex_needs(regex: re.Pattern[str]) -> Clauses:
+    """What any match of `regex` must contain: clauses of lowercase ASCII strings, each clause
+    satisfied when one of its strings occurs in the text (`(rusak|bolong)` -> {rusak, bolong}).
+
+    A pre-filter for ASCII texts only (there, an ASCII literal matches under IGNORECASE only its
+    own lower/upper case; the text is already lowercase): a text that fails a clause cannot
+    match, so the regex need not run. Conservative: literals are taken only where the pattern
+    requires them (not inside optional repeats, lookarounds, alternatives without a literal
+    each); anything unexpected gives no clauses, i.e. no filtering."""
+    try:
+        from re import _constants as c
+        from re import _parser
+
+        tree = _parser.parse(regex.pattern, regex.flags)
+    except Exception:  # noqa: BLE001 - a private module; without it, no pre-filter
+        return ()
+
+    def walk(items: Any) -> list[frozenset[str]]:
+        out: list[frozenset[str]] = []
+        run: list[str] = []
+
+        def flush() -> None:
+            if run:
+                out.append(frozenset(("".join(run),)))
+                run.clear()
+
+        for op, av in items:
+            if op is c.LITERAL and av < 128:
+                run.append(chr(av).lower())
+                continue
+            flush()
+            if op is c.SUBPATTERN:
+                out.extend(walk(av[3]))
+            elif op is c.ATOMIC_GROUP:
+                out.extend(walk(av))
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
+                out.extend(walk(av[2]))
+            elif op is c.BRANCH:
+                picks = [walk(alt) for alt in av[1]]
+                if picks and all(picks):
+                    out.append(frozenset().union(*(alt[0] for alt in picks)))
+        flush()
+        return out
+
+    try:
+        return tuple(walk(tree))
+    except Exception:  # noqa: BLE001 - unexpected tree shape: no pre-filter
+        return ()
+
+
 def _compile(
     rule: Rule, interned: dict[tuple[str, ...], KeywordList]
-) -> tuple[KeywordList | None, tuple[KeywordList, ...], KeywordList | None]:
+) -> tuple[KeywordList | None, tuple[KeywordList, ...], KeywordList | None, Clauses]:
     def one(keywords: list[Keyword]) -> KeywordList:
         key = tuple(k.source for k in keywords)  # same sources, same parse, same result
         found = interned.get(key)
@@ -93,6 +146,7 @@ def _compile(
         one(rule.any) if rule.any else None,
         tuple(one([k]) for k in rule.all),
         one(rule.none) if rule.none else None,
+        regex_needs(rule.regex) if rule.regex is not None else (),
     )
 
 
@@ -143,7 +197,7 @@ class Rule:
                 return None
         if self._compiled is None:  # RuleSet compiles its rules; this is for a lone Rule
             self._compiled = _compile(self, {})
-        any_, all_, none = self._compiled
+        any_, all_, none, needs = self._compiled
         hits: list[str] = []
         if any_ is not None:
             found = any_.first(w)
@@ -158,7 +212,12 @@ class Rule:
         if none is not None and none.first(w) is not None:
             return None
         if self.regex is not None:
-            m = self.regex.search(w.normalized)
+            text = w.normalized
+            if needs and text.isascii() and not all(
+                any(lit in text for lit in clause) for clause in needs
+            ):
+                return None  # a literal the pattern requires is missing: no match possible
+            m = self.regex.search(text)
             if m is None:
                 return None
             hits.append(m.group(0))
