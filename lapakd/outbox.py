@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lapakd import smtp
-from lapakd.adapters.base import PermanentError, TransientError
+from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
 from lapakd.smtp import SmtpSession
 from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
 
@@ -29,6 +29,7 @@ log = structlog.get_logger("lapakd.outbox")
 # Transient failures retry after these delays, then every 6 hours, for 5 days in all.
 RETRY_DELAYS = (60, 300, 900, 3600, 6 * 3600)
 GIVE_UP_AFTER = timedelta(days=5)
+REAUTH_RETRY = 3600  # seconds between tries while a channel's credentials are dead
 
 
 def retry_delay(attempts: int) -> int:
@@ -119,6 +120,15 @@ def send_due(desk: Desk, limit: int = 200) -> int:
             except TransientError as exc:
                 if _transient(store, row, exc):
                     paused.add(row["transport"])
+                continue
+            except NeedsReauth as exc:
+                # Dead credentials: the channel shows needs_reauth and the admin is told once;
+                # the reply waits for new keys instead of failing.
+                from lapakd import health
+
+                health.record_failure(store, row["transport"], exc)
+                paused.add(row["transport"])
+                _transient(store, row, TransientError(str(exc), retry_after=REAUTH_RETRY))
                 continue
             except PermanentError as exc:
                 fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")

@@ -537,3 +537,27 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(desk_env):
         assert accepted == Counter({i: 1 for i in ids})
         assert Counter(e["dm_conversation_id"] for e in x.sent_dms()) == Counter(
             {f"{x.desk_id}-{s}": 1 for s in dm_senders})
+
+
+def test_reply_with_dead_credentials_waits_for_new_keys_instead_of_failing(env, x):
+    x.seed_sample()
+    x.fail("create_tweet", 401, times=50)  # the keys were revoked between poll and reply
+    env.run_once()
+    with env.db() as db:
+        acks = db.execute("SELECT status, last_error FROM outbox WHERE kind = 'ack'"
+                          " AND transport = 'twitter'").fetchall()
+    assert acks and all(status == "pending" for status, _ in acks)
+    assert health(env)["state"] == "needs_reauth"
+    alerts = [m for m in env.sink.messages if ADMIN_EMAIL in m.rcpt_tos]
+    assert len(alerts) == 1  # once, not once per reply
+    # New keys: once the retry is due the replies go out.
+    x.faults.clear()
+    unpause(env)
+    with env.db() as db:
+        db.execute("UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00+00:00'"
+                   " WHERE status = 'pending'")
+    env.run_once()
+    with env.db() as db:
+        statuses = {r[0] for r in db.execute(
+            "SELECT status FROM outbox WHERE kind = 'ack' AND transport = 'twitter'")}
+    assert statuses == {"sent"}
