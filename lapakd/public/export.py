@@ -18,12 +18,12 @@ few detail pages already showing the newer state of their complaint.
 Incremental: `public_cache` (store) keeps each complaint's published record keyed by what it
 was built from (the key is computed in SQL); only changed complaints are rebuilt and only their
 detail pages rewritten. `public_index`, a narrow table, holds the key and the statistics fields
-as columns (statistics and filters are computed in SQL) and `public_blocks`, per archive block of 100 complaints (`public_blocks`), the
-block's part of aduan.json, aduan.csv and data/cari.json, so the open data is concatenated from
-1,000 cached blocks instead of re-serialized. `.manifest.json` (in each build) maps each file
-to a content key; an unchanged build file is hard-linked from the previous build. The pages
-directory holds a token (`.lapakd-pages`) that `public_state` also records: if they differ
-(directory deleted, another target), every page is rebuilt.
+as columns (statistics and filters are computed in SQL) and `public_blocks` holds, per archive
+block of 100 complaints, the block's part of aduan.json, aduan.csv and data/cari.json, so the
+open data is concatenated from 1,000 cached blocks instead of re-serialized. `.manifest.json`
+(in each build) maps each file to a content key; an unchanged build file is hard-linked from the
+previous build. The pages directory holds a token (`.lapakd-pages`) that `public_state` also
+records: if they differ (directory deleted, another target), every page is rebuilt.
 
 Full builds (and any run with many changed complaints) build records and render pages in a
 pool of worker processes (one per CPU, fork), each reading the store on its own connection and
@@ -321,7 +321,7 @@ def _work(blocks: list[tuple[int, list[int], list[int], bool, bool]]) -> dict[st
             _write(f"{c['build']}/halaman/{n}.html", html.encode("utf-8"))
             written += 1
         if data:
-            def part(i: int) -> list[str]:
+            def part(i: int, newest: list[int] = newest) -> list[str]:
                 out = []
                 for cid in newest:
                     if cid in fresh:
@@ -506,7 +506,6 @@ def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
             common: dict[str, Any]) -> None:
     """The aggregate files, from the cache columns and the cached open-data blocks."""
     conn = desk.store.conn
-    build = b.root
 
     # Static assets.
     static = importlib.resources.files("lapakd.public") / "templates" / "static"
