@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from lapakd.testing.media import TINY_JPEG
+
 PAGE_ID = "104812345678901"
 PAGE_NAME = "Lapak Aduan Banyumas"
 IG_USER_ID = "17841400000000001"
@@ -42,17 +44,7 @@ TOKEN = "replica-page-token"
 APP_SECRET = "replica-app-secret"
 VERIFY_TOKEN = "replica-verify-token"
 
-# A real 1×1 JPEG (as in tests/deskenv.py).
-PHOTO = bytes.fromhex(
-    "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c"
-    "1912130f141d1a1f1e1d1a1c1c20242e2720222c231c1c2837292c30313434341f27393d38323c2e333432ffc000"
-    "0b080001000101011100ffc4001f0000010501010101010100000000000000000102030405060708090a0bffc400"
-    "b5100002010303020403050504040000017d01020300041105122131410613516107227114328191a1082342b1c1"
-    "1552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a535455565758595a63"
-    "6465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6"
-    "b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008"
-    "010100003f00fbd3ffd9"
-)
+PHOTO = TINY_JPEG  # the replica's stand-in for a citizen's photo
 
 
 def gtime(dt: datetime) -> str:
