@@ -153,12 +153,17 @@ def bar_chart(items: list[tuple[str, int]], title: str, limit: int = 30) -> dict
     top = max((v for _, v in items), default=0) or 1
     row_h, label_w, value_w = 22, 190, 60
     bars = [
-        {"label": label[:32], "value": value, "y": i * row_h,
+        {"label": _fit(label, 22), "full": label, "value": value, "y": i * row_h,
          "w": max(1, round(value / top * (BAR_WIDTH - label_w - value_w)))}
         for i, (label, value) in enumerate(items)
     ]
     return {"title": title, "bars": bars, "height": max(row_h, len(bars) * row_h),
             "width": BAR_WIDTH, "label_w": label_w, "row_h": row_h}
+
+
+def _fit(label: str, chars: int) -> str:
+    """Shorten a label to what fits left of the bars (the table beside it has it in full)."""
+    return label if len(label) <= chars else label[: chars - 1].rstrip() + "…"
 
 
 def column_chart(items: list[tuple[str, int]], title: str) -> dict[str, Any]:
