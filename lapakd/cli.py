@@ -9,6 +9,7 @@ import argparse
 import getpass
 import importlib
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -302,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except LapakdError as exc:
         print(f"lapakd: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        if args.log_level == "debug":
+            raise
+        print(f"lapakd: the store's database failed: {exc} (check data_dir's disk and "
+              "permissions; --log-level debug shows the traceback)", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
