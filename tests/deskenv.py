@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -131,6 +134,24 @@ class DeskEnv:
                 f"lapakd {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
             )
         return proc
+
+    def kill_runs(self, runs: int = 6, low: float = 0.3, high: float = 2.5) -> int:
+        """Start `lapakd run` and SIGKILL it after a random moment, `runs` times.
+
+        Returns how many runs were killed mid-work (LAPAKD_CRASH_SEED picks the moments)."""
+        rng = random.Random(int(os.environ.get("LAPAKD_CRASH_SEED", "20261128")))
+        kills = 0
+        for _ in range(runs):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lapakd.cli", "run", "--config", str(self.config)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.root,
+            )
+            time.sleep(rng.uniform(low, high))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.wait(timeout=30)
+        return kills
 
     def run_once(self) -> subprocess.CompletedProcess[str]:
         return self.cli("run", "--once")

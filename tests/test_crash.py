@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import imaplib
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from collections import defaultdict
 
 from deskenv import make_mail
@@ -36,18 +30,7 @@ def _append_many(desk_env, count: int) -> None:
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(desk_env):
     total = 500
     _append_many(desk_env, total)
-    rng = random.Random(int(os.environ.get("LAPAKD_CRASH_SEED", "20261128")))
-    kills = 0
-    for _ in range(6):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lapakd.cli", "run", "--config", str(desk_env.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=desk_env.root,
-        )
-        time.sleep(rng.uniform(0.3, 2.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=30)
+    kills = desk_env.kill_runs(6, 0.3, 2.5)
     assert kills >= 5
     # Let a clean run finish whatever the killed ones left.
     desk_env.run_once()

@@ -4,11 +4,6 @@ desk runs as `lapakd run --once` (a real process) on real SQLite and the session
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 
@@ -494,18 +489,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(desk_env):
         for i, who in enumerate(dm_senders):
             x.add_dm(f"Jalan berlubang di Desa {i}, mohon diperbaiki", who,
                      created_at=xr.minutes_ago(90))
-        rng = random.Random(int(os.environ.get("LAPAKD_CRASH_SEED", "20261128")))
-        kills = 0
-        for _ in range(6):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lapakd.cli", "run", "--config", str(desk_env.config)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=desk_env.root,
-            )
-            time.sleep(rng.uniform(0.5, 3.0))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=30)
+        kills = desk_env.kill_runs(6, 0.5, 3.0)
         assert kills >= 5
         desk_env.run_once()
         desk_env.run_once()
