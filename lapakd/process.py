@@ -8,6 +8,7 @@ failure (a media server that is down) is retried with backoff before it is quara
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -183,9 +184,12 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
     return complaint_id
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f]")  # C0 controls but tab and newline
+
+
 def _clean(text: str) -> str:
     """Drop NULs and other control characters that have no place in a complaint."""
-    return "".join(ch for ch in text if ch in "\n\t" or ch >= " " or ch > "\x7f").strip()
+    return _CONTROL.sub("", text).strip()
 
 
 def requeue_message(store: Store, message_id: int, actor: str) -> None:
