@@ -15,6 +15,7 @@ import schedule
 import structlog
 
 from lapakd import intake, outbox, process, routing, scheduled
+from lapakd.smtp import SmtpSession
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -130,10 +131,14 @@ def _pipeline_beside_sender(desk: Desk) -> None:
                 break
         child.done()
         # Help with what is queued, from the newest end, while the child finishes.
-        while not desk.stopping.is_set() and child.running():
-            sent, paused = outbox.send_batch(desk, 20, newest_first=True)
-            if paused or sent == 0:
-                break
+        session = SmtpSession(desk.config)
+        try:
+            while not desk.stopping.is_set() and child.running():
+                sent, paused = outbox.send_batch(desk, 20, newest_first=True, session=session)
+                if paused or sent == 0:
+                    break
+        finally:
+            session.close()
     except BaseException:
         child.kill()
         raise
