@@ -15,6 +15,7 @@ import schedule
 import structlog
 
 from lapakd import intake, outbox, process, routing, scheduled
+from lapakd.smtp import SmtpSession
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -27,6 +28,9 @@ RULES_SECONDS = 5
 MAX_ROUNDS = 10_000  # run_once: pipeline rounds at most
 OUTBOX_BATCH = 200  # outbox rows per send_due call
 PIPELINE_BATCH = 500  # messages or complaints per process/route call
+# run_once sends in a process of its own (lapakd/sender.py) from this much work waiting
+# (pending messages + new complaints + pending outbox rows); None: never.
+SENDER_BACKLOG: int | None = 200
 
 # Extra jobs later stages add: (name, every_seconds, function(desk) -> int | None).
 EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = []
@@ -78,6 +82,16 @@ def pollers(desk: Desk) -> list[str]:
     ]
 
 
+def backlog(desk: Desk) -> int:
+    """Work waiting now: messages to process, complaints to route, outbox rows due."""
+    row = desk.store.one(
+        "SELECT (SELECT count(*) FROM messages WHERE state = 'pending')"
+        " + (SELECT count(*) FROM complaints WHERE status = 'new')"
+        " + (SELECT count(*) FROM outbox WHERE status = 'pending')"
+    )
+    return row[0] if row else 0
+
+
 def run_once(desk: Desk) -> None:
     """Every job once, until nothing is left that can be done now (cron and tests)."""
     desk.store.lock_runner()
@@ -85,6 +99,10 @@ def run_once(desk: Desk) -> None:
     desk.reload_rules_if_changed()
     for channel in pollers(desk):
         intake.poll_channel(desk, channel)
+    if SENDER_BACKLOG is not None and backlog(desk) >= SENDER_BACKLOG:
+        # A burst: emails go out from a process of its own (lapakd/sender.py) while this one
+        # processes and routes; when it has finished, the loop below sends whatever is left.
+        _pipeline_beside_sender(desk)
     # Until a round finds nothing to do: a round handles at most 1000 messages, 1000 complaints
     # and 200 outbox rows, so a backlog of 10,000 emails needs ~55 rounds (20 left 6,000 of
     # their forwards for the next run). Every round moves rows on and a transient send failure
@@ -95,6 +113,36 @@ def run_once(desk: Desk) -> None:
     for _, _, job in EXTRA_JOBS:
         job(desk)
     outbox.send_due(desk)
+
+
+def _pipeline_beside_sender(desk: Desk) -> None:
+    """Process and route to the end while lapakd/sender.py sends in a process of its own."""
+    from lapakd import sender
+
+    try:
+        child = sender.Sender(desk)
+    except OSError as exc:  # no process to spare: everything in this one, as before
+        log.warning("sender.not_started", error=str(exc)[:200])
+        return
+    try:
+        for _ in range(MAX_ROUNDS):
+            done = process.process_pending(desk) + routing.route_due(desk)
+            if done == 0 or desk.stopping.is_set():
+                break
+        child.done()
+        # Help with what is queued, from the newest end, while the child finishes.
+        session = SmtpSession(desk.config)
+        try:
+            while not desk.stopping.is_set() and child.running():
+                sent, paused = outbox.send_batch(desk, 20, newest_first=True, session=session)
+                if paused or sent == 0:
+                    break
+        finally:
+            session.close()
+    except BaseException:
+        child.kill()
+        raise
+    child.finish()
 
 
 def run_forever(desk: Desk) -> None:

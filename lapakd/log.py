@@ -7,8 +7,12 @@ import sys
 
 import structlog
 
+LEVEL = "info"  # as last set up (lapakd/sender.py passes it on to its process)
+
 
 def setup(level: str = "info", json_lines: bool | None = None) -> None:
+    global LEVEL
+    LEVEL = level
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (

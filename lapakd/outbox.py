@@ -93,15 +93,43 @@ def recover_orphans(store: Store) -> int:
 
 
 def send_due(desk: Desk, limit: int = 200) -> int:
+    return send_batch(desk, limit)[0]
+
+
+def send_batch(
+    desk: Desk,
+    limit: int = 200,
+    *,
+    transport: str | None = None,
+    shard: tuple[int, int] | None = None,
+    session: SmtpSession | None = None,
+    newest_first: bool = False,
+) -> tuple[int, bool]:
+    """Send up to `limit` due rows: (rows sent, whether a transport failed and was paused).
+
+    `transport` and `shard` (index, count: rows whose id % count == index) let several senders
+    work side by side (lapakd/sender.py) without reaching for the same rows; the claim below is
+    conditional anyway, so a row is never sent twice at the same time. A given `session` is
+    reused and left open (the caller closes it). `newest_first` takes the rows from the other
+    end of the queue (run_once, while the sender process still works through it)."""
     store = desk.store
+    where, params = "", []
+    if transport is not None:
+        where += " AND transport = ?"
+        params.append(transport)
+    if shard is not None:
+        where += " AND id % ? = ?"
+        params += [shard[1], shard[0]]
     rows = store.all(
         "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-        " ORDER BY id LIMIT ?",
-        (now_iso(), limit),
+        f"{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ?",
+        (now_iso(), *params, limit),
     )
     sent = 0
+    own_session = session is None
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
-    session = SmtpSession(desk.config)  # one connection for the whole batch
+    if session is None:
+        session = SmtpSession(desk.config)  # one connection for the whole batch
     try:
         for row in rows:
             if desk.stopping.is_set():
@@ -150,8 +178,9 @@ def send_due(desk: Desk, limit: int = 200) -> int:
                 )
             sent += 1
     finally:
-        session.close()
-    return sent
+        if own_session:
+            session.close()
+    return sent, bool(paused)
 
 
 def deliver(

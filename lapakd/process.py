@@ -1,13 +1,15 @@
 """Processing: turn stored raw messages into complaints (or record what else they are).
 
-Each message is handled in its own transaction. A message that breaks is quarantined with its
-error and the stage goes on with the next one; `lapakd requeue msg-N` puts it back. A transient
+Each message is handled in a savepoint of its own, PER_TRANSACTION messages to a transaction. A
+message that breaks has its writes undone, is quarantined with its error and the stage goes on
+with the next one; `lapakd requeue msg-N` puts it back. A transient
 failure (a media server that is down) is retried with backoff before it is quarantined.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
@@ -31,7 +33,15 @@ RETRY_DELAYS = (30, 60, 120, 300, 900, 1800, 3600, 3600, 3600, 3600)
 Handler = Callable[["Desk", sqlite3.Row, Content], bool]
 
 
+PER_TRANSACTION = 20  # messages committed together (each in a savepoint of its own)
+
+
 def process_pending(desk: Desk, limit: int = 1000) -> int:
+    """Process stored messages, PER_TRANSACTION to a transaction.
+
+    A message that breaks has its own writes undone (a savepoint) and is quarantined in the
+    same transaction; the others go on. Parsing happens before the transaction opens, so the
+    write lock is held only for the handlers' few statements."""
     store = desk.store
     rows = store.all(
         "SELECT * FROM messages WHERE state = 'pending' AND (retry_at IS NULL OR retry_at <= ?)"
@@ -39,24 +49,44 @@ def process_pending(desk: Desk, limit: int = 1000) -> int:
         (now_iso(), limit),
     )
     done = 0
-    for row in rows:
+    for start in range(0, len(rows), PER_TRANSACTION):
         if desk.stopping.is_set():
             break
-        try:
-            content = desk.adapter(row["channel"]).parse(row["raw"], json.loads(row["meta"]))
-            with store.transaction():
-                for handler in HANDLERS:
-                    if handler(desk, row, content):
-                        break
-            done += 1
-        except TransientError as exc:
-            if row["attempts"] >= len(RETRY_DELAYS):
-                quarantine_message(store, row["id"], exc)
-            else:
-                retry_later(store, row, exc)
-        except Exception as exc:  # noqa: BLE001 - quarantine, keep going
-            quarantine_message(store, row["id"], exc)
+        parsed: list[tuple[sqlite3.Row, Content | BaseException]] = []
+        for row in rows[start:start + PER_TRANSACTION]:
+            try:
+                content: Content | BaseException = desk.adapter(row["channel"]).parse(
+                    row["raw"], json.loads(row["meta"])
+                )
+            except Exception as exc:  # noqa: BLE001 - dealt with below, in the transaction
+                content = exc
+            parsed.append((row, content))
+        with store.transaction():
+            for row, content in parsed:
+                if desk.stopping.is_set():
+                    break
+                done += _process_one(desk, row, content)
     return done
+
+
+def _process_one(desk: Desk, row: sqlite3.Row, content: Content | BaseException) -> int:
+    store = desk.store
+    try:
+        if isinstance(content, BaseException):
+            raise content
+        with store.savepoint():
+            for handler in HANDLERS:
+                if handler(desk, row, content):
+                    break
+        return 1
+    except TransientError as exc:
+        if row["attempts"] >= len(RETRY_DELAYS):
+            quarantine_message(store, row["id"], exc)
+        else:
+            retry_later(store, row, exc)
+    except Exception as exc:  # noqa: BLE001 - quarantine, keep going
+        quarantine_message(store, row["id"], exc)
+    return 0
 
 
 def retry_later(store: Store, row: sqlite3.Row, exc: TransientError) -> None:
@@ -183,9 +213,12 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
     return complaint_id
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f]")  # C0 controls but tab and newline
+
+
 def _clean(text: str) -> str:
     """Drop NULs and other control characters that have no place in a complaint."""
-    return "".join(ch for ch in text if ch in "\n\t" or ch >= " " or ch > "\x7f").strip()
+    return _CONTROL.sub("", text).strip()
 
 
 def requeue_message(store: Store, message_id: int, actor: str) -> None:

@@ -1,7 +1,8 @@
 """Routing: apply the rules to complaints whose intake is complete.
 
 The decision, its event (which rule, which words) and the outbox rows it implies commit in one
-transaction, so a complaint is never routed without its forwards, nor forwarded twice.
+transaction (with up to PER_TRANSACTION-1 other complaints' decisions, each in a savepoint of its
+own), so a complaint is never routed without its forwards, nor forwarded twice.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ def routing_text(complaint: sqlite3.Row) -> str:
     return "\n".join(p for p in (complaint["subject"], complaint["text"]) if p)
 
 
+PER_TRANSACTION = 20  # complaints committed together (each in a savepoint of its own)
+
+
 def route_due(desk: Desk, limit: int = 1000) -> int:
+    """Route complaints due now, PER_TRANSACTION to a transaction.
+
+    The rules are evaluated before the transaction opens. A complaint that breaks has its own
+    writes undone (a savepoint) and is quarantined in the same transaction; the others go on."""
     store = desk.store
     rows = store.all(
         "SELECT * FROM complaints WHERE status = 'new' AND route_after <= ? ORDER BY id LIMIT ?",
@@ -36,25 +44,44 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
     )
     rules = desk.rules
     routed = 0
-    for c in rows:
+    for start in range(0, len(rows), PER_TRANSACTION):
         if desk.stopping.is_set():
             break
-        try:
-            decision = rules.evaluate(routing_text(c), c["channel"], c["sender"])
-            with store.transaction():
-                apply_decision(desk, c, decision, actor="rules")
-            routed += 1
-        except Exception as exc:  # noqa: BLE001 - quarantine the complaint, go on
-            error = f"{type(exc).__name__}: {exc}"[:300]
-            with store.transaction() as conn:
-                conn.execute(
-                    "UPDATE complaints SET status = 'quarantined', updated_at = ? WHERE id = ?",
-                    (now_iso(), c["id"]),
+        decided: list[tuple[sqlite3.Row, Decision | Exception]] = []
+        for c in rows[start:start + PER_TRANSACTION]:
+            try:
+                decision: Decision | Exception = rules.evaluate(
+                    routing_text(c), c["channel"], c["sender"]
                 )
-                store.event("quarantined", complaint_id=c["id"], error=error)
-            log.error("complaint.quarantined", ticket=c["ticket"], error=error,
-                      hint=f"fix the cause, then: lapakd requeue {c['ticket']}")
+            except Exception as exc:  # noqa: BLE001 - quarantined below
+                decision = exc
+            decided.append((c, decision))
+        with store.transaction():
+            for c, decision in decided:
+                if desk.stopping.is_set():
+                    break
+                routed += _route_one(desk, c, decision)
     return routed
+
+
+def _route_one(desk: Desk, c: sqlite3.Row, decision: Decision | Exception) -> int:
+    store = desk.store
+    try:
+        if isinstance(decision, Exception):
+            raise decision
+        with store.savepoint():
+            apply_decision(desk, c, decision, actor="rules")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - quarantine the complaint, go on
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        store.conn.execute(
+            "UPDATE complaints SET status = 'quarantined', updated_at = ? WHERE id = ?",
+            (now_iso(), c["id"]),
+        )
+        store.event("quarantined", complaint_id=c["id"], error=error)
+        log.error("complaint.quarantined", ticket=c["ticket"], error=error,
+                  hint=f"fix the cause, then: lapakd requeue {c['ticket']}")
+        return 0
 
 
 def effective_sla(desk: Desk, decision: Decision) -> int:

@@ -114,6 +114,19 @@ class Store:
             if durable:
                 self.conn.execute("PRAGMA synchronous=NORMAL")
 
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[sqlite3.Connection]:
+        """One item inside a batch transaction: on an exception its writes, and only its
+        writes, are undone (the exception goes on to the caller)."""
+        self.conn.execute("SAVEPOINT item")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK TO item")
+            self.conn.execute("RELEASE item")
+            raise
+        self.conn.execute("RELEASE item")
+
     def lock_runner(self) -> None:
         """Hold the data_dir's runner lock: one daemon (or `run --once`) per store.
 

@@ -1,0 +1,201 @@
+"""Send the outbox's emails in a process of its own while the runner processes and routes.
+
+`run_once` with a backlog starts `python -m lapakd.sender` (a fresh interpreter: an SQLite
+connection must not cross a fork). The child opens the store on connections of its own and
+sends the due `smtp` rows on a few SMTP connections in parallel, one thread each; thread i
+takes the rows whose id % count == i, and every row is still claimed with the conditional
+UPDATE, so no row is sent twice at the same time. The SMTP waits and the composing then run
+beside the parent's parsing and routing, on the second core.
+
+Guarantees kept:
+- the child holds the runner's `data_dir/lapakd.lock` too (the same open file, passed down),
+  so while it lives no other runner can start and put its `sending` rows back;
+- it dies with its parent (PR_SET_PDEATHSIG = SIGKILL): a SIGKILLed runner leaves nothing
+  running, and the rows the child left in `sending` are re-sent by the next runner, with the
+  same Message-ID, as before;
+- the parent closes the child's stdin when its pipeline is done and waits for it to exit, then
+  sends whatever is still due itself (other transports, rows the child did not get to), so when
+  `run_once` returns everything due has been sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+log = structlog.get_logger("lapakd.sender")
+
+CONNECTIONS = 3  # SMTP connections (threads) in the child
+BATCH = 50  # rows per send_batch call in a thread
+IDLE_WAIT = 0.05  # seconds between looks at the outbox while the parent still works
+PR_SET_PDEATHSIG = 1
+
+
+class Sender:
+    """The parent's handle on the child (`run_once`)."""
+
+    def __init__(self, desk: Desk, connections: int = CONNECTIONS) -> None:
+        from lapakd import log as logsetup
+
+        lock_fd = desk.store._lock_fd
+        if lock_fd is None:
+            raise RuntimeError("the sender needs the runner lock (store.lock_runner())")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_package_root(), env.get("PYTHONPATH", "")) if p
+        )
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "lapakd.sender",
+                "--config", str(desk.config.path),
+                "--parent", str(os.getpid()),
+                "--lock-fd", str(lock_fd),
+                "--connections", str(connections),
+                "--log-level", logsetup.LEVEL,
+            ],
+            stdin=subprocess.PIPE,
+            pass_fds=(lock_fd,),
+            env=env,
+        )
+        log.debug("sender.started", pid=self.proc.pid, connections=connections)
+
+    def done(self) -> None:
+        """Tell the child the pipeline is done: it sends what is due, then exits."""
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def finish(self, timeout: float | None = None) -> int:
+        """done(), then wait for the child to exit."""
+        self.done()
+        code = self.proc.wait(timeout)
+        if code != 0:
+            log.warning("sender.exited", code=code, note="the runner sends what is left")
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def _package_root() -> str:
+    import lapakd
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(lapakd.__file__)))
+
+
+def _die_with_parent(parent: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # the parent died before the prctl
+        os._exit(1)
+
+
+def _worker(desk: Desk, index: int, count: int, done: threading.Event,
+            errors: list[BaseException], totals: list[int]) -> None:
+    from lapakd import outbox
+    from lapakd.smtp import SmtpSession
+
+    session = SmtpSession(desk.config)
+    try:
+        last_look = False
+        while not desk.stopping.is_set():
+            sent, paused = outbox.send_batch(
+                desk, BATCH, transport="smtp", shard=(index, count), session=session
+            )
+            if paused:
+                # The server refused or is down: the row is deferred; the parent's own pass
+                # (after this process) tries what is left, once, like run_once always did.
+                return
+            totals[index] += sent
+            if sent:
+                last_look = False
+                continue
+            if last_look:
+                return
+            last_look = done.is_set()  # one more look after the parent said it is done
+            if not last_look:
+                done.wait(IDLE_WAIT)
+    except BaseException as exc:
+        errors.append(exc)
+        log.exception("sender.failed", thread=index)
+    finally:
+        session.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lapakd.sender")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--parent", type=int, required=True)
+    ap.add_argument("--lock-fd", type=int, required=True)
+    ap.add_argument("--connections", type=int, default=CONNECTIONS)
+    ap.add_argument("--log-level", default="info")
+    args = ap.parse_args(argv)
+    _die_with_parent(args.parent)
+    started = time.monotonic()
+
+    from lapakd import log as logsetup
+    from lapakd.app import Desk
+    from lapakd.config import load_config
+
+    logsetup.setup(args.log_level)
+    config = load_config(args.config)
+    first = Desk(config)
+    stopping = first.stopping
+    desks = [first] + [Desk(config) for _ in range(args.connections - 1)]
+    rules = first.rules
+    for d in desks:
+        d._rules = rules  # loaded once; read-only, swapped whole
+        d.stopping = stopping
+
+    def stop(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    done = threading.Event()
+    errors: list[BaseException] = []
+    totals = [0] * len(desks)
+    threads = [
+        threading.Thread(target=_worker, args=(d, i, len(desks), done, errors, totals),
+                         name=f"sender-{i}", daemon=True)
+        for i, d in enumerate(desks)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        while sys.stdin.buffer.read(65536):  # EOF: the parent's pipeline is done
+            pass
+    except OSError:
+        pass
+    done.set()
+    for t in threads:
+        t.join()
+    for d in desks:
+        d.close()
+    os.close(args.lock_fd)
+    log.info("sender.done", sent=sum(totals), connections=len(desks), errors=len(errors),
+             cpu=round(time.process_time(), 2), wall=round(time.monotonic() - started, 2))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
