@@ -5,6 +5,7 @@ Each test gets its own config, data_dir and a fresh IMAP user (an empty mailbox)
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import random
@@ -118,6 +119,18 @@ class DeskEnv:
             base.setdefault(name, {}).update(values)
         self.config.write_text(toml_dumps(base), encoding="utf-8")
         return self.config
+
+    def append_many(self, texts: list[tuple[str, str]], count: int) -> None:
+        """Append `count` complaint mails (cycling through (subject, body) pairs, `{i}` in the
+        body numbered) over one IMAP connection."""
+        imap = imaplib.IMAP4(self.dovecot.host, self.dovecot.port)
+        imap.login(self.user, self.dovecot.password)
+        for i in range(count):
+            subject, body = texts[i % len(texts)]
+            raw = make_mail(f"{subject} {i}", body.format(i=i), sender=f"warga{i}@example.com")
+            typ, _ = imap.append("INBOX", None, None, raw)
+            assert typ == "OK"
+        imap.logout()
 
     def append(self, raw: bytes, folder: str = "INBOX") -> int:
         return self.dovecot.append(self.user, raw, folder=folder)

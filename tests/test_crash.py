@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import imaplib
 from collections import defaultdict
-
-from deskenv import make_mail
 
 TEXTS = [
     ("Jalan rusak", "jalan rusak parah di Desa {i}, banyak lubang"),
@@ -15,21 +12,10 @@ TEXTS = [
 ]
 
 
-def _append_many(desk_env, count: int) -> None:
-    dv = desk_env.dovecot
-    imap = imaplib.IMAP4(dv.host, dv.port)
-    imap.login(desk_env.user, dv.password)
-    for i in range(count):
-        subject, body = TEXTS[i % len(TEXTS)]
-        raw = make_mail(f"{subject} {i}", body.format(i=i), sender=f"warga{i}@example.com")
-        typ, _ = imap.append("INBOX", None, None, raw)
-        assert typ == "OK"
-    imap.logout()
-
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(desk_env):
     total = 500
-    _append_many(desk_env, total)
+    desk_env.append_many(TEXTS, total)
     kills = desk_env.kill_runs(6, 0.3, 2.5)
     assert kills >= 5
     # Let a clean run finish whatever the killed ones left.

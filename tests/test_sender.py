@@ -3,7 +3,6 @@ with its Message-ID; SIGKILLed, the runner leaves no sender running and the next
 
 from __future__ import annotations
 
-import imaplib
 import os
 import signal
 import subprocess
@@ -11,8 +10,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-
-from deskenv import make_mail
 
 from lapakd import daemon
 
@@ -22,17 +19,6 @@ TEXTS = [
     ("Pertanyaan", "mohon info jadwal posyandu nomor {i}"),
 ]
 
-
-def _append_many(desk_env, count: int) -> None:
-    dv = desk_env.dovecot
-    imap = imaplib.IMAP4(dv.host, dv.port)
-    imap.login(desk_env.user, dv.password)
-    for i in range(count):
-        subject, body = TEXTS[i % len(TEXTS)]
-        raw = make_mail(f"{subject} {i}", body.format(i=i), sender=f"warga{i}@example.com")
-        typ, _ = imap.append("INBOX", None, None, raw)
-        assert typ == "OK"
-    imap.logout()
 
 
 def _check_sent_once_each(desk_env, total: int, *, resends_allowed: bool) -> None:
@@ -57,7 +43,7 @@ def _check_sent_once_each(desk_env, total: int, *, resends_allowed: bool) -> Non
 
 def test_run_once_sends_a_backlog_from_a_process_of_its_own(desk_env):
     total = daemon.SENDER_BACKLOG + 40
-    _append_many(desk_env, total)
+    desk_env.append_many(TEXTS, total)
     proc = desk_env.cli("run", "--once", "--log-level", "info")
     assert "sender.done" in proc.stderr  # the child sent (some of) them
     # run_once's contract: when it returns, everything due has been sent.
@@ -84,7 +70,7 @@ def _alive(pid: int) -> bool:
 
 def test_sigkilled_runner_leaves_no_sender_and_the_next_run_resends(desk_env):
     total = daemon.SENDER_BACKLOG + 200
-    _append_many(desk_env, total)
+    desk_env.append_many(TEXTS, total)
     desk_env.sink.clear()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lapakd.cli", "run", "--once", "--config", str(desk_env.config)],
