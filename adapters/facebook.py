@@ -130,22 +130,12 @@ class FacebookAdapter(GraphChannel):
         """New messages of one conversation, oldest first: Graph lists them newest first, and
         a chat complaint's text must read in the order the citizen wrote it."""
         found: list[Inbound] = []
-        for msgs in self.graph.pages(f"{conv_id}/messages", fields=MESSAGE_FIELDS):
-            older = False
-            for msg in msgs:
-                msg = as_dict(msg, "message")
-                created = graph_time(msg.get("created_time"))
-                if created is not None and created < since:
-                    older = True
-                    continue
-                if not msg.get("id"):
-                    continue
-                raw = {"source": "poll", "product": self.product,
-                       "conversation_id": conv_id, "message": msg}
-                found.append(Inbound(str(msg["id"]), jdump(raw), "json", created,
-                                     {"source": "poll", "product": self.product}))
-            if older:
-                break
+        pages = self.graph.pages(f"{conv_id}/messages", fields=MESSAGE_FIELDS)
+        for msg, created in _newer(pages, "message", since):
+            raw = {"source": "poll", "product": self.product,
+                   "conversation_id": conv_id, "message": msg}
+            found.append(Inbound(str(msg["id"]), jdump(raw), "json", created,
+                                 {"source": "poll", "product": self.product}))
         yield from reversed(found)
 
     def _poll_feed(
@@ -174,25 +164,15 @@ class FacebookAdapter(GraphChannel):
                 yield None, {"feed": _iso(updated)}
 
     def _comments(self, post_id: str, since: datetime) -> Iterator[Inbound]:
-        for comments in self.graph.pages(
+        pages = self.graph.pages(
             f"{post_id}/comments", fields=COMMENT_FIELDS, filter="stream",
             order="reverse_chronological",
-        ):
-            older = False
-            for comment in comments:
-                comment = as_dict(comment, "comment")
-                created = graph_time(comment.get("created_time"))
-                if created is not None and created < since:
-                    older = True
-                    continue
-                if not comment.get("id"):
-                    continue
-                raw = {"source": "poll", "product": "feed", "post_id": post_id,
-                       "comment": comment}
-                yield Inbound(str(comment["id"]), jdump(raw), "json", created,
-                              {"source": "poll", "product": "comment"})
-            if older:
-                return
+        )
+        for comment, created in _newer(pages, "comment", since):
+            raw = {"source": "poll", "product": "feed", "post_id": post_id,
+                   "comment": comment}
+            yield Inbound(str(comment["id"]), jdump(raw), "json", created,
+                          {"source": "poll", "product": "comment"})
 
     # -- webhooks ----------------------------------------------------------------------------
 
@@ -391,3 +371,22 @@ def _iso(dt: datetime | None) -> str | None:
 def _ext(ctype: str) -> str:
     return {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp",
             "application/pdf": ".pdf", "video/mp4": ".mp4"}.get(ctype, "")
+
+
+def _newer(
+    pages: Iterator[list[Any]], kind: str, since: datetime
+) -> Iterator[tuple[dict[str, Any], datetime | None]]:
+    """Items (with an id) of newest-first Graph pages created at or after `since`, with their
+    time; paging stops after the page that reaches older items (seen by an earlier poll)."""
+    for items in pages:
+        older = False
+        for item in items:
+            item = as_dict(item, kind)
+            created = graph_time(item.get("created_time"))
+            if created is not None and created < since:
+                older = True
+                continue
+            if item.get("id"):
+                yield item, created
+        if older:
+            return
