@@ -96,3 +96,28 @@ def desk_env(tmp_path, dovecot: Dovecot, sink: SmtpSink):
     env = DeskEnv(tmp_path, dovecot, sink, dovecot.new_user("desk"))
     env.write_config()
     return env
+
+
+# ---------------------------------------------------------------------------
+# Meta: the Graph API replica and lapakd's /webhook for WhatsApp
+# (test modules that need a differently seeded replica define their own `replica`)
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replica():
+    from lapakd.testing.replica.graph import GraphReplica
+
+    with GraphReplica() as rep:
+        yield rep
+
+
+@pytest.fixture
+def hook(desk_env, replica):
+    """lapakd's real /webhook (waitress) for a desk with WhatsApp on the replica."""
+    from metaenv import WA, configure, start_webhook
+
+    configure(desk_env, replica, whatsapp=WA)
+    server = start_webhook(desk_env)
+    yield server
+    server.stop()

@@ -16,20 +16,6 @@ from lapakd.webhook import signature
 VECTOR = Path("/work/shared/reference/meta/whatsapp_signature_vector")
 
 
-@pytest.fixture
-def replica():
-    with R.GraphReplica() as rep:
-        yield rep
-
-
-@pytest.fixture
-def hook(desk_env, replica):
-    configure(desk_env, replica, whatsapp=WA)
-    server = start_webhook(desk_env)
-    yield server
-    server.stop()
-
-
 def stored(env) -> list[dict]:
     return rows(env, "SELECT channel, external_id, state, kind, error FROM messages ORDER BY id")
 

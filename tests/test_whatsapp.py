@@ -5,28 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from deskenv import TINY_JPEG
-from metaenv import WA, complaints, configure, rows, start_webhook
+from metaenv import complaints, rows
 
 from lapakd.testing.replica import graph as R
 from lapakd.testing.replica.graph import send_webhook
 
 PHONE = "6281234567001"
-
-
-@pytest.fixture
-def replica():
-    with R.GraphReplica() as rep:
-        yield rep
-
-
-@pytest.fixture
-def hook(desk_env, replica):
-    configure(desk_env, replica, whatsapp=WA)
-    server = start_webhook(desk_env)
-    yield server
-    server.stop()
 
 
 def deliver(hook, body) -> None:
