@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
@@ -42,6 +43,17 @@ _PARSED: dict[tuple[str, str], tuple[str, Any]] = {}
 _FOLDED: dict[tuple[Any, ...], bytes] = {}
 
 
+def _remember(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """A bounded memo: the repeating headers are few, so clearing at 1000 never bites."""
+    value = cache.get(key)
+    if value is None:
+        value = make()
+        if len(cache) >= 1000:
+            cache.clear()
+        cache[key] = value
+    return value
+
+
 class _Policy(EmailPolicy):
     """email.policy.default, remembering the parsed form of headers that repeat.
 
@@ -52,27 +64,16 @@ class _Policy(EmailPolicy):
     def header_store_parse(self, name: str, value: Any) -> tuple[str, Any]:
         if not isinstance(value, str) or name.lower() not in _REPEATED:
             return super().header_store_parse(name, value)
-        key = (name, value)
-        parsed = _PARSED.get(key)
-        if parsed is None:
-            parsed = super().header_store_parse(name, value)
-            if len(_PARSED) >= 1000:
-                _PARSED.clear()
-            _PARSED[key] = parsed
-        return parsed
+        parse = super().header_store_parse
+        return _remember(_PARSED, (name, value), lambda: parse(name, value))
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         """The header as sent; remembered for repeating ones (refolding is the next dearest)."""
         if not hasattr(value, "name") or name.lower() not in _REPEATED:
             return super().fold_binary(name, value)
         key = (name, str(value), self.linesep, self.max_line_length, self.utf8, self.cte_type)
-        folded = _FOLDED.get(key)
-        if folded is None:
-            folded = super().fold_binary(name, value)
-            if len(_FOLDED) >= 1000:
-                _FOLDED.clear()
-            _FOLDED[key] = folded
-        return folded
+        fold = super().fold_binary
+        return _remember(_FOLDED, key, lambda: fold(name, value))
 
 
 class _Registry(HeaderRegistry):
