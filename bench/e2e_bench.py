@@ -126,6 +126,9 @@ def serve_sink() -> int:
     for line in sys.stdin:
         if line.strip() == "count":
             print(len(sink.messages), flush=True)
+        elif line.strip() == "cpu":
+            t = os.times()
+            print(round(t.user + t.system, 3), flush=True)
         elif line.strip() == "clear":
             sink.clear()
             print("ok", flush=True)
@@ -154,6 +157,10 @@ class SinkProcess:
 
     def clear(self) -> None:
         self._ask("clear")
+
+    def cpu(self) -> float:
+        """CPU seconds the sink process has used so far (user + system)."""
+        return float(self._ask("cpu"))
 
     def wait_for(self, count: int, timeout: float = 600) -> int:
         deadline = time.monotonic() + timeout
@@ -378,6 +385,12 @@ def servers(root: Path) -> Iterator[tuple[Dovecot, SinkProcess]]:
         dc.stop()
 
 
+def _cpu_self_and_children() -> float:
+    """CPU seconds of this process and its waited-for children (the sender, `run --once`)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def machine() -> str:
     return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
             f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
@@ -420,14 +433,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"filled 2 mailboxes ({args.fill}): {time.perf_counter() - t:.1f} s",
                   flush=True)
 
+            sink_cpu = sink.cpu()
             raw = raw_baseline(dc, raw_user, sink, n)
+            raw_sink_cpu, sink_cpu = sink.cpu() - sink_cpu, sink.cpu()
             print(f"raw: fetch {raw['fetch']:.2f} s + send {raw['send']:.2f} s "
-                  f"= {raw['total']:.2f} s", flush=True)
+                  f"= {raw['total']:.2f} s (sink CPU {raw_sink_cpu:.1f} s)", flush=True)
             sink.clear()
+            own_cpu = _cpu_self_and_children()
 
             config = write_config(root, dc, lapakd_user, sink, args.rules.resolve())
             lap = run_lapakd(config, root / "var" / "lapakd.sqlite3", sink, args.mode,
                              args.profile, n)
+            lap_sink_cpu = sink.cpu() - sink_cpu
+            lap_cpu = _cpu_self_and_children() - own_cpu
     finally:
         if args.keep:
             print(f"kept {root}")
@@ -439,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lapakd: {lap.total:.2f} s in {lap.rounds} run(s); "
           f"{s['smtp_sent']} emails sent ({n} fetched)")
     print(f"  messages {s['messages']}\n  complaints {s['complaints']}\n  outbox {s['outbox']}")
+    print(f"  CPU: lapakd {lap_cpu:.1f} s (its processes; {lap_cpu / n * 1000:.2f} ms/email), "
+          f"sink {lap_sink_cpu:.1f} s, in {lap.total:.1f} s on {os.cpu_count()} CPUs")
     for stage, seconds in lap.stages.items():
         print(f"  stage {stage}: {seconds:.2f} s ({seconds / n * 1000:.2f} ms/email)")
     print()
