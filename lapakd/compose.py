@@ -7,15 +7,19 @@ control character, so a complaint cannot inject headers. From and Reply-To are a
 
 from __future__ import annotations
 
+import binascii
 import importlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr
+from time import time as epoch_seconds
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -94,7 +98,10 @@ class _Registry(HeaderRegistry):
         return cls
 
 
-_POLICY = _Policy(header_factory=_Registry())  # otherwise the settings of email.policy.default
+# Otherwise the settings of email.policy.default, but 7-bit clean: a server without 8BITMIME
+# takes every mail (non-ASCII text goes quoted-printable or base64, never raw 8-bit).
+_POLICY = _Policy(header_factory=_Registry(), cte_type="7bit")
+_POLICY_SMTP = _POLICY.clone(linesep="\r\n")  # what goes on the wire
 
 CHANNEL_LABELS = {
     "email": "Email",
@@ -143,7 +150,44 @@ def _contact(c: sqlite3.Row) -> str:
     return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
 
 
-def build(desk: Desk, row: sqlite3.Row) -> tuple[EmailMessage, list[str]]:
+@dataclass(frozen=True)
+class Outgoing:
+    """An email ready for SMTP: its bytes (CRLF line ends) and the envelope recipients."""
+
+    data: bytes
+    recipients: list[str]
+
+
+@dataclass
+class _Parts:
+    headers: list[tuple[str, str]]
+    body: str
+    attachments: list[tuple[str, str, bytes]]
+    extra: dict[str, Any]
+    recipients: list[str]
+
+
+def build(desk: Desk, row: sqlite3.Row) -> Outgoing:
+    """The outbox row as the bytes to send.
+
+    A plain-text mail (forwards, triage notices, alerts... nearly all of them) is written
+    straight to bytes: building an `EmailMessage` and flattening it cost ~0.7 ms a mail, most
+    of the sender's time in a burst. Anything with attachments or an HTML part goes through
+    `email.message`. Both give the same message (tests/test_compose.py)."""
+    parts = _parts(desk, row)
+    if parts.attachments or parts.extra.get("html"):
+        data = _message(parts).as_bytes(policy=_POLICY_SMTP)
+    else:
+        data = _plain_bytes(parts)
+    return Outgoing(data, parts.recipients)
+
+
+def build_message(desk: Desk, row: sqlite3.Row) -> EmailMessage:
+    """The outbox row as an `EmailMessage` (the general path of `build`)."""
+    return _message(_parts(desk, row))
+
+
+def _parts(desk: Desk, row: sqlite3.Row) -> _Parts:
     cfg = desk.config
     payload = json.loads(row["payload"])
     recipients: list[str] = json.loads(row["recipients"]) or [cfg.desk.admin_email]
@@ -158,39 +202,103 @@ def build(desk: Desk, row: sqlite3.Row) -> tuple[EmailMessage, list[str]]:
     # A builder may return a 4th item: {"headers": {...}, "html": str, "images": [(cid, png)]}.
     subject, body, attachments, *more = builder(desk, row, c, payload)
     extra: dict[str, Any] = more[0] if more else {}
-    msg = EmailMessage(policy=_POLICY)
-    msg["From"] = formataddr((header_text(cfg.desk.name), cfg.desk.email))
-    msg["Reply-To"] = cfg.desk.email
+    headers = [
+        ("From", _desk_from(cfg.desk.name, cfg.desk.email)),
+        ("Reply-To", cfg.desk.email),
+    ]
     if row["kind"] == "forward" and len(recipients) > 1:
-        msg["To"] = recipients[0]
-        msg["Cc"] = ", ".join(recipients[1:])
+        headers += [("To", recipients[0]), ("Cc", ", ".join(recipients[1:]))]
     else:
-        msg["To"] = ", ".join(recipients)
-    msg["Subject"] = header_text(subject, 250)
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = f"<{row['message_id']}>"
-    msg["X-Lapakd-Outbox"] = str(row["id"])
-    msg["X-Loop"] = cfg.desk.email
+        headers.append(("To", ", ".join(recipients)))
+    headers += [
+        ("Subject", header_text(subject, 250)),
+        ("Date", _date_now()),
+        ("Message-ID", f"<{row['message_id']}>"),
+        ("X-Lapakd-Outbox", str(row["id"])),
+        ("X-Loop", cfg.desk.email),
+    ]
     if c is not None:
-        msg["X-Lapakd-Ticket"] = c["ticket"]
+        headers.append(("X-Lapakd-Ticket", c["ticket"]))
     if row["kind"] != "forward":
-        msg["Auto-Submitted"] = "auto-generated"
+        headers.append(("Auto-Submitted", "auto-generated"))
     for name, value in extra.get("headers", {}).items():
         if value:
-            msg[name] = header_text(value, 2000)
-    msg.set_content(body)
+            headers.append((name, header_text(value, 2000)))
+    return _Parts(headers, body, attachments, extra, recipients)
+
+
+def _message(parts: _Parts) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
+    for name, value in parts.headers:
+        msg[name] = value
+    msg.set_content(parts.body)
+    extra = parts.extra
     if extra.get("html"):
         msg.add_alternative(extra["html"], subtype="html")
         html_part = msg.get_payload()[-1]
         for cid, data in extra.get("images", []):
             html_part.add_related(data, maintype="image", subtype="png", cid=f"<{cid}>")
-    for filename, content_type, data in attachments:
+    for filename, content_type, data in parts.attachments:
         maintype, _, subtype = content_type.partition("/")
         msg.add_attachment(
             data, maintype=maintype or "application", subtype=subtype or "octet-stream",
             filename=header_text(filename, 150),
         )
-    return msg, recipients
+    return msg
+
+
+def _desk_from(name: str, address: str) -> str:
+    return _remember(_FROM, (name, address), lambda: formataddr((header_text(name), address)))
+
+
+def _date_now() -> str:
+    """The Date header: the same string for every mail of one second."""
+    second = int(epoch_seconds())
+    return _remember(_DATES, second, lambda: format_datetime(utcnow().replace(microsecond=0)))
+
+
+_FROM: dict[tuple[str, str], str] = {}
+_DATES: dict[int, str] = {}
+_PLAIN_TAIL = {
+    "7bit": b'Content-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: 7bit\r\nMIME-Version: 1.0\r\n\r\n",
+    "quoted-printable": b'Content-Type: text/plain; charset="utf-8"\r\n'
+                        b"Content-Transfer-Encoding: quoted-printable\r\n"
+                        b"MIME-Version: 1.0\r\n\r\n",
+}
+
+
+def _plain_bytes(parts: _Parts) -> bytes:
+    """A single-part text/plain mail, written directly (what `_message` + flattening give;
+    where `email` would pick base64 for text with many non-ASCII characters, this stays with
+    quoted-printable)."""
+    out = [_header_line(name, value) for name, value in parts.headers]
+    lines = parts.body.encode("utf-8").splitlines()
+    if parts.body.isascii() and max(map(len, lines), default=0) <= _POLICY.max_line_length:
+        out.append(_PLAIN_TAIL["7bit"])
+        out.append(b"\r\n".join(lines) + b"\r\n")
+    else:
+        # binascii's C encoder: soft breaks at 76, '=' / 8-bit bytes / trailing blanks quoted.
+        out.append(_PLAIN_TAIL["quoted-printable"])
+        encoded = binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True)
+        out.append(encoded.replace(b"\n", b"\r\n"))
+    return b"".join(out)
+
+
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*\Z")  # printable ASCII words, single spaces
+
+
+def _header_line(name: str, value: str) -> bytes:
+    """One header as the policy writes it; short plain ASCII ones without parsing."""
+    if (
+        len(name) + len(value) + 2 <= _POLICY.max_line_length
+        and "=?" not in value
+        and name.lower() not in _REPEATED
+        and _PLAIN_VALUE.match(value)
+    ):
+        return f"{name}: {value}\r\n".encode("ascii")
+    parsed = _POLICY_SMTP.header_store_parse(name, value)[1]
+    return _POLICY_SMTP.fold_binary(name, parsed)
 
 
 def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:

@@ -189,10 +189,10 @@ def deliver(
     if row["transport"] == "smtp":
         from lapakd import compose
 
-        message, recipients = compose.build(desk, row)
+        mail = compose.build(desk, row)
         if smtp_session is not None:
-            return smtp_session.send(message, recipients)
-        return smtp.send(desk.config, message, recipients)
+            return smtp_session.send(mail.data, mail.recipients)
+        return smtp.send(desk.config, mail.data, mail.recipients)
     adapter = desk.adapter(row["transport"])
     payload = json.loads(row["payload"])
     payload["recipients"] = json.loads(row["recipients"])

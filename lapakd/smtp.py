@@ -10,7 +10,6 @@ import functools
 import smtplib
 import socket
 import ssl
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from lapakd.adapters.base import PermanentError, TransientError
@@ -55,14 +54,21 @@ class SmtpSession:
             raise TransientError(f"{self.where}: {_reason(exc)}") from None
         return client
 
-    def send(self, message: EmailMessage, recipients: list[str]) -> dict[str, Any]:
+    def send(self, data: bytes, recipients: list[str]) -> dict[str, Any]:
+        """Send a message already flattened (CRLF line ends) to the envelope recipients."""
         if self._client is None:
             self._client = self._connect()
         where = self.where
+        sender = self.cfg.desk.email
+        options: list[str] = []
+        if not all(a.isascii() for a in (sender, *recipients)):
+            options = ["SMTPUTF8", "BODY=8BITMIME"]  # as smtplib's send_message would ask
         try:
-            refused = self._client.send_message(
-                message, from_addr=self.cfg.desk.email, to_addrs=recipients
-            )
+            if options and not self._client.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError(
+                    "non-ASCII address and the server does not offer SMTPUTF8"
+                )
+            refused = self._client.sendmail(sender, recipients, data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
             codes = [code for code, _ in exc.recipients.values()]
@@ -96,11 +102,11 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-def send(cfg: Config, message: EmailMessage, recipients: list[str]) -> dict[str, Any]:
+def send(cfg: Config, data: bytes, recipients: list[str]) -> dict[str, Any]:
     """Send one message on a connection of its own."""
     session = SmtpSession(cfg)
     try:
-        return session.send(message, recipients)
+        return session.send(data, recipients)
     finally:
         session.close()
 
