@@ -15,7 +15,6 @@ import schedule
 import structlog
 
 from lapakd import intake, outbox, process, routing, scheduled
-from lapakd.smtp import SmtpSession
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -94,55 +93,26 @@ def backlog(desk: Desk) -> int:
 
 def run_once(desk: Desk) -> None:
     """Every job once, until nothing is left that can be done now (cron and tests)."""
+    from lapakd.sender import Burst
+
     desk.store.lock_runner()
     outbox.recover_orphans(desk.store)
     desk.reload_rules_if_changed()
-    for channel in pollers(desk):
-        intake.poll_channel(desk, channel)
-    if SENDER_BACKLOG is not None and backlog(desk) >= SENDER_BACKLOG:
-        # A burst: emails go out from a process of its own (lapakd/sender.py) while this one
-        # processes and routes; when it has finished, the loop below sends whatever is left.
-        _pipeline_beside_sender(desk)
+    # A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
+    # fetched, and sent meanwhile from a process of its own (lapakd/sender.py).
+    with Burst(desk, SENDER_BACKLOG) as burst:
+        for channel in pollers(desk):
+            intake.poll_channel(desk, channel, after_batch=burst.step)
+        burst.finish()
     # Until a round finds nothing to do: a round handles at most 1000 messages, 1000 complaints
-    # and 200 outbox rows, so a backlog of 10,000 emails needs ~55 rounds (20 left 6,000 of
-    # their forwards for the next run). Every round moves rows on and a transient send failure
-    # defers its row, so this ends; the cap only guards against a bug that re-queues forever.
+    # and 200 outbox rows. Every round moves rows on and a transient send failure defers its
+    # row, so this ends; the cap only guards against a bug that re-queues forever.
     for _ in range(MAX_ROUNDS):
         if pipeline(desk) == 0 or desk.stopping.is_set():
             break
     for _, _, job in EXTRA_JOBS:
         job(desk)
     outbox.send_due(desk)
-
-
-def _pipeline_beside_sender(desk: Desk) -> None:
-    """Process and route to the end while lapakd/sender.py sends in a process of its own."""
-    from lapakd import sender
-
-    try:
-        child = sender.Sender(desk)
-    except OSError as exc:  # no process to spare: everything in this one, as before
-        log.warning("sender.not_started", error=str(exc)[:200])
-        return
-    try:
-        for _ in range(MAX_ROUNDS):
-            done = process.process_pending(desk) + routing.route_due(desk)
-            if done == 0 or desk.stopping.is_set():
-                break
-        child.done()
-        # Help with what is queued, from the newest end, while the child finishes.
-        session = SmtpSession(desk.config)
-        try:
-            while not desk.stopping.is_set() and child.running():
-                sent, paused = outbox.send_batch(desk, 20, newest_first=True, session=session)
-                if paused or sent == 0:
-                    break
-        finally:
-            session.close()
-    except BaseException:
-        child.kill()
-        raise
-    child.finish()
 
 
 def run_forever(desk: Desk) -> None:

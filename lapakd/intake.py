@@ -7,6 +7,7 @@ UNIQUE(channel, external_id) drops what was already stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -49,23 +50,37 @@ def store_batch(
     return new_ids
 
 
-def poll_channel(desk: Desk, channel: str) -> int:
-    """Fetch everything new on one channel. Failures are recorded, never raised."""
+def poll_channel(
+    desk: Desk, channel: str, after_batch: Callable[[], object] | None = None
+) -> int:
+    """Fetch everything new on one channel. The channel's failures are recorded, never raised.
+
+    `after_batch` runs after each batch is stored and acknowledged (run_once processes and
+    routes a burst while the rest is still being fetched); what it raises is not the channel's
+    failure and goes to the caller."""
     store = desk.store
     if not health.ready(store, channel):
         return 0
     adapter: Adapter = desk.adapter(channel)
     stored = 0
+    batches = iter(adapter.fetch(store.get_cursor(channel)))
     try:
-        for batch in adapter.fetch(store.get_cursor(channel)):
-            stored += len(store_batch(store, channel, batch.messages, batch.cursor))
-            adapter.acknowledge(batch)
-            if desk.stopping.is_set():
-                break
-    except Exception as exc:  # noqa: BLE001 - a channel's failure never stops the daemon
-        health.record_failure(store, channel, exc)
-        return stored
+        while not desk.stopping.is_set():
+            try:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                stored += len(store_batch(store, channel, batch.messages, batch.cursor))
+                adapter.acknowledge(batch)
+            except Exception as exc:  # noqa: BLE001 - a channel's failure never stops the daemon
+                health.record_failure(store, channel, exc)
+                return stored
+            if after_batch is not None:
+                after_batch()
     finally:
+        close = getattr(batches, "close", None)  # a generator: its own cleanup first
+        if close is not None:
+            close()
         adapter.close()
     health.record_success(store, channel)
     if stored:

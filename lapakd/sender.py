@@ -1,6 +1,6 @@
 """Send the outbox's emails in a process of its own while the runner processes and routes.
 
-`run_once` with a backlog starts `python -m lapakd.sender` (a fresh interpreter: an SQLite
+`run_once` with a backlog (`Burst`) starts `python -m lapakd.sender` (a fresh interpreter: an SQLite
 connection must not cross a fork). The child opens the store on connections of its own and
 sends the due `smtp` rows on a few SMTP connections in parallel, one thread each; thread i
 takes the rows whose id % count == i, and every row is still claimed with the conditional
@@ -44,8 +44,77 @@ IDLE_WAIT = 0.05  # seconds between looks at the outbox while the parent still w
 PR_SET_PDEATHSIG = 1
 
 
+class Burst:
+    """How `run_once` gets through a backlog of `threshold` items or more.
+
+    After each intake batch (`step`) it looks at the backlog; from the threshold on it starts
+    the sender process and processes and routes what has come in, so that the first forwards
+    leave while the mailbox is still being fetched. `finish` (after intake) processes and
+    routes the rest, then helps sending from the newest end of the queue until the child
+    exits. Below the threshold it does nothing and run_once's own loop does the work."""
+
+    def __init__(self, desk: Desk, threshold: int | None) -> None:
+        self.desk = desk
+        self.threshold = threshold
+        self.child: Sender | None = None
+        self._gave_up = False  # the child could not be started: all in this process
+
+    def __enter__(self) -> Burst:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if self.child is not None and exc_type is not None:
+            self.child.kill()
+
+    def _running(self) -> bool:
+        if self.child is None and not self._gave_up and self.threshold is not None:
+            from lapakd.daemon import backlog
+
+            if backlog(self.desk) >= self.threshold:
+                try:
+                    self.child = Sender(self.desk)
+                except OSError as exc:  # no process to spare: everything in this one
+                    log.warning("sender.not_started", error=str(exc)[:200])
+                    self._gave_up = True
+        return self.child is not None
+
+    def _advance(self) -> int:
+        from lapakd import process, routing
+
+        return process.process_pending(self.desk) + routing.route_due(self.desk)
+
+    def step(self) -> None:
+        if self._running():
+            self._advance()
+
+    def finish(self) -> None:
+        if not self._running():
+            return
+        from lapakd import outbox
+        from lapakd.daemon import MAX_ROUNDS
+        from lapakd.smtp import SmtpSession
+
+        desk, child = self.desk, self.child
+        assert child is not None
+        for _ in range(MAX_ROUNDS):
+            if self._advance() == 0 or desk.stopping.is_set():
+                break
+        child.done()
+        # Help with what is queued, from the newest end, while the child finishes.
+        session = SmtpSession(desk.config)
+        try:
+            while not desk.stopping.is_set() and child.running():
+                sent, paused = outbox.send_batch(desk, 20, newest_first=True, session=session)
+                if paused or sent == 0:
+                    break
+        finally:
+            session.close()
+        child.finish()
+        self.child = None
+
+
 class Sender:
-    """The parent's handle on the child (`run_once`)."""
+    """The parent's handle on the child."""
 
     def __init__(self, desk: Desk, connections: int = CONNECTIONS) -> None:
         from lapakd import log as logsetup
