@@ -35,6 +35,7 @@ _env = Environment(
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
+    auto_reload=False,  # package files: no stat() of the template on every mail
 )
 
 # Headers that repeat from mail to mail: the desk's From/Reply-To/X-Loop, the agency's To/Cc,
@@ -131,10 +132,12 @@ def tanggal(dt: datetime | None, tz: Any, tz_name: str | None = None, time: bool
     return text
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f]")
+
+
 def header_text(value: str, limit: int = 200) -> str:
     """One line, no control characters: safe to put into a header."""
-    cleaned = "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value)
-    return " ".join(cleaned.split())[:limit]
+    return " ".join(_CONTROLS.sub(" ", value).split())[:limit]
 
 
 def first_words(text: str, count: int = 8) -> str:
@@ -289,16 +292,44 @@ _PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*\Z")  # printable ASCII words, sin
 
 
 def _header_line(name: str, value: str) -> bytes:
-    """One header as the policy writes it; short plain ASCII ones without parsing."""
-    if (
-        len(name) + len(value) + 2 <= _POLICY.max_line_length
-        and "=?" not in value
-        and name.lower() not in _REPEATED
-        and _PLAIN_VALUE.match(value)
-    ):
-        return f"{name}: {value}\r\n".encode("ascii")
-    parsed = _POLICY_SMTP.header_store_parse(name, value)[1]
-    return _POLICY_SMTP.fold_binary(name, parsed)
+    """One header as the policy writes it; plain ASCII ones (most) without parsing."""
+    if name.lower() in _REPEATED:
+        return _remember(_LINES, (name, value), lambda: _folded(name, value))
+    if "=?" not in value and _PLAIN_VALUE.match(value):
+        line = f"{name}: {value}"
+        if len(line) <= _POLICY.max_line_length:
+            return f"{line}\r\n".encode("ascii")
+        folded = _fold_at_spaces(name, value)
+        if folded is not None:
+            return folded
+    return _folded(name, value)
+
+
+def _fold_at_spaces(name: str, value: str) -> bytes | None:
+    """Fold a plain ASCII header at its spaces into lines of at most 78 characters (RFC 5322
+    2.2.3); None when a word is too long for that (the policy then encodes it)."""
+    limit = _POLICY.max_line_length
+    lines: list[str] = []
+    line = f"{name}:"
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) <= limit:
+            line += " " + word
+        elif lines or line != f"{name}:":
+            lines.append(line)
+            line = " " + word
+            if len(line) > limit:
+                return None
+        else:
+            return None
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _folded(name: str, value: str) -> bytes:
+    return _POLICY_SMTP.fold_binary(name, _POLICY_SMTP.header_store_parse(name, value)[1])
+
+
+_LINES: dict[tuple[str, str], bytes] = {}  # the repeating headers, as sent
 
 
 def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:

@@ -120,15 +120,23 @@ def send_batch(
     if shard is not None:
         where += " AND id % ? = ?"
         params += [shard[1], shard[0]]
-    rows = store.all(
-        "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-        f"{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ?",
-        (now_iso(), *params, limit),
-    )
+    # Claim the batch in one statement (a conditional UPDATE: a row another sender has
+    # claimed is not taken); rows not attempted below go back to `pending` at the end, and a
+    # crash leaves them in `sending` for the next runner's recover_orphans.
+    with store.transaction() as conn:
+        rows = conn.execute(
+            "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
+            " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            f"{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ?)"
+            " AND status = 'pending' RETURNING *",
+            (now_iso(), *params, limit),
+        ).fetchall()
+    rows.sort(key=lambda r: r["id"], reverse=newest_first)  # RETURNING has no order
     sent = 0
     own_session = session is None
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
-    if session is None:
+    untried = {row["id"] for row in rows}
+    if session is None and rows:
         session = SmtpSession(desk.config)  # one connection for the whole batch
     try:
         for row in rows:
@@ -136,13 +144,8 @@ def send_batch(
                 break
             if row["transport"] in paused:
                 continue
-            claimed = store.conn.execute(
-                "UPDATE outbox SET status = 'sending', attempts = attempts + 1"
-                " WHERE id = ? AND status = 'pending'",
-                (row["id"],),
-            ).rowcount
-            if not claimed:
-                continue
+            untried.discard(row["id"])
+            # `row` holds the claimed values: attempts already counts this attempt.
             try:
                 result = deliver(desk, row, session)
             except TransientError as exc:
@@ -162,7 +165,8 @@ def send_batch(
                 fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")
                 continue
             except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
-                session.close()
+                if session is not None:
+                    session.close()
                 _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
                 continue
             with store.transaction() as conn:
@@ -174,11 +178,18 @@ def send_batch(
                 store.event(
                     "sent", complaint_id=row["complaint_id"], outbox_id=row["id"],
                     kind=row["kind"], to=json.loads(row["recipients"]),
-                    rfc_message_id=row["message_id"], attempt=row["attempts"] + 1,
+                    rfc_message_id=row["message_id"], attempt=row["attempts"],
                 )
             sent += 1
     finally:
-        if own_session:
+        if untried:  # stopped, or its transport paused: as if never claimed
+            with store.transaction() as conn:
+                conn.executemany(
+                    "UPDATE outbox SET status = 'pending', attempts = attempts - 1"
+                    " WHERE id = ? AND status = 'sending'",
+                    [(i,) for i in untried],
+                )
+        if own_session and session is not None:
             session.close()
     return sent, bool(paused)
 
@@ -200,8 +211,10 @@ def deliver(
 
 
 def _transient(store: Store, row: sqlite3.Row, exc: TransientError) -> bool:
-    """Schedule a retry; give up after GIVE_UP_AFTER. True when the transport looks down."""
-    attempts = row["attempts"] + 1
+    """Schedule a retry; give up after GIVE_UP_AFTER. True when the transport looks down.
+
+    `row` is the claimed row: its `attempts` already counts the one that just failed."""
+    attempts = row["attempts"]
     created = parse_iso(row["created_at"]) or utcnow()
     delay = exc.retry_after if exc.retry_after is not None else retry_delay(attempts)
     next_at = utcnow() + timedelta(seconds=delay)

@@ -162,14 +162,23 @@ def test_mails_with_attachments_take_the_email_message_path(tmp_path, monkeypatc
     "Teks dengan emoji 🔥 dan tanda = serta spasi di akhir   \n.\nakhir",
     "",
 ])
-def test_plain_bytes_for_any_body(body):
+@pytest.mark.parametrize("subject", [
+    "Uji 🔥 " + "panjang " * 12,  # encoded words, folded
+    "[LA-2026-000001] PEKERJAAN UMUM DAN PENATAAN RUANG: Jalan di Desa Karangsalam berlubang",
+    "[LA-2026-000001] " + "a" * 90 + " akhir",  # a word longer than a line
+    "x" * 70,  # exactly around the limit with "Subject: "
+    "x" * 69,
+])
+def test_plain_bytes_for_any_body(body, subject):
     parts = compose._Parts(
         headers=[("From", "Lapak Aduan <desk@banyumas.example>"), ("To", "a@banyumas.example"),
-                 ("Subject", "Uji 🔥 " + "panjang " * 12), ("Date", FIXED_DATE)],
+                 ("Subject", subject), ("Date", FIXED_DATE)],
         body=body, attachments=[], extra={}, recipients=["a@banyumas.example"],
     )
     fast = compose._plain_bytes(parts)
     _assert_same_mail(fast, compose._message(parts).as_bytes(policy=compose._POLICY_SMTP))
+    assert max(len(line) for line in fast.split(b"\r\n\r\n")[0].split(b"\r\n")) <= 78 \
+        or "a" * 90 in subject
     short_lines = all(len(line) <= 78 for line in body.splitlines())
     expected = "7bit" if body.isascii() and short_lines else "quoted-printable"
     assert _parsed(fast)["Content-Transfer-Encoding"] == expected
