@@ -91,19 +91,25 @@ def backlog(desk: Desk) -> int:
     return row[0] if row else 0
 
 
-def run_once(desk: Desk) -> None:
-    """Every job once, until nothing is left that can be done now (cron and tests)."""
+def poll(desk: Desk, channels: list[str]) -> None:
+    """Fetch what is new on these channels.
+
+    A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
+    fetched, and sent meanwhile from a process of its own (lapakd/sender.py)."""
     from lapakd.sender import Burst
 
+    with Burst(desk, SENDER_BACKLOG) as burst:
+        for channel in channels:
+            intake.poll_channel(desk, channel, after_batch=burst.step)
+        burst.finish()
+
+
+def run_once(desk: Desk) -> None:
+    """Every job once, until nothing is left that can be done now (cron and tests)."""
     desk.store.lock_runner()
     outbox.recover_orphans(desk.store)
     desk.reload_rules_if_changed()
-    # A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
-    # fetched, and sent meanwhile from a process of its own (lapakd/sender.py).
-    with Burst(desk, SENDER_BACKLOG) as burst:
-        for channel in pollers(desk):
-            intake.poll_channel(desk, channel, after_batch=burst.step)
-        burst.finish()
+    poll(desk, pollers(desk))
     # Until a round finds nothing to do: a round handles at most 1000 messages, 1000 complaints
     # and 200 outbox rows. Every round moves rows on and a transient send failure defers its
     # row, so this ends; the cap only guards against a bug that re-queues forever.
@@ -124,7 +130,7 @@ def run_forever(desk: Desk) -> None:
     for channel in pollers(desk):
         every = desk.adapter(channel).poll_seconds
         scheduler.every(every).seconds.do(
-            guarded(desk, f"poll:{channel}", lambda c=channel: intake.poll_channel(desk, c))
+            guarded(desk, f"poll:{channel}", lambda c=channel: poll(desk, [c]))
         )
     scheduler.every(RULES_SECONDS).seconds.do(
         guarded(desk, "rules", desk.reload_rules_if_changed)

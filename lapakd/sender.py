@@ -99,6 +99,8 @@ class Burst:
         for _ in range(MAX_ROUNDS):
             if self._advance() == 0 or desk.stopping.is_set():
                 break
+        if desk.stopping.is_set():  # SIGTERM: the child sends the mail in hand, then exits
+            child.terminate()
         child.done()
         # Help with what is queued, from the newest end, while the child finishes.
         session = SmtpSession(desk.config)
@@ -157,6 +159,10 @@ class Sender:
         if code != 0:
             log.warning("sender.exited", code=code, note="the runner sends what is left")
         return code
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -99,3 +99,49 @@ def test_sigkilled_runner_leaves_no_sender_and_the_next_run_resends(desk_env):
     _check_sent_once_each(desk_env, total, resends_allowed=True)
     with desk_env.db() as db:
         assert db.execute("SELECT count(*) FROM outbox WHERE status != 'sent'").fetchone()[0] == 0
+
+
+def _daemon(desk_env) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lapakd.cli", "run", "--config", str(desk_env.config),
+         "--log-level", "info"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=desk_env.root,
+    )
+
+
+def test_the_daemon_sends_a_burst_from_the_sender_process_too(desk_env):
+    total = daemon.SENDER_BACKLOG + 100
+    desk_env.append_many(TEXTS, total)
+    proc = _daemon(desk_env)
+    try:
+        desk_env.sink.wait_for(total, timeout=120)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "sender.done" in stderr  # the burst went out from the sender process
+    _check_sent_once_each(desk_env, total, resends_allowed=False)
+
+
+def test_sigterm_in_a_burst_stops_the_sender_too_and_nothing_is_sent_twice(desk_env):
+    total = daemon.SENDER_BACKLOG + 400
+    desk_env.append_many(TEXTS, total)
+    desk_env.sink.clear()
+    proc = _daemon(desk_env)
+    deadline = time.monotonic() + 60
+    while len(desk_env.sink.messages) < 20:  # the burst is being sent
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    children = _children(proc.pid)
+    assert children, "no sender process"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert not any(_alive(c) for c in children), "the sender outlived the daemon"
+    stopped_at = len(desk_env.sink.messages)
+    assert stopped_at < total  # it stopped part-way, not after sending everything
+    with desk_env.db() as db:  # a clean stop leaves nothing claimed
+        assert db.execute("SELECT count(*) FROM outbox WHERE status = 'sending'").fetchone()[0] == 0
+
+    desk_env.run_once()
+    _check_sent_once_each(desk_env, total, resends_allowed=False)
