@@ -360,3 +360,14 @@ def test_address_and_header_shortcuts_match_the_general_code() -> None:
         assert mailparse._collapse(text) == " ".join(
             mailparse._HEADER_CONTROL_RE.sub(" ", text).split()
         ), text
+
+
+def test_container_count_shortcut_matches_the_regex() -> None:
+    """_too_many_containers' quick upper bound never changes its answer."""
+    rng = random.Random(11)
+    pieces = [b"boundary", b"BOUNDARY", b"Boundary =", b"boundary\t\r\n=", b"message/",
+              b"MESSAGE/", b"messages/", b"bound", b"x", b" ", b"=", b"\n"]
+    for _ in range(3_000):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 120)))
+        expected = len(mailparse._STRUCTURE_RE.findall(data)) > mailparse._MAX_MIME_CONTAINERS
+        assert mailparse._too_many_containers(data) == expected, data
