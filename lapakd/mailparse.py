@@ -1793,9 +1793,9 @@ def _simple_text(raw: bytes) -> tuple[_HeaderIndex, _Piece] | None:
         if found is None or count > _SIMPLE_MAX_HEADERS:
             return None
         # compat32's header_source_parse: value after ':' left-stripped, line ends removed
-        name, value = _bound_header(
-            found.group(1), found.group(2).lstrip(" \t").rstrip("\r\n")
-        )
+        name, value = found.group(1), found.group(2).lstrip(" \t").rstrip("\r\n")
+        if len(value) > _MAX_CONTENT_HEADER or value.count(";") > _MAX_CONTENT_PARAMS:
+            name, value = _bound_header(name, value)  # below both, the caps change nothing
         # as _HeaderIndex fills its map (the name has no whitespace to strip)
         values = headers.setdefault(name.lower(), [])
         if len(values) < 50:
@@ -1886,9 +1886,9 @@ def _parse(raw: bytes, max_text_chars: int, max_attachments: int, max_bytes: int
     # run both paths on the same mails).
     simple = _simple_text(raw)
     msg: Message | None = None
+    structured = False
     if simple is not None:
         headers, piece = simple
-        structured = True
     else:
         msg, structured = _parse_bytes(raw, notes)
         headers = _HeaderIndex(msg.raw_items())
