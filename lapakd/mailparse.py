@@ -7,6 +7,9 @@ treats as a complaint source.  Design decisions other modules can rely on:
   stay raw strings.  All decoding (RFC 2047 words, raw 8-bit headers, charsets, addresses,
   Message-IDs, dates) is done here with linear-time code, because parts of ``email``'s own
   header machinery are quadratic or raise on hostile input.
+* Speed: the common mail (one ``text/plain`` part, plain header syntax, simple Content-Type
+  parameters) skips ``email``'s parser.  ``_simple_text`` accepts only input the parser would
+  read the same way, so the result is identical; anything else is parsed fully.
 * Nothing but :class:`MailParseError` escapes :func:`parse_email` (a wrong argument *type*
   is a programming error and raises ``TypeError``).  ``MailParseError`` is raised only for
   empty input or input with no recognisable header *and* no readable text.
@@ -168,18 +171,7 @@ class _BoundedPolicy(Compat32):
     """
 
     def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
-        name, value = super().header_source_parse(sourcelines)
-        name = name[:_MAX_HEADER_NAME]
-        if name.strip().lower().startswith("content-"):
-            value = value[:_MAX_CONTENT_HEADER]
-            if value.count(";") > _MAX_CONTENT_PARAMS:
-                cut = -1
-                for _ in range(_MAX_CONTENT_PARAMS + 1):
-                    cut = value.find(";", cut + 1)
-                value = value[:cut]
-        else:
-            value = value[:_MAX_HEADER_VALUE]
-        return name, value
+        return _bound_header(*super().header_source_parse(sourcelines))
 
     def header_fetch_parse(self, name: str, value: str) -> str:
         # Keep raw 8-bit bytes (as surrogates) instead of compat32's lossy Header objects;
@@ -187,20 +179,41 @@ class _BoundedPolicy(Compat32):
         return value
 
 
+def _bound_header(name: str, value: str) -> tuple[str, str]:
+    """The caps _BoundedPolicy puts on one header (shared with the fast path)."""
+    name = name[:_MAX_HEADER_NAME]
+    if name.strip().lower().startswith("content-"):
+        value = value[:_MAX_CONTENT_HEADER]
+        if value.count(";") > _MAX_CONTENT_PARAMS:
+            cut = -1
+            for _ in range(_MAX_CONTENT_PARAMS + 1):
+                cut = value.find(";", cut + 1)
+            value = value[:cut]
+    else:
+        value = value[:_MAX_HEADER_VALUE]
+    return name, value
+
+
 _POLICY = _BoundedPolicy()
 # Each nesting level costs the MIME parser a check per line, so containers are counted first.
 _STRUCTURE_RE = re.compile(rb"(?i)boundary\s*=|message/")
 
 
+def _too_many_containers(data: bytes) -> bool:
+    lower = data.lower()
+    if lower.count(b"boundary") + lower.count(b"message/") <= _MAX_MIME_CONTAINERS:
+        # An upper bound on the matches, found much faster than by the case-blind regex.
+        return False
+    for count, _ in enumerate(_STRUCTURE_RE.finditer(data), 1):
+        if count > _MAX_MIME_CONTAINERS:
+            return True
+    return False
+
+
 def _parse_bytes(data: bytes, notes: _Notes) -> tuple[Message, bool]:
     """Parse with the stdlib parser; returns (message, MIME structure was parsed)."""
-    count = 0
-    for _ in _STRUCTURE_RE.finditer(data):
-        count += 1
-        if count > _MAX_MIME_CONTAINERS:
-            break
     parser = BytesParser(policy=_POLICY)
-    if count > _MAX_MIME_CONTAINERS:
+    if _too_many_containers(data):
         notes.add(
             f"more than {_MAX_MIME_CONTAINERS} MIME containers; structure not parsed, "
             "body kept as raw text"
@@ -348,7 +361,11 @@ def _encoded_word_bytes(encoding: str, text: str) -> bytes | None:
 
 def _decode_header(value: str, notes: _Notes | None = None, what: str = "header") -> str:
     """Decode RFC 2047 encoded words and raw 8-bit text; CR/LF are left for _collapse."""
-    value = _UNFOLD_RE.sub("", value[:_MAX_DECODE_CHARS])
+    value = value[:_MAX_DECODE_CHARS]
+    if "\n" in value:
+        value = _UNFOLD_RE.sub("", value)
+    if "=?" not in value:  # no encoded word can match: skip the scan (most headers)
+        return _decode_8bit(value)
     out: list[str] = []
     pending = bytearray()
     pending_charset: str | None = None
@@ -389,7 +406,9 @@ def _decode_header(value: str, notes: _Notes | None = None, what: str = "header"
 
 def _collapse(text: str) -> str:
     """Single-line text: control characters (including decoded CR/LF) become spaces."""
-    return " ".join(_HEADER_CONTROL_RE.sub(" ", text).split())
+    if not text.isprintable():  # printable text has none of _HEADER_CONTROL_RE's characters
+        text = _HEADER_CONTROL_RE.sub(" ", text)
+    return " ".join(text.split())
 
 
 def _header_text(value: str, notes: _Notes | None = None, what: str = "header") -> str:
@@ -459,6 +478,21 @@ def _clean_addr(text: str) -> str | None:
 
 def _scan_mailbox(text: str) -> tuple[str, str | None, list[str]]:
     """One pass over a mailbox: (display phrase, angle-addr or None, comments)."""
+    if '"' not in text and "(" not in text:
+        # No quoting or comments: only the first '<' ... '>' matters, so str.find does the
+        # character loop's work (the usual "Name <addr>" and bare addresses).
+        lt = text.find("<")
+        if lt < 0:
+            return text, None, []
+        gt = text.find(">", lt + 1)
+        if gt < 0:
+            return text[:lt], text[lt + 1 :], []
+        return text[:lt] + text[gt + 1 :], text[lt + 1 : gt], []
+    return _scan_mailbox_chars(text)
+
+
+def _scan_mailbox_chars(text: str) -> tuple[str, str | None, list[str]]:
+    """_scan_mailbox's general case, character by character."""
     phrase: list[str] = []
     angle: list[str] | None = None
     comments: list[str] = []
@@ -535,8 +569,19 @@ def _parse_mailbox(text: str) -> tuple[str | None, str | None]:
     return (name or None), addr
 
 
+_ADDR_LIST_SPECIAL_RE = re.compile(r'[",;:(]')
+
+
 def _split_addresses(value: str) -> list[str]:
     """Split an address list at top-level ',' / ';', dropping group names ("Warga: ...;")."""
+    if _ADDR_LIST_SPECIAL_RE.search(value) is None:  # nothing to split at: one mailbox
+        piece = value.strip()
+        return [piece] if piece else []
+    return _split_addresses_chars(value)
+
+
+def _split_addresses_chars(value: str) -> list[str]:
+    """_split_addresses' general case, character by character."""
     pieces: list[str] = []
     current: list[str] = []
     depth = 0
@@ -1124,6 +1169,23 @@ def _leaf_bytes(part: Message, max_size: int | None = None) -> tuple[bytes | Non
         return b"", 0
     data = _str_to_bytes(payload if isinstance(payload, str) else str(payload or ""))
     cte = _main_value(_raw_get(part, "content-transfer-encoding"))
+    if cte in _UU_ENCODINGS:
+        try:
+            decoded = part.get_payload(decode=True)
+            data = decoded if isinstance(decoded, bytes) else data
+        except Exception:  # noqa: BLE001 - keep the raw text
+            pass
+        if max_size is not None and len(data) > max_size:
+            return None, len(data)
+        return data, len(data)
+    return _transfer_decode(data, cte, max_size)
+
+
+def _transfer_decode(
+    data: bytes, cte: str, max_size: int | None = None
+) -> tuple[bytes | None, int]:
+    """Undo base64 / quoted-printable (anything else is kept as is): (data, size); data is
+    None when over max_size.  uuencode needs the part and is _leaf_bytes' job."""
     if cte == "base64":
         compact = _B64_JUNK_RE.sub(b"", data)
         estimate = len(compact) * 3 // 4
@@ -1132,12 +1194,6 @@ def _leaf_bytes(part: Message, max_size: int | None = None) -> tuple[bytes | Non
         data = _b64_lenient(compact)
     elif cte == "quoted-printable":
         data = binascii.a2b_qp(data)
-    elif cte in _UU_ENCODINGS:
-        try:
-            decoded = part.get_payload(decode=True)
-            data = decoded if isinstance(decoded, bytes) else data
-        except Exception:  # noqa: BLE001 - keep the raw text
-            pass
     if max_size is not None and len(data) > max_size:
         return None, len(data)
     return data, len(data)
@@ -1317,13 +1373,14 @@ def _human_size(size: int) -> str:
 class _Piece:
     """A body text part, decoded lazily so unused alternatives cost nothing."""
 
-    part: Message
+    part: Message | None  # None when the fast path already decoded the bytes (data)
     kind: str  # "plain", "html" or "raw" (unparsed MIME body)
     charset: str | None = None
     flowed: bool = False
     delsp: bool = False
     text: str | None = None
     cut: bool = False
+    data: bytes | None = None
 
 
 def _alternative_rank(part: Message) -> int:
@@ -1589,11 +1646,13 @@ class _Walker:
     def piece_text(self, piece: _Piece) -> str:
         if piece.text is not None:
             return piece.text
-        if piece.kind == "raw":
-            payload = _payload(piece.part)
+        if piece.data is not None:
+            data = piece.data
+        elif piece.kind == "raw":
+            payload = _payload(piece.part) if piece.part is not None else None
             data = _str_to_bytes(payload if isinstance(payload, str) else "")
         else:
-            data = _leaf_bytes(piece.part)[0] or b""
+            data = (_leaf_bytes(piece.part)[0] if piece.part is not None else None) or b""
         if piece.kind == "html":
             byte_cap = 4 * _html_input_limit(self.max_text_chars)
         else:
@@ -1692,6 +1751,83 @@ _INLINE_HEADERS_RE = re.compile(
 )
 
 
+# -- fast path: the common single-part text/plain mail, without the MIME parser
+
+# One header with its continuation lines, as email's feedparser reads it (name: printable ASCII
+# without ':'; a lone CR would split lines differently, so it is not accepted).
+_SIMPLE_HEADER_RE = re.compile(r"([!-9;-~]{1,200}):([^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*)")
+_SIMPLE_BLANK_RE = re.compile(rb"\n\r?\n")
+# "text/plain" and simple name=value parameters only: anything email's parameter parser could
+# read differently (RFC 2231 names with '*', escapes, bare attributes, <...>, ';' in quotes)
+# falls back to the full path.  Values: an RFC 2045 token or a plain quoted string.
+_SIMPLE_PARAM = (
+    r"[ \t\r\n]*([A-Za-z0-9!#$%&'+.^_`{|}~-]+)[ \t\r\n]*=[ \t\r\n]*"
+    r"(?:([A-Za-z0-9!#$%&'*+.^_`{|}~-]+)|\"([ !#-:=?-\[\]-~]*)\")[ \t\r\n]*"
+)
+_SIMPLE_CTYPE_RE = re.compile(
+    rf"(?i)[ \t\r\n]*text/plain[ \t\r\n]*((?:;{_SIMPLE_PARAM})*);?[ \t\r\n]*"
+)
+_SIMPLE_PARAM_RE = re.compile(_SIMPLE_PARAM)
+_SIMPLE_CTES = frozenset({"", "7bit", "8bit", "binary", "quoted-printable", "base64"})
+_SIMPLE_MAX_HEADERS = 200
+
+
+def _simple_text(raw: bytes) -> tuple[_HeaderIndex, _Piece] | None:
+    """(headers, body piece) for a plain single-part text/plain mail, else None.
+
+    Most complaints are exactly that, and email's parser plus our MIME walk cost more than the
+    rest of parsing.  Only input whose headers and body the full path would read in exactly the
+    same way is accepted (no defects, no Content-Disposition, simple Content-Type parameters);
+    everything else returns None and goes through the full path."""
+    blank = _SIMPLE_BLANK_RE.search(raw)
+    if blank is None or blank.start() == 0 or _too_many_containers(raw):
+        return None
+    block = raw[: blank.start() + 1].decode("ascii", "surrogateescape")  # as BytesParser does
+    index = _HeaderIndex(())
+    headers = index.map
+    pos = count = 0
+    match = _SIMPLE_HEADER_RE.match
+    while pos < len(block):
+        found = match(block, pos)
+        count += 1
+        if found is None or count > _SIMPLE_MAX_HEADERS:
+            return None
+        # compat32's header_source_parse: value after ':' left-stripped, line ends removed
+        name, value = found.group(1), found.group(2).lstrip(" \t").rstrip("\r\n")
+        if len(value) > _MAX_CONTENT_HEADER or value.count(";") > _MAX_CONTENT_PARAMS:
+            name, value = _bound_header(name, value)  # below both, the caps change nothing
+        # as _HeaderIndex fills its map (the name has no whitespace to strip)
+        values = headers.setdefault(name.lower(), [])
+        if len(values) < 50:
+            values.append(value)
+        pos = found.end()
+    if index.has("content-disposition"):
+        return None
+    cte = _main_value(index.first("content-transfer-encoding"))
+    if cte not in _SIMPLE_CTES:
+        return None
+    params: dict[str, str] = {}
+    ctype = index.first("content-type")
+    if ctype is not None:
+        if not (full := _SIMPLE_CTYPE_RE.fullmatch(ctype)):
+            return None
+        for param in _SIMPLE_PARAM_RE.finditer(full.group(1)):
+            token, quoted = param.group(2), param.group(3)
+            params.setdefault(param.group(1).lower(), token if token is not None else quoted)
+    if "name" in params:
+        return None  # a named text part is an attachment
+    data, _ = _transfer_decode(raw[blank.end() :], cte)
+    piece = _Piece(
+        None,
+        "plain",
+        charset=params.get("charset"),
+        flowed=params.get("format", "").lower() == "flowed",
+        delsp=params.get("delsp", "").lower() == "yes",
+        data=data,
+    )
+    return index, piece
+
+
 def _is_daemon(from_addr: str | None, from_raw: str | None) -> bool:
     if from_addr and from_addr.partition("@")[0] in _DAEMON_LOCALS:
         return True
@@ -1746,8 +1882,16 @@ def parse_email(
 
 def _parse(raw: bytes, max_text_chars: int, max_attachments: int, max_bytes: int) -> ParsedEmail:
     notes = _Notes()
-    msg, structured = _parse_bytes(raw, notes)
-    headers = _HeaderIndex(msg.raw_items())
+    # The common shape skips email's parser and the MIME walk; the result is the same (tests
+    # run both paths on the same mails).
+    simple = _simple_text(raw)
+    msg: Message | None = None
+    structured = False
+    if simple is not None:
+        headers, piece = simple
+    else:
+        msg, structured = _parse_bytes(raw, notes)
+        headers = _HeaderIndex(msg.raw_items())
     headerless = not any(name in _KNOWN_HEADERS for name in headers.map)
 
     from_raw = headers.first("from")
@@ -1755,8 +1899,10 @@ def _parse(raw: bytes, max_text_chars: int, max_attachments: int, max_bytes: int
     if from_raw is not None and from_addr is None:
         notes.add("From header has no usable address")
     daemon = _is_daemon(from_addr, from_raw)
-    is_report = msg.get_content_type() == "multipart/report"
-    report_type = _params(msg).get("report-type", "").strip().lower()
+    is_report = msg is not None and msg.get_content_type() == "multipart/report"
+    report_type = ""
+    if msg is not None and is_report:
+        report_type = _params(msg).get("report-type", "").strip().lower()
 
     walker = _Walker(
         max_text_chars=max_text_chars,
@@ -1766,7 +1912,10 @@ def _parse(raw: bytes, max_text_chars: int, max_attachments: int, max_bytes: int
         notes=notes,
     )
     pieces: list[_Piece] = []
-    if structured:
+    if simple is not None:
+        walker.parts = 1  # the one part, as visit() would count it
+        pieces.append(piece)
+    elif structured and msg is not None:
         walker.visit(msg, pieces)
     else:
         pieces.append(_Piece(msg, "raw"))

@@ -198,7 +198,7 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
             ),
         ).fetchone()[0]
         store.event(
-            "received", complaint_id=complaint_id, message_id=row["id"],
+            "received", complaint_id=complaint_id, message_id=row["id"], at=now,
             channel=row["channel"], ticket=ticket, notes=content.notes,
         )
     else:

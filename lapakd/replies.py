@@ -16,6 +16,7 @@ says they are automatic are recorded and change nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -148,6 +149,12 @@ def _ids(value: Any) -> list[str]:
 Match = tuple[sqlite3.Row, str, "sqlite3.Row | None"]
 
 
+@functools.lru_cache(maxsize=8)
+def _ticket_tag(prefix: str) -> re.Pattern[str]:
+    """`[LA-2026-000123]` in a subject, for the desk's ticket prefix."""
+    return re.compile(r"\[\s*(" + re.escape(prefix) + r"-\d{4}-\d{6})\s*\]", re.I)
+
+
 def find_complaint(desk: Desk, content: Content) -> Match | None:
     """(complaint, how it matched, the outbox row replied to) or None."""
     store = desk.store
@@ -161,8 +168,9 @@ def find_complaint(desk: Desk, content: Content) -> Match | None:
             c = store.one("SELECT * FROM complaints WHERE id = ?", (row["complaint_id"],))
             if c is not None:
                 return lifecycle.canonical(desk, c), "thread", row
-    prefix = re.escape(desk.config.desk.ticket_prefix)
-    m = re.search(r"\[\s*(" + prefix + r"-\d{4}-\d{6})\s*\]", content.subject or "", re.I)
+    subject = content.subject or ""
+    # Most mail has no '[' in its subject: no ticket tag, no pattern needed.
+    m = _ticket_tag(desk.config.desk.ticket_prefix).search(subject) if "[" in subject else None
     candidates = [("subject", m.group(1))] if m else []
     headers = extra.get("headers") or {}
     header = headers.get("x-lapakd-ticket")

@@ -43,8 +43,13 @@ def parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# One encoder for all: json.dumps with options builds a new JSONEncoder on every call, which
+# costs more than encoding the small values stored here (encode() keeps no state between calls).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _ENCODER.encode(value)
 
 
 class Store:
