@@ -166,6 +166,68 @@ def test_hashtag_reaches_a_phrase_rule_through_the_index(tmp_path: Path) -> None
     assert rs.evaluate("#rusakjalan").rule is None
 
 
+
+def test_hashtag_wakes_a_rule_but_does_not_make_its_one_word_keyword_match(
+    tmp_path: Path,
+) -> None:
+    # "#jalanrusak" wakes rules triggered by "jalan" (for phrases), yet the token is
+    # "jalanrusak": the whole word "jalan" is not in the text
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: jalan
+            when: {any: [jalan]}
+            forward: dpupr
+          - name: jalan-rusak
+            when: {any: [jalan rusak]}
+            forward: dpupr
+        """})
+    assert rs.evaluate("#jalanrusak").rule == "jalan-rusak"
+    assert rs.evaluate("#jalan kaki").rule == "jalan"
+
+
+def test_phrase_needs_its_words_in_order_not_just_present(tmp_path: Path) -> None:
+    # every word of "lampu mati" is in the text, but not in order: the phrase must not match
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: lampu-mati
+            when: {any: ["lampu mati", "lampu* padam"]}
+            forward: dpupr
+        """})
+    assert rs.evaluate("mati lampu").rule is None
+    assert rs.evaluate("padam lampunya").rule is None
+    assert rs.evaluate("lampunya padam").matched == ["lampu* padam"]
+    assert rs.evaluate("lampu padam lagi").matched == ["lampu* padam"]
+    assert rs.evaluate("lampu jalan sudah mati").matched == ["lampu mati"]
+
+
+def test_token_cache_is_bounded_and_decisions_survive_its_clearing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lapakd.rules import engine
+
+    monkeypatch.setattr(engine, "_TOKEN_CACHE_SIZE", 3)
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: lubang
+            when: {any: ["lubang*", "jalan rusak"]}
+            forward: dpupr
+        """})
+    texts = ["jalan yang rusak parah sekali", "ada lubangnya di sana", "jalan aman", "x y z"]
+    for _ in range(3):
+        assert [rs.evaluate(t).rule for t in texts] == ["lubang", "lubang", None, None]
+        assert len(rs._token_bits) <= 3
+
+
+def test_words_works_out_positions_on_demand() -> None:
+    w = words("jalan rusak, jalan berlubang; jalanan")
+    assert w.vocab == {"jalan", "rusak", "berlubang", "jalanan"}
+    assert w.positions == {"jalan": [0, 2], "rusak": [1], "berlubang": [3], "jalanan": [4]}
+    assert w.positions_of("jalan") == [0, 2]
+    assert w.positions_of("aspal") == []
+    assert sorted(w.starting_with("jalan")) == [0, 2, 4]
+    assert w.starting_with("zz") == []
+    assert w.ascii and not words("jalan rusák").ascii
+
 def test_all_and_none(tmp_path: Path) -> None:
     rs = load(tmp_path, {"10-x.yaml": """\
         rules:
