@@ -43,8 +43,13 @@ def parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+# json.dumps with options builds a JSONEncoder per call; routing dumps several values per
+# complaint, so one encoder with the same options does it (encode() keeps no state between calls)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _ENCODER.encode(value)
 
 
 class Store:
