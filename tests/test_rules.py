@@ -200,6 +200,23 @@ def test_phrase_needs_its_words_in_order_not_just_present(tmp_path: Path) -> Non
     assert rs.evaluate("lampu jalan sudah mati").matched == ["lampu mati"]
 
 
+
+def test_first_keyword_in_list_order_not_text_order(tmp_path: Path) -> None:
+    # the engine looks only at keywords whose first word is in the text, grouped by that
+    # word; the answer must still be the first of the list that matches
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: r
+            when: {any: ["lampu mati", "rusak", "jalan", "lampu", "jalan* rusak"]}
+            forward: dpupr
+        """})
+    assert rs.evaluate("jalan rusak").matched == ["rusak"]
+    assert rs.evaluate("lampu di jalan").matched == ["jalan"]
+    assert rs.evaluate("lampu jalan mati").matched == ["lampu mati"]
+    assert rs.evaluate("lampunya").rule is None
+    assert rs.evaluate("jalanan yang rusak").matched == ["rusak"]
+    assert rs.evaluate("#jalanrusak lampu").matched == ["lampu"]
+
 def test_token_cache_is_bounded_and_decisions_survive_its_clearing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import or_
@@ -42,21 +42,24 @@ class KeywordList:
     anchors, shared exclusions) are one object in a RuleSet, and its result is remembered per
     text, so it is worked out once per text."""
 
-    __slots__ = ("entries", "keywords", "mask", "multi")
+    __slots__ = ("by_first", "entries", "keywords", "mask", "multi")
 
     def __init__(self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int]) -> None:
         self.keywords = tuple(keywords)
         # (bits of all its words, one word?, keyword); a keyword without words never matches
         entries = []
         self.mask = 0  # none of the list can match without one of these (or a hashtag)
-        for k in keywords:
+        by_first: dict[int, list[int]] = {}  # first word's bit -> its keywords, in list order
+        for index, k in enumerate(keywords):
             need = 0
             for part in k.parts:
                 need |= bit_of[part]
             entries.append((need, len(k.parts) == 1, k) if k.parts else (0, True, k))
             if k.parts:
                 self.mask |= bit_of[k.parts[0]]
+                by_first.setdefault(bit_of[k.parts[0]], []).append(index)
         self.entries = tuple(entries)
+        self.by_first = {bit: tuple(indexes) for bit, indexes in by_first.items()}
         self.multi = any(len(k.parts) > 1 for k in keywords)  # a hashtag may carry a phrase
 
     def first(self, w: Words, present: int) -> Keyword | None:
@@ -65,20 +68,35 @@ class KeywordList:
         `present`: the text's bits (RuleSet._present)."""
         memo = w._memo
         found = memo.get(self, _MISSING)
-        if found is _MISSING:
-            found = None
-            tags = w.hashtags
-            if present & self.mask or (tags and self.multi):
-                for need, single, k in self.entries:
-                    if single:
-                        if present & need:
-                            found = k
-                            break
-                    elif (present & need == need or tags) and k.matches(w):
-                        found = k  # `tags`: `#jalanrusak` carries "jalan rusak"
-                        break
-            memo[self] = found
-        return found  # type: ignore[return-value]
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        found = None
+        if w.hashtags and self.multi:  # a hashtag may carry any phrase: try them all, in order
+            for need, single, k in self.entries:
+                if present & need if single else k.matches(w):
+                    found = k
+                    break
+        elif hits := present & self.mask:
+            # only the keywords whose first word is in the text (lists run to 60 keywords, a
+            # text has a few of their first words): their indexes, merged into list order
+            by_first, entries = self.by_first, self.entries
+            low = hits & -hits
+            hits ^= low
+            order: Sequence[int] = by_first[low]
+            if hits:
+                order = list(order)
+                while hits:
+                    low = hits & -hits
+                    hits ^= low
+                    order.extend(by_first[low])
+                order.sort()
+            for index in order:
+                need, single, k = entries[index]
+                if single or (present & need == need and k.matches(w)):
+                    found = k
+                    break
+        memo[self] = found
+        return found
 
 
 Clauses = tuple[frozenset[str], ...]
