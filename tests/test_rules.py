@@ -795,3 +795,12 @@ def test_loader_problems_are_all_collected(tmp_path: Path) -> None:
         f"rules/10-x.yaml:{line_of(text, 'anyy')}: unknown condition 'anyy' "
         "(did you mean 'any'?)",
     ]
+
+
+def test_regex_literals_are_tested_minimal_and_shortest_first() -> None:
+    from lapakd.rules.engine import _for_search
+
+    # "pingping" and "ping" contain "p": wherever they are, "p" is too
+    clauses = (frozenset({"ping", "p", "halo", "pingping"}), frozenset({"rusak"}))
+    assert _for_search(clauses) == (("p", "halo"), ("rusak",))
+    assert _for_search(()) == ()

@@ -274,11 +274,24 @@ class _TokenBits(dict[str, int]):
         return bits
 
 
+def _for_search(needs: Clauses) -> tuple[tuple[str, ...], ...]:
+    """regex_needs clauses as RuleSet tests them on every candidate text: a literal containing
+    another of its clause is left out (wherever it is, the other is too), the rest shortest
+    first (likelier to be found early)."""
+    return tuple(
+        tuple(sorted(
+            (lit for lit in clause if not any(other != lit and other in lit for other in clause)),
+            key=lambda lit: (len(lit), lit),
+        ))
+        for clause in needs
+    )
+
+
 # A rule compiled for RuleSet.evaluate:
 # (channel, sender, any, all, none, regex, the regex's required literals)
 _Plan = tuple[
     tuple[str, ...], tuple[str, ...], KeywordList | None, tuple[KeywordList, ...],
-    KeywordList | None, re.Pattern[str] | None, Clauses,
+    KeywordList | None, re.Pattern[str] | None, tuple[tuple[str, ...], ...],
 ]
 
 
@@ -334,7 +347,7 @@ class RuleSet:
                 one(rule.any) if rule.any else None,
                 tuple(one([k]) for k in rule.all),
                 one(rule.none) if rule.none else None,
-                rule.regex, regex_needs(rule.regex) if rule.regex is not None else (),
+                rule.regex, _for_search(regex_needs(rule.regex)) if rule.regex is not None else (),
             ))
             bit = 1 << (shift + index)
             triggers = rule.any or rule.all[:1]
