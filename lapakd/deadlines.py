@@ -9,7 +9,7 @@ of its last day (23:59:59 in the desk's time zone), stored in UTC like every tim
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -82,9 +82,19 @@ def end_of_day(day: date, tz) -> datetime:
 
 def due_at(desk: Desk, received: datetime, sla_days: int) -> str:
     """received + sla_days on the desk's calendar, at the end of that day (UTC ISO)."""
+    d = desk.config.desk
     tz = desk.config.tz
     start = received.astimezone(tz).date()
-    return iso(end_of_day(Calendar.for_desk(desk).add_days(start, sla_days), tz))  # type: ignore[return-value]
+    # keyed by the calendar's settings (as Calendar reads them), not by the desk: a changed
+    # config gives other keys, never a stale date
+    return _due_at(d.sla_calendar, tuple(str(v) for v in d.extra_holidays), tz, start, sla_days)
+
+
+@lru_cache(maxsize=4096)
+def _due_at(mode: str, extra: tuple[str, ...], tz: tzinfo, start: date, sla_days: int) -> str:
+    """Routing asks this for every complaint; those received on the same day with the same SLA
+    share the answer (the working-day walk and holiday lookups run once)."""
+    return iso(end_of_day(Calendar(mode, extra).add_days(start, sla_days), tz))  # type: ignore[return-value]
 
 
 def today(desk: Desk) -> date:

@@ -65,11 +65,42 @@ def _build() -> tuple[re.Pattern[str], dict[str, str]]:
 _RX, _NAMES = _build()
 
 
+def _build_starts() -> re.Pattern[str]:
+    """The lowercase literals every match of _RX starts with: "kec" (every `kecamatan X` form)
+    and the first word of each spelling. Those that begin with a shorter one are left out (the
+    shorter one finds the same places)."""
+    literals = {"kec"} | {s.split()[0] for spellings in KECAMATAN.values() for s in spellings}
+    literals = {
+        lit for lit in literals
+        if not any(other != lit and lit.startswith(other) for other in literals)
+    }
+    return re.compile("|".join(sorted(map(re.escape, literals))))
+
+
+_STARTS = _build_starts()
+
+
+def _search_ascii(text: str) -> re.Match[str] | None:
+    """_RX.search(text) for an ASCII text, faster: _RX (a look-behind, then 27 groups of
+    case-insensitive alternatives) is tried at every position of the text by `search`; here
+    only where one of _STARTS begins. In ASCII, IGNORECASE is plain ASCII case folding, so
+    those places are found in text.lower() (same length, same positions); tried in order, the
+    first that matches is the leftmost match, the one `search` returns."""
+    lower = text.lower()
+    start = _STARTS.search(lower)
+    while start is not None:
+        match = _RX.match(text, start.start())  # the look-behind still sees text before it
+        if match is not None:
+            return match
+        start = _STARTS.search(lower, start.start() + 1)
+    return None
+
+
 def detect(text: str | None) -> str | None:
     """The canonical kecamatan first named in `text`, or None."""
     if not text:
         return None
-    match = _RX.search(text)
+    match = _search_ascii(text) if text.isascii() else _RX.search(text)
     if match is None:
         return None
     return _NAMES[match.lastgroup] if match.lastgroup else None

@@ -57,6 +57,7 @@ def enqueue(
     """Queue a side effect once: a second enqueue with the same dedupe_key does nothing."""
     ticket = complaint["ticket"] if complaint is not None else None
     domain = domain or (desk.desk_domain if desk is not None else "lapakd.invalid")
+    now = now_iso()
     row = store.conn.execute(
         "INSERT INTO outbox (kind, transport, complaint_id, recipients, payload, dedupe_key,"
         " message_id, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -64,7 +65,7 @@ def enqueue(
         (
             kind, transport, complaint["id"] if complaint is not None else None,
             dumps(recipients), dumps(payload), dedupe_key,
-            make_message_id(dedupe_key, ticket, domain), not_before or now_iso(), now_iso(),
+            make_message_id(dedupe_key, ticket, domain), not_before or now, now,
         ),
     ).fetchone()
     return row[0] if row else None

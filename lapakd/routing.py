@@ -95,41 +95,55 @@ def effective_sla(desk: Desk, decision: Decision) -> int:
     return min(agency_slas) if agency_slas else DEFAULT_SLA_DAYS
 
 
-def due_date(desk: Desk, complaint: sqlite3.Row, decision: Decision) -> str | None:
-    """received + sla_days on the desk's calendar (deadlines.py); none when budget-bound."""
+def due_date(
+    desk: Desk, complaint: sqlite3.Row, decision: Decision, sla_days: int | None = None
+) -> str | None:
+    """received + sla_days on the desk's calendar (deadlines.py); none when budget-bound.
+
+    `sla_days`: effective_sla(desk, decision), when the caller has it already."""
     from lapakd import deadlines
 
     if decision.action != "forward" or decision.budget_dependent:
         return None
     received = parse_iso(complaint["received_at"]) or utcnow()
-    return deadlines.due_at(desk, received, effective_sla(desk, decision))
+    if sla_days is None:
+        sla_days = effective_sla(desk, decision)
+    return deadlines.due_at(desk, received, sla_days)
+
+
+_STATUS = {"forward": "forwarded", "triage": "triage", "ignore": "ignored"}
+# One UPDATE per complaint; the kecamatan is only filled in when it is not known yet.
+_UPDATE = (
+    "UPDATE complaints SET status = ?, category = ?, agencies = ?, rule = ?, matched = ?,"
+    " budget_dependent = ?, public = ?, sla_days = ?, due_at = ?, updated_at = ?{} WHERE id = ?"
+)
+_UPDATE_KEEP_KECAMATAN = _UPDATE.format("")
+_UPDATE_SET_KECAMATAN = _UPDATE.format(", kecamatan = ?")
 
 
 def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor: str) -> None:
     """Record a routing decision and queue what it implies (inside the caller's transaction)."""
     store = desk.store
-    status = {"forward": "forwarded", "triage": "triage", "ignore": "ignored"}[decision.action]
-    due_at = due_date(desk, complaint, decision)
+    status = _STATUS[decision.action]
+    sla = effective_sla(desk, decision)
+    due_at = due_date(desk, complaint, decision, sla)
+    now = now_iso()
+    params: tuple[object, ...] = (
+        status, decision.category, dumps(decision.agencies), decision.rule,
+        dumps(decision.matched), int(decision.budget_dependent), int(decision.public),
+        sla if due_at else decision.sla_days, due_at, now,
+    )
     if complaint["kecamatan"] is None:  # for the public statistics per kecamatan
         from lapakd import kecamatan
 
-        store.conn.execute(
-            "UPDATE complaints SET kecamatan = ? WHERE id = ?",
-            (kecamatan.detect(routing_text(complaint)), complaint["id"]),
-        )
-    store.conn.execute(
-        "UPDATE complaints SET status = ?, category = ?, agencies = ?, rule = ?, matched = ?,"
-        " budget_dependent = ?, public = ?, sla_days = ?, due_at = ?, updated_at = ?"
-        " WHERE id = ?",
-        (
-            status, decision.category, dumps(decision.agencies), decision.rule,
-            dumps(decision.matched), int(decision.budget_dependent), int(decision.public),
-            effective_sla(desk, decision) if due_at else decision.sla_days, due_at, now_iso(),
-            complaint["id"],
-        ),
-    )
+        sql = _UPDATE_SET_KECAMATAN
+        params += (kecamatan.detect(routing_text(complaint)), complaint["id"])
+    else:
+        sql = _UPDATE_KEEP_KECAMATAN
+        params += (complaint["id"],)
+    store.conn.execute(sql, params)
     store.event(
-        "routed", complaint_id=complaint["id"], actor=actor, action=decision.action,
+        "routed", complaint_id=complaint["id"], actor=actor, at=now, action=decision.action,
         rule=decision.rule, matched=decision.matched, hits=decision.hits,
         agencies=decision.agencies, category=decision.category, due_at=due_at,
     )

@@ -89,3 +89,30 @@ def test_strip_reply_removes_history_signature_and_disclaimer():
     assert strip_reply(inline) == "Jawaban kami di sini."
     phone = "Sudah.\n\nSent from my iPhone"
     assert strip_reply(phone) == "Sudah."
+
+
+def test_due_at_follows_the_desk_calendar_settings_when_they_change():
+    # due_at remembers answers; the key is the calendar's settings, so a changed config (or
+    # another desk) never gets a stale date
+    from datetime import datetime
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from lapakd.deadlines import due_at
+
+    settings = SimpleNamespace(sla_calendar="working", extra_holidays=[])
+    desk = SimpleNamespace(
+        config=SimpleNamespace(desk=settings, tz=ZoneInfo("Asia/Jakarta"))
+    )
+    received = datetime.fromisoformat("2026-03-18T03:00:00+00:00")  # Wed 10:00 WIB
+    assert due_at(desk, received, 3) == "2026-03-24T16:59:59+00:00"  # 20, 23, 24
+    assert due_at(desk, received, 3) == "2026-03-24T16:59:59+00:00"  # remembered
+    settings.extra_holidays = ["2026-03-20", "2026-03-23", "2026-03-24"]
+    assert due_at(desk, received, 3) == "2026-03-27T16:59:59+00:00"
+    settings.sla_calendar = "calendar"
+    assert due_at(desk, received, 3) == "2026-03-21T16:59:59+00:00"
+    desk.config.tz = ZoneInfo("UTC")
+    assert due_at(desk, received, 3) == "2026-03-21T23:59:59+00:00"
+    settings.sla_calendar, settings.extra_holidays = "working", ["20-03-2026"]
+    with pytest.raises(ConfigError, match="extra_holidays"):
+        due_at(desk, received, 3)

@@ -166,6 +166,85 @@ def test_hashtag_reaches_a_phrase_rule_through_the_index(tmp_path: Path) -> None
     assert rs.evaluate("#rusakjalan").rule is None
 
 
+
+def test_hashtag_wakes_a_rule_but_does_not_make_its_one_word_keyword_match(
+    tmp_path: Path,
+) -> None:
+    # "#jalanrusak" wakes rules triggered by "jalan" (for phrases), yet the token is
+    # "jalanrusak": the whole word "jalan" is not in the text
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: jalan
+            when: {any: [jalan]}
+            forward: dpupr
+          - name: jalan-rusak
+            when: {any: [jalan rusak]}
+            forward: dpupr
+        """})
+    assert rs.evaluate("#jalanrusak").rule == "jalan-rusak"
+    assert rs.evaluate("#jalan kaki").rule == "jalan"
+
+
+def test_phrase_needs_its_words_in_order_not_just_present(tmp_path: Path) -> None:
+    # every word of "lampu mati" is in the text, but not in order: the phrase must not match
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: lampu-mati
+            when: {any: ["lampu mati", "lampu* padam"]}
+            forward: dpupr
+        """})
+    assert rs.evaluate("mati lampu").rule is None
+    assert rs.evaluate("padam lampunya").rule is None
+    assert rs.evaluate("lampunya padam").matched == ["lampu* padam"]
+    assert rs.evaluate("lampu padam lagi").matched == ["lampu* padam"]
+    assert rs.evaluate("lampu jalan sudah mati").matched == ["lampu mati"]
+
+
+
+def test_first_keyword_in_list_order_not_text_order(tmp_path: Path) -> None:
+    # the engine looks only at keywords whose first word is in the text, grouped by that
+    # word; the answer must still be the first of the list that matches
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: r
+            when: {any: ["lampu mati", "rusak", "jalan", "lampu", "jalan* rusak"]}
+            forward: dpupr
+        """})
+    assert rs.evaluate("jalan rusak").matched == ["rusak"]
+    assert rs.evaluate("lampu di jalan").matched == ["jalan"]
+    assert rs.evaluate("lampu jalan mati").matched == ["lampu mati"]
+    assert rs.evaluate("lampunya").rule is None
+    assert rs.evaluate("jalanan yang rusak").matched == ["rusak"]
+    assert rs.evaluate("#jalanrusak lampu").matched == ["lampu"]
+
+def test_token_cache_is_bounded_and_decisions_survive_its_clearing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lapakd.rules import engine
+
+    monkeypatch.setattr(engine, "_TOKEN_CACHE_SIZE", 3)
+    rs = load(tmp_path, {"10-x.yaml": """\
+        rules:
+          - name: lubang
+            when: {any: ["lubang*", "jalan rusak"]}
+            forward: dpupr
+        """})
+    texts = ["jalan yang rusak parah sekali", "ada lubangnya di sana", "jalan aman", "x y z"]
+    for _ in range(3):
+        assert [rs.evaluate(t).rule for t in texts] == ["lubang", "lubang", None, None]
+        assert len(rs._token_bits) <= 3
+
+
+def test_words_works_out_positions_on_demand() -> None:
+    w = words("jalan rusak, jalan berlubang; jalanan")
+    assert w.vocab == {"jalan", "rusak", "berlubang", "jalanan"}
+    assert w.positions == {"jalan": [0, 2], "rusak": [1], "berlubang": [3], "jalanan": [4]}
+    assert w.positions_of("jalan") == [0, 2]
+    assert w.positions_of("aspal") == []
+    assert sorted(w.starting_with("jalan")) == [0, 2, 4]
+    assert w.starting_with("zz") == []
+    assert w.ascii and not words("jalan rusák").ascii
+
 def test_all_and_none(tmp_path: Path) -> None:
     rs = load(tmp_path, {"10-x.yaml": """\
         rules:
@@ -716,3 +795,12 @@ def test_loader_problems_are_all_collected(tmp_path: Path) -> None:
         f"rules/10-x.yaml:{line_of(text, 'anyy')}: unknown condition 'anyy' "
         "(did you mean 'any'?)",
     ]
+
+
+def test_regex_literals_are_tested_minimal_and_shortest_first() -> None:
+    from lapakd.rules.engine import _for_search
+
+    # "pingping" and "ping" contain "p": wherever they are, "p" is too
+    clauses = (frozenset({"ping", "p", "halo", "pingping"}), frozenset({"rusak"}))
+    assert _for_search(clauses) == (("p", "halo"), ("rusak",))
+    assert _for_search(()) == ()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from lapakd.rules.text import Keyword, Words, words
@@ -33,50 +35,68 @@ _MISSING = object()
 class KeywordList:
     """A rule's `any:` / `none:` list (or one `all:` keyword), compiled for fast matching.
 
-    Identical lists in different rules (YAML anchors, shared exclusions) are one object in a
-    RuleSet, and its result is remembered per text, so it is worked out once per text."""
+    Every word of every keyword has a bit in its RuleSet (see RuleSet: a token sets the bits of
+    the words it is, or starts with for `*` words). A one-word keyword matches exactly when its
+    bit is among the text's bits; a phrase is only looked for (positions, gaps) when all of its
+    words' bits are (or a hashtag may carry it). Identical lists in different rules (YAML
+    anchors, shared exclusions) are one object in a RuleSet, and its result is remembered per
+    text, so it is worked out once per text."""
 
-    __slots__ = ("entries", "keywords", "multi", "plain")
+    __slots__ = ("by_first", "entries", "keywords", "mask", "multi")
 
-    def __init__(self, keywords: list[Keyword]) -> None:
+    def __init__(self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int]) -> None:
         self.keywords = tuple(keywords)
-        # without prefix keywords, none can match unless one of these words is in the text
-        # (or, for a phrase, a hashtag carries it)
-        self.plain = (
-            None if any(k.parts[0][1] for k in keywords if k.parts)
-            else frozenset(k.parts[0][0] for k in keywords if k.parts)
-        )
-        self.multi = any(len(k.parts) > 1 for k in keywords)
-        # (first word, is it a prefix, can it match through a hashtag, keyword)
-        self.entries = tuple(
-            (k.parts[0][0], k.parts[0][1], len(k.parts) > 1, k)
-            if k.parts else ("", False, False, k)  # no words: never matches
-            for k in keywords
-        )
+        # (bits of all its words, one word?, keyword); a keyword without words never matches
+        entries = []
+        self.mask = 0  # none of the list can match without one of these (or a hashtag)
+        by_first: dict[int, list[int]] = {}  # first word's bit -> its keywords, in list order
+        for index, k in enumerate(keywords):
+            need = 0
+            for part in k.parts:
+                need |= bit_of[part]
+            entries.append((need, len(k.parts) == 1, k) if k.parts else (0, True, k))
+            if k.parts:
+                self.mask |= bit_of[k.parts[0]]
+                by_first.setdefault(bit_of[k.parts[0]], []).append(index)
+        self.entries = tuple(entries)
+        self.by_first = {bit: tuple(indexes) for bit, indexes in by_first.items()}
+        self.multi = any(len(k.parts) > 1 for k in keywords)  # a hashtag may carry a phrase
 
-    def first(self, w: Words) -> Keyword | None:
-        """The first keyword of the list, in list order, that the text matches."""
+    def first(self, w: Words, present: int) -> Keyword | None:
+        """The first keyword of the list, in list order, that the text matches.
+
+        `present`: the text's bits (RuleSet._present)."""
         memo = w._memo
         found = memo.get(self, _MISSING)
-        if found is _MISSING:
-            found = None
-            positions, tags = w.positions, w.hashtags
-            if (
-                self.plain is not None and positions.keys().isdisjoint(self.plain)
-                and not (self.multi and tags)
-            ):
-                memo[self] = None
-                return None
-            for first, prefix, multi, k in self.entries:
-                # a keyword whose first word is not in the text cannot match (but a phrase
-                # can still match through a hashtag): skip it without the call
-                if not prefix and first not in positions and not (multi and tags):
-                    continue
-                if k.matches(w):
+        if found is not _MISSING:
+            return found  # type: ignore[return-value]
+        found = None
+        if w.hashtags and self.multi:  # a hashtag may carry any phrase: try them all, in order
+            for need, single, k in self.entries:
+                if present & need if single else k.matches(w):
                     found = k
                     break
-            memo[self] = found
-        return found  # type: ignore[return-value]
+        elif hits := present & self.mask:
+            # only the keywords whose first word is in the text (lists run to 60 keywords, a
+            # text has a few of their first words): their indexes, merged into list order
+            by_first, entries = self.by_first, self.entries
+            low = hits & -hits
+            hits ^= low
+            order: Sequence[int] = by_first[low]
+            if hits:
+                order = list(order)
+                while hits:
+                    low = hits & -hits
+                    hits ^= low
+                    order.extend(by_first[low])
+                order.sort()
+            for index in order:
+                need, single, k = entries[index]
+                if single or (present & need == need and k.matches(w)):
+                    found = k
+                    break
+        memo[self] = found
+        return found
 
 
 Clauses = tuple[frozenset[str], ...]
@@ -132,24 +152,6 @@ def regex_needs(regex: re.Pattern[str]) -> Clauses:
         return ()
 
 
-def _compile(
-    rule: Rule, interned: dict[tuple[str, ...], KeywordList]
-) -> tuple[KeywordList | None, tuple[KeywordList, ...], KeywordList | None, Clauses]:
-    def one(keywords: list[Keyword]) -> KeywordList:
-        key = tuple(k.source for k in keywords)  # same sources, same parse, same result
-        found = interned.get(key)
-        if found is None:
-            found = interned[key] = KeywordList(keywords)
-        return found
-
-    return (
-        one(rule.any) if rule.any else None,
-        tuple(one([k]) for k in rule.all),
-        one(rule.none) if rule.none else None,
-        regex_needs(rule.regex) if rule.regex is not None else (),
-    )
-
-
 @dataclass(frozen=True)
 class Agency:
     key: str
@@ -181,43 +183,37 @@ class Rule:
     public: bool = True
     sla_days: int | None = None
     continue_: bool = False
-    _compiled: Any = field(default=None, repr=False, compare=False)
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
     def match(self, w: Words, channel: str | None, sender: str | None) -> list[str] | None:
-        """The keywords that made this rule match, or None when it does not match."""
+        """The keywords that made this rule match, or None when it does not match.
+
+        The plain statement of a rule's meaning. RuleSet.evaluate gets the same answer from
+        its compiled form (word bits, shared keyword lists, the regex pre-filter); the tests
+        compare the two."""
         if self.channel and channel not in self.channel:
             return None
         if self.sender:
             who = (sender or "").lower()
             if not any(fnmatch.fnmatchcase(who, pat) for pat in self.sender):
                 return None
-        if self._compiled is None:  # RuleSet compiles its rules; this is for a lone Rule
-            self._compiled = _compile(self, {})
-        any_, all_, none, needs = self._compiled
         hits: list[str] = []
-        if any_ is not None:
-            found = any_.first(w)
+        if self.any:
+            found = next((k for k in self.any if k.matches(w)), None)
             if found is None:
                 return None
             hits.append(found.source)
-        for one in all_:
-            found = one.first(w)
-            if found is None:
+        for k in self.all:
+            if not k.matches(w):
                 return None
-            hits.append(found.source)
-        if none is not None and none.first(w) is not None:
+            hits.append(k.source)
+        if any(k.matches(w) for k in self.none):
             return None
         if self.regex is not None:
-            text = w.normalized
-            if needs and text.isascii() and not all(
-                any(lit in text for lit in clause) for clause in needs
-            ):
-                return None  # a literal the pattern requires is missing: no match possible
-            m = self.regex.search(text)
+            m = self.regex.search(w.normalized)
             if m is None:
                 return None
             hits.append(m.group(0))
@@ -250,8 +246,66 @@ class Decision:
         }
 
 
+class _TokenBits(dict[str, int]):
+    """token -> the bits it sets (see RuleSet), worked out on first sight of the token.
+
+    Texts share most of their words, so this turns a token's trigger and prefix lookups into
+    one dict lookup, done in C by `map`. Bounded; lives as long as its RuleSet (a reload
+    builds a new one)."""
+
+    __slots__ = ("exact", "lengths", "prefix")
+
+    def __init__(self, exact: dict[str, int], prefix: dict[str, int]) -> None:
+        super().__init__()
+        self.exact = exact
+        self.prefix = prefix
+        self.lengths = sorted({len(p) for p in prefix})
+
+    def __missing__(self, tok: str) -> int:
+        bits = self.exact.get(tok, 0)
+        prefix = self.prefix
+        for length in self.lengths:
+            if length > len(tok):
+                break
+            bits |= prefix.get(tok[:length], 0)
+        if len(self) >= _TOKEN_CACHE_SIZE:
+            self.clear()
+        self[tok] = bits
+        return bits
+
+
+def _for_search(needs: Clauses) -> tuple[tuple[str, ...], ...]:
+    """regex_needs clauses as RuleSet tests them on every candidate text: a literal containing
+    another of its clause is left out (wherever it is, the other is too), the rest shortest
+    first (likelier to be found early)."""
+    return tuple(
+        tuple(sorted(
+            (lit for lit in clause if not any(other != lit and other in lit for other in clause)),
+            key=lambda lit: (len(lit), lit),
+        ))
+        for clause in needs
+    )
+
+
+# A rule compiled for RuleSet.evaluate:
+# (channel, sender, any, all, none, regex, the regex's required literals)
+_Plan = tuple[
+    tuple[str, ...], tuple[str, ...], KeywordList | None, tuple[KeywordList, ...],
+    KeywordList | None, re.Pattern[str] | None, tuple[tuple[str, ...], ...],
+]
+
+
 class RuleSet:
-    """Agencies and rules, compiled once and swapped whole on reload."""
+    """Agencies and rules, compiled once and swapped whole on reload.
+
+    The index: every word of interest has an integer of bits. The low bits are "word" bits, one
+    per distinct word of any keyword (a `*` word has its own, set by the tokens starting with
+    it); above them, bit `words + i` is rules[i], set for the rule's trigger words (the first
+    word of each `any` keyword, else of its first `all` keyword). A text's bits are the OR of
+    its tokens' bits: the high ones are the candidate rules, in rule order; the low ones say
+    which keywords can match at all, so one-word keywords (most of them) are decided without
+    looking at the text again. (Word bits are low so that testing them, the frequent case,
+    works on small ints.)"""
 
     def __init__(
         self,
@@ -264,14 +318,38 @@ class RuleSet:
         self.rules = rules
         self.examples = examples or []
         self.signature = signature
-        # The index: trigger word -> bit mask of the rules it may wake (bit i = rules[i]).
-        self._exact: dict[str, int] = {}
-        self._prefix: dict[str, int] = {}
+        exact: dict[str, int] = {}
+        prefix: dict[str, int] = {}
+        bit_of: dict[tuple[str, bool], int] = {}  # (first word, is prefix) -> word bit
+        for rule in rules:
+            for kw in (*rule.any, *rule.all, *rule.none):
+                for part in kw.parts:
+                    if part not in bit_of:
+                        bit = bit_of[part] = 1 << len(bit_of)
+                        word, is_prefix = part
+                        table = prefix if is_prefix else exact
+                        table[word] = table.get(word, 0) | bit
+        self._shift = shift = len(bit_of)  # rules[i] is bit shift + i
         self._always = 0
         interned: dict[tuple[str, ...], KeywordList] = {}
+
+        def one(keywords: list[Keyword]) -> KeywordList:
+            key = tuple(k.source for k in keywords)  # same sources, same parse, same result
+            found = interned.get(key)
+            if found is None:
+                found = interned[key] = KeywordList(keywords, bit_of)
+            return found
+
+        self._plans: list[_Plan] = []
         for index, rule in enumerate(rules):
-            rule._compiled = _compile(rule, interned)
-            bit = 1 << index
+            self._plans.append((
+                rule.channel, rule.sender,
+                one(rule.any) if rule.any else None,
+                tuple(one([k]) for k in rule.all),
+                one(rule.none) if rule.none else None,
+                rule.regex, _for_search(regex_needs(rule.regex)) if rule.regex is not None else (),
+            ))
+            bit = 1 << (shift + index)
             triggers = rule.any or rule.all[:1]
             if not triggers:
                 self._always |= bit
@@ -279,57 +357,85 @@ class RuleSet:
             for kw in triggers:
                 if not kw.parts:
                     continue
-                word, prefix = kw.parts[0]
-                table = self._prefix if prefix else self._exact
+                word, is_prefix = kw.parts[0]
+                table = prefix if is_prefix else exact
                 table[word] = table.get(word, 0) | bit
-        self._prefix_lengths = sorted({len(p) for p in self._prefix})
-        # token -> mask of the rules it wakes; texts share most of their words, so this
-        # turns the per-token prefix lookups into one dict lookup. Bounded; lives as long
-        # as this RuleSet (a reload builds a new one).
-        self._token_masks: dict[str, int] = {}
+        self._exact = exact
+        self._token_bits = _TokenBits(exact, prefix)
 
-    def _token_mask(self, tok: str) -> int:
-        mask = self._exact.get(tok, 0)
-        prefix = self._prefix
-        for length in self._prefix_lengths:
-            if length > len(tok):
-                break
-            mask |= prefix.get(tok[:length], 0)
-        return mask
+    def _present(self, w: Words) -> int:
+        """The text's bits: candidate rules (a superset of the matches) and word bits."""
+        # most tokens set no bits: leave them out rather than OR big ints with 0
+        found = reduce(
+            or_, filter(None, map(self._token_bits.__getitem__, w.tokens)), self._always
+        )
+        if w.hashtags:  # "#jalanrusak" starts with the trigger word "jalan"
+            exact, shift = self._exact, self._shift
+            for tag in w.hashtags:
+                for end in range(1, len(tag)):
+                    # rule bits only: the token is "jalanrusak", the word "jalan" is absent
+                    found |= exact.get(tag[:end], 0) >> shift << shift
+        return found
 
     def _mask(self, w: Words) -> int:
         """The rules that can match this text, as a bit mask (a superset of the matches)."""
-        found = self._always
-        cache = self._token_masks
-        for tok in w.positions:
-            mask = cache.get(tok)
-            if mask is None:
-                mask = self._token_mask(tok)
-                if len(cache) >= _TOKEN_CACHE_SIZE:
-                    cache.clear()
-                cache[tok] = mask
-            found |= mask
-        exact = self._exact
-        for tag in w.hashtags:  # "#jalanrusak" starts with the trigger word "jalan"
-            for end in range(1, len(tag)):
-                found |= exact.get(tag[:end], 0)
-        return found
+        return self._present(w) >> self._shift
 
     def _candidates(self, w: Words) -> list[int]:
         """Indexes of the rules worth trying for this text, in rule order."""
         return list(_bits(self._mask(w)))
 
+    def _match(
+        self, plan: _Plan, w: Words, present: int, channel: str | None, sender: str | None
+    ) -> list[str] | None:
+        """Rule.match, from the compiled rule."""
+        channels, senders, any_, all_, none, regex, needs = plan
+        if channels and channel not in channels:
+            return None
+        if senders:
+            who = (sender or "").lower()
+            if not any(fnmatch.fnmatchcase(who, pat) for pat in senders):
+                return None
+        hits: list[str] = []
+        if any_ is not None:
+            found = any_.first(w, present)
+            if found is None:
+                return None
+            hits.append(found.source)
+        for one in all_:
+            found = one.first(w, present)
+            if found is None:
+                return None
+            hits.append(found.source)
+        if none is not None and none.first(w, present) is not None:
+            return None
+        if regex is not None:
+            text = w.normalized
+            if needs and w.ascii:
+                for clause in needs:
+                    for lit in clause:
+                        if lit in text:
+                            break
+                    else:
+                        return None  # a literal the pattern requires is missing: no match
+            m = regex.search(text)
+            if m is None:
+                return None
+            hits.append(m.group(0))
+        return hits
+
     def evaluate(
         self, text: str, channel: str | None = None, sender: str | None = None
     ) -> Decision:
         w = words(text)
+        present = self._present(w)
         decision: Decision | None = None
-        rules = self.rules
-        for index in _bits(self._mask(w)):
-            rule = rules[index]
-            hits = rule.match(w, channel, sender)
+        rules, plans, match = self.rules, self._plans, self._match
+        for index in _bits(present >> self._shift):
+            hits = match(plans[index], w, present, channel, sender)
             if hits is None:
                 continue
+            rule = rules[index]
             if decision is None:
                 decision = Decision(
                     action=rule.action,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 _WORD = re.compile(r"[^\W_]+")
@@ -18,33 +18,79 @@ _ASCII_WORDS = bytes(c if chr(c).isalnum() and c < 128 else 32 for c in range(25
 MAX_GAP = 3
 
 
-@dataclass(frozen=True)
 class Words:
-    """A text as whole words (NFKC, lowercase, punctuation removed) plus its hashtags."""
+    """A text as whole words (NFKC, lowercase, punctuation removed) plus its hashtags.
 
-    tokens: tuple[str, ...]
-    positions: dict[str, list[int]]
-    hashtags: tuple[str, ...]
-    normalized: str  # NFKC + lowercase, punctuation kept: what `regex` conditions see
-    _prefixed: dict[str, list[int]] = field(default_factory=dict, compare=False, repr=False)
-    _sorted: list[str] = field(default_factory=list, compare=False, repr=False)
-    # what the rules engine already worked out for this text (keyword list -> result)
-    _memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
+    Only the tokens are built up front; the set of words, positions and sorted words are worked
+    out on first use (the rules engine decides most texts from its word bits, without them).
+    A plain class with slots: built once per evaluated text, so its construction counts."""
+
+    __slots__ = ("_memo", "_positions", "_prefixed", "_sorted", "_vocab", "ascii", "hashtags",
+                 "normalized", "tokens")
+
+    def __init__(
+        self, tokens: tuple[str, ...], hashtags: tuple[str, ...], normalized: str,
+        ascii_: bool | None = None,
+    ) -> None:
+        self.tokens = tokens
+        self.hashtags = hashtags
+        self.normalized = normalized  # NFKC + lowercase, punctuation kept: what `regex` sees
+        # for the regex literal pre-filter (see engine.regex_needs)
+        self.ascii = normalized.isascii() if ascii_ is None else ascii_
+        # what the rules engine already worked out for this text (keyword list -> result)
+        self._memo: dict[object, object] = {}
+        self._vocab: frozenset[str] | None = None
+        self._positions: dict[str, list[int]] | None = None
+        self._prefixed: dict[str, list[int]] | None = None
+        self._sorted: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Words(tokens={self.tokens!r}, hashtags={self.hashtags!r})"
+
+    @property
+    def vocab(self) -> frozenset[str]:
+        """The distinct tokens."""
+        if self._vocab is None:
+            self._vocab = frozenset(self.tokens)
+        return self._vocab
+
+    @property
+    def positions(self) -> dict[str, list[int]]:
+        """Token -> the positions where it occurs, in order."""
+        if self._positions is None:
+            positions: dict[str, list[int]] = {}
+            for i, tok in enumerate(self.tokens):
+                positions.setdefault(tok, []).append(i)
+            self._positions = positions
+        return self._positions
+
+    def positions_of(self, word: str) -> list[int]:
+        """Positions of `word`, in order (a scan in C: cheaper than `positions` for a word)."""
+        tokens = self.tokens
+        count = tokens.count(word)
+        if count == 0:
+            return []
+        found = [tokens.index(word)]
+        for _ in range(count - 1):
+            found.append(tokens.index(word, found[-1] + 1))
+        return found
 
     def starting_with(self, prefix: str) -> list[int]:
         """Positions of the tokens that start with `prefix` (remembered for this text)."""
+        if self._prefixed is None:
+            self._prefixed = {}
         found = self._prefixed.get(prefix)
         if found is None:
             ordered = self._sorted
-            if not ordered:
-                ordered.extend(sorted(self.positions))
+            if ordered is None:
+                ordered = self._sorted = sorted(self.vocab)
             # the tokens with this prefix are one run in sorted order, starting here
             found = []
             for i in range(bisect_left(ordered, prefix), len(ordered)):
                 tok = ordered[i]
                 if not tok.startswith(prefix):
                     break
-                found.extend(self.positions[tok])
+                found.extend(self.positions_of(tok))
             self._prefixed[prefix] = found
         return found
 
@@ -55,19 +101,13 @@ def normalize(text: str) -> str:
 
 def words(text: str) -> Words:
     norm = normalize(text)
-    if norm.isascii():
+    ascii_ = norm.isascii()
+    if ascii_:
         tokens = tuple(norm.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split())
     else:
         tokens = tuple(_WORD.findall(norm))
-    positions: dict[str, list[int]] = {}
-    for i, tok in enumerate(tokens):
-        where = positions.get(tok)
-        if where is None:
-            positions[tok] = [i]
-        else:
-            where.append(i)
     hashtags = tuple(_HASHTAG.findall(norm)) if "#" in norm else ()
-    return Words(tokens, positions, hashtags, norm)
+    return Words(tokens, hashtags, norm, ascii_)
 
 
 @dataclass(frozen=True)
@@ -95,10 +135,10 @@ class Keyword:
         if not parts:
             return False
         first, first_prefix = parts[0]
-        starts = w.starting_with(first) if first_prefix else w.positions.get(first)
+        if len(parts) == 1:  # a single word: presence is enough, no positions needed
+            return bool(w.starting_with(first)) if first_prefix else first in w.vocab
+        starts = w.starting_with(first) if first_prefix else w.positions_of(first)
         if starts:
-            if len(parts) == 1:
-                return True
             tokens = w.tokens
             for start in starts:
                 if self._rest_matches(tokens, start, 1):
