@@ -97,6 +97,13 @@ def send_due(desk: Desk, limit: int = 200) -> int:
     return send_batch(desk, limit)[0]
 
 
+# Sent rows are marked MARK_EVERY at a time, or after MARK_SECONDS at most: a commit per mail
+# cost more than composing it (WAL pages of the row, the event and their indexes). A crash in
+# between re-sends at most that many accepted mails, with their Message-IDs (at-least-once).
+MARK_EVERY = 20
+MARK_SECONDS = 0.25
+
+
 def send_batch(
     desk: Desk,
     limit: int = 200,
@@ -114,32 +121,16 @@ def send_batch(
     reused and left open (the caller closes it). `newest_first` takes the rows from the other
     end of the queue (run_once, while the sender process still works through it)."""
     store = desk.store
-    where, params = "", []
-    if transport is not None:
-        where += " AND transport = ?"
-        params.append(transport)
-    if shard is not None:
-        where += " AND id % ? = ?"
-        params += [shard[1], shard[0]]
-    # Claim the batch in one statement (a conditional UPDATE: a row another sender has
-    # claimed is not taken); rows not attempted below go back to `pending` at the end, and a
-    # crash leaves them in `sending` for the next runner's recover_orphans.
-    with store.transaction() as conn:
-        rows = conn.execute(
-            "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
-            " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-            f"{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ?)"
-            " AND status = 'pending' RETURNING *",
-            (now_iso(), *params, limit),
-        ).fetchall()
-    rows.sort(key=lambda r: r["id"], reverse=newest_first)  # RETURNING has no order
+    rows = _claim(store, limit, transport, shard, newest_first)
     sent = 0
     own_session = session is None
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
     untried = {row["id"] for row in rows}
+    accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]] = []  # not marked yet
     if session is None and rows:
         session = SmtpSession(desk.config)  # one connection for the whole batch
-    try:
+    mails = _compose_all(desk, rows)  # the batch's emails first, then the sending: less
+    try:                              # switching between the two kinds of work per mail
         for row in rows:
             if desk.stopping.is_set():
                 break
@@ -148,7 +139,7 @@ def send_batch(
             untried.discard(row["id"])
             # `row` holds the claimed values: attempts already counts this attempt.
             try:
-                result = deliver(desk, row, session)
+                result = deliver(desk, row, session, mails.get(row["id"]))
             except TransientError as exc:
                 if _transient(store, row, exc):
                     paused.add(row["transport"])
@@ -170,19 +161,12 @@ def send_batch(
                     session.close()
                 _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
                 continue
-            with store.transaction() as conn:
-                conn.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL,"
-                    " result = ? WHERE id = ?",
-                    (now_iso(), dumps(result or {}), row["id"]),
-                )
-                store.event(
-                    "sent", complaint_id=row["complaint_id"], outbox_id=row["id"],
-                    kind=row["kind"], to=json.loads(row["recipients"]),
-                    rfc_message_id=row["message_id"], attempt=row["attempts"],
-                )
+            accepted.append((row, result, now_iso()))
             sent += 1
+            if len(accepted) >= MARK_EVERY or _age(accepted[0][2]) >= MARK_SECONDS:
+                _mark_sent(store, accepted)
     finally:
+        _mark_sent(store, accepted)
         if untried:  # stopped, or its transport paused: as if never claimed
             with store.transaction() as conn:
                 conn.executemany(
@@ -195,13 +179,85 @@ def send_batch(
     return sent, bool(paused)
 
 
+def _claim(
+    store: Store, limit: int, transport: str | None, shard: tuple[int, int] | None,
+    newest_first: bool,
+) -> list[sqlite3.Row]:
+    """Claim up to `limit` due rows in one conditional UPDATE (a row another sender has
+    claimed is not taken). Rows not attempted go back to `pending` at the end of the batch;
+    a crash leaves them in `sending` for the next runner's recover_orphans."""
+    where, params = "", []
+    if transport is not None:
+        where += " AND transport = ?"
+        params.append(transport)
+    if shard is not None:
+        where += " AND id % ? = ?"
+        params += [shard[1], shard[0]]
+    with store.transaction() as conn:
+        rows = conn.execute(
+            "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
+            " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            f"{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ?)"
+            " AND status = 'pending' RETURNING *",
+            (now_iso(), *params, limit),
+        ).fetchall()
+    rows.sort(key=lambda r: r["id"], reverse=newest_first)  # RETURNING has no order
+    return rows
+
+
+def _compose_all(desk: Desk, rows: list[sqlite3.Row]) -> dict[int, Any]:
+    """The emails of a batch's smtp rows (or the error composing one raised, raised again
+    when that row's turn comes)."""
+    from lapakd import compose
+
+    mails: dict[int, Any] = {}
+    for row in rows:
+        if row["transport"] == "smtp":
+            try:
+                mails[row["id"]] = compose.build(desk, row)
+            except Exception as exc:  # noqa: BLE001 - the row's own failure, in its turn
+                mails[row["id"]] = exc
+    return mails
+
+
+def _age(iso_time: str) -> float:
+    then = parse_iso(iso_time)
+    return (utcnow() - then).total_seconds() if then else 0.0
+
+
+def _mark_sent(
+    store: Store, accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]]
+) -> None:
+    """Record the accepted mails as sent, with their `sent` events, in one transaction."""
+    if not accepted:
+        return
+    with store.transaction() as conn:
+        for row, result, at in accepted:
+            conn.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, result = ?"
+                " WHERE id = ?",
+                (at, dumps(result or {}), row["id"]),
+            )
+            store.event(
+                "sent", complaint_id=row["complaint_id"], outbox_id=row["id"], at=at,
+                kind=row["kind"], to=json.loads(row["recipients"]),
+                rfc_message_id=row["message_id"], attempt=row["attempts"],
+            )
+    accepted.clear()
+
+
 def deliver(
-    desk: Desk, row: sqlite3.Row, smtp_session: SmtpSession | None = None
+    desk: Desk, row: sqlite3.Row, smtp_session: SmtpSession | None = None,
+    mail: Any = None,
 ) -> dict[str, Any] | None:
+    """Send one row: an email (`mail`: composed already, or the error composing it raised)
+    or a reply through its channel's adapter."""
     if row["transport"] == "smtp":
         from lapakd import compose
 
-        mail = compose.build(desk, row)
+        if isinstance(mail, Exception):
+            raise mail
+        mail = mail or compose.build(desk, row)
         if smtp_session is not None:
             return smtp_session.send(mail.data, mail.recipients)
         return smtp.send(desk.config, mail.data, mail.recipients)

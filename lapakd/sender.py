@@ -57,6 +57,7 @@ class Burst:
         self.desk = desk
         self.threshold = threshold
         self.child: Sender | None = None
+        self._started = 0.0
         self._gave_up = False  # the child could not be started: all in this process
 
     def __enter__(self) -> Burst:
@@ -70,7 +71,10 @@ class Burst:
         if self.child is None and not self._gave_up and self.threshold is not None:
             from lapakd.daemon import backlog
 
-            if backlog(self.desk) >= self.threshold:
+            waiting = backlog(self.desk)
+            if waiting >= self.threshold:
+                log.info("burst.started", backlog=waiting)
+                self._started = time.monotonic()
                 try:
                     self.child = Sender(self.desk)
                 except OSError as exc:  # no process to spare: everything in this one
@@ -99,6 +103,7 @@ class Burst:
         for _ in range(MAX_ROUNDS):
             if self._advance() == 0 or desk.stopping.is_set():
                 break
+        log.info("burst.routed", seconds=round(time.monotonic() - self._started, 2))
         if desk.stopping.is_set():  # SIGTERM: the child sends the mail in hand, then exits
             child.terminate()
         child.done()
@@ -113,6 +118,7 @@ class Burst:
             session.close()
         child.finish()
         self.child = None
+        log.info("burst.done", seconds=round(time.monotonic() - self._started, 2))
 
 
 class Sender:

@@ -75,8 +75,13 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
-        self._migrate()
+        # Reads through a memory map: a connection's page cache is dropped whenever another
+        # connection has committed (the runner and the sender write side by side), and
+        # refilling it from the map costs less than a read() per page.
+        self.conn.execute("PRAGMA mmap_size=268435456")
         self._lock_fd: int | None = None
+        self._writer: int | None = None  # _writer_fd(), opened on the first write
+        self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -105,6 +110,9 @@ class Store:
         if self.conn.in_transaction:  # nested use joins the outer transaction
             yield self.conn
             return
+        writer = self._writer_fd()
+        if writer is not None:
+            fcntl.flock(writer, fcntl.LOCK_EX)
         if durable:
             self.conn.execute("PRAGMA synchronous=FULL")
         try:
@@ -118,6 +126,27 @@ class Store:
         finally:
             if durable:
                 self.conn.execute("PRAGMA synchronous=NORMAL")
+            if writer is not None:
+                fcntl.flock(writer, fcntl.LOCK_UN)
+
+    def _writer_fd(self) -> int | None:
+        """The writers' queue: a file lock taken around every write transaction.
+
+        SQLite makes a second writer wait by sleeping and polling (1, 2, 5, 10... 100 ms),
+        so with the runner and the sender process writing side by side most of a burst was
+        spent asleep (the sender's threads waited 23 s in all at 10,000 emails, 2,400 times
+        over 1 ms). A waiter on flock() is woken the moment the lock is released. SQLite's
+        own lock stays the authority (busy_timeout still applies); without a writable
+        data_dir (a read-only `lapakd list`) there is no queue and nothing to write."""
+        if self._writer is None:
+            try:
+                self._writer = os.open(
+                    self.data_dir / "lapakd.writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
+                )
+            except OSError:
+                self._writer = -1
+        return self._writer if self._writer >= 0 else None
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[sqlite3.Connection]:
@@ -151,6 +180,9 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        if self._writer is not None and self._writer >= 0:
+            os.close(self._writer)
+        self._writer = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
