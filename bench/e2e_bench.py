@@ -415,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="write Maildir files (default) or APPEND over IMAP")
     ap.add_argument("--rules", type=Path, default=DEFAULT_RULES, help="rules_dir for lapakd")
     ap.add_argument("--profile", type=Path, help="cProfile the lapakd side into this file")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="measurements (raw, lapakd, raw) to make; the median ratio is the "
+                         "verdict (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (data_dir, logs)")
     ap.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -432,37 +435,67 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {n} emails, {size / n:.0f} bytes each on average "
               f"({time.perf_counter() - t:.1f} s)", flush=True)
         with servers(root) as (dc, sink):
-            raw_user, lapakd_user = dc.new_user("raw"), dc.new_user("desk")
-            t = time.perf_counter()
+            raw_user = dc.new_user("raw")
             fill = fill_maildir if args.fill == "maildir" else fill_append
-            for user in (raw_user, lapakd_user):
-                fill(dc, user, mails)
-                check_mailbox(dc, user, mails)
-            print(f"filled 2 mailboxes ({args.fill}): {time.perf_counter() - t:.1f} s",
-                  flush=True)
-
-            sink_cpu = sink.cpu()
-            raw = raw_baseline(dc, raw_user, sink, n)
-            raw_sink_cpu, sink_cpu = sink.cpu() - sink_cpu, sink.cpu()
-            print(f"raw: fetch {raw['fetch']:.2f} s + send {raw['send']:.2f} s "
-                  f"= {raw['total']:.2f} s (sink CPU {raw_sink_cpu:.1f} s)", flush=True)
-            sink.clear()
-            own_cpu = _cpu_self_and_children()
-
-            config = write_config(root, dc, lapakd_user, sink, args.rules.resolve())
-            lap = run_lapakd(config, root / "var" / "lapakd.sqlite3", sink, args.mode,
-                             args.profile, n)
-            lap_sink_cpu = sink.cpu() - sink_cpu
-            lap_cpu = _cpu_self_and_children() - own_cpu
+            fill(dc, raw_user, mails)
+            check_mailbox(dc, raw_user, mails)
+            results = []
+            for run in range(1, args.runs + 1):
+                results.append(one_run(args, run, root, dc, sink, raw_user, mails, fill))
     finally:
         if args.keep:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
 
+    print("\n| N | raw before | lapakd | raw after | emails sent by lapakd "
+          "| lapakd / raw (mean of before and after) | lapakd emails/s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        print(f"| {n:,} | {r['raw_before']:.1f} s | {r['lapakd']:.1f} s | {r['raw_after']:.1f} s "
+              f"| {r['sent']:,} | {r['ratio']:.2f}× | {n / r['lapakd']:,.0f} |")
+    ratios = sorted(r["ratio"] for r in results)
+    median = ratios[len(ratios) // 2] if len(ratios) % 2 else \
+        (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+    verdict = "met" if median <= TARGET_RATIO else "MISSED"
+    print(f"\ntarget: lapakd within {TARGET_RATIO:g}× the raw baseline: {verdict} "
+          f"(median {median:.2f}× of {len(ratios)} run(s): "
+          f"{', '.join(f'{x:.2f}' for x in ratios)})")
+    return 0
+
+
+def one_run(args: argparse.Namespace, run: int, root: Path, dc: Dovecot, sink: SinkProcess,
+            raw_user: str, mails: list[bytes], fill: Callable[..., None]) -> dict[str, Any]:
+    """One measurement: raw, lapakd, raw again. The VM's speed drifts by tens of percent
+    from minute to minute; the mean of the raw run before and after lapakd is the baseline
+    that lapakd's run actually shared the machine with."""
+    n = len(mails)
+    lapakd_user = dc.new_user(f"desk{run}")
+    fill(dc, lapakd_user, mails)
+    check_mailbox(dc, lapakd_user, mails)
+
+    def raw(label: str) -> dict[str, float]:
+        sink_cpu = sink.cpu()
+        result = raw_baseline(dc, raw_user, sink, n)
+        print(f"run {run} raw {label}: fetch {result['fetch']:.2f} s + send "
+              f"{result['send']:.2f} s = {result['total']:.2f} s "
+              f"(sink CPU {sink.cpu() - sink_cpu:.1f} s)", flush=True)
+        sink.clear()
+        return result
+
+    before = raw("before")
+    sink_cpu, own_cpu = sink.cpu(), _cpu_self_and_children()
+    data = root / f"run{run}"
+    data.mkdir()
+    config = write_config(data, dc, lapakd_user, sink, args.rules.resolve())
+    lap = run_lapakd(config, data / "var" / "lapakd.sqlite3", sink, args.mode,
+                     args.profile, n)
+    lap_sink_cpu = sink.cpu() - sink_cpu
+    lap_cpu = _cpu_self_and_children() - own_cpu
+    sink.clear()
+    after = raw("after")
     s = lap.summary
-    ratio = lap.total / raw["total"]
-    print(f"lapakd: {lap.total:.2f} s in {lap.rounds} run(s); "
+    print(f"run {run} lapakd: {lap.total:.2f} s in {lap.rounds} run(s); "
           f"{s['smtp_sent']} emails sent ({n} fetched)")
     print(f"  messages {s['messages']}\n  complaints {s['complaints']}\n  outbox {s['outbox']}")
     print(f"  CPU: lapakd {lap_cpu:.1f} s (its processes; {lap_cpu / n * 1000:.2f} ms/email), "
@@ -471,17 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         cpu = (f"; CPU {lap.stages_cpu[stage] / n * 1000:.2f} ms/email"
                if stage in lap.stages_cpu else "")
         print(f"  stage {stage}: {seconds:.2f} s ({seconds / n * 1000:.2f} ms/email{cpu})")
-    print()
-    print("| N | raw fetch | raw send | raw total | lapakd | emails sent by lapakd "
-          "| lapakd / raw | lapakd emails/s |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(f"| {n:,} | {raw['fetch']:.1f} s | {raw['send']:.1f} s | {raw['total']:.1f} s "
-          f"| {lap.total:.1f} s | {s['smtp_sent']:,} | {ratio:.1f}× | {n / lap.total:,.0f} |")
-    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-    print(f"\ntarget: lapakd within {TARGET_RATIO:g}× the raw baseline: {verdict} ({ratio:.2f}×)")
     if lap.profile:
         print(f"\n--- cProfile of the lapakd side ({args.profile}) ---\n{lap.profile}")
-    return 0
+    baseline = (before["total"] + after["total"]) / 2
+    return {"raw_before": before["total"], "raw_after": after["total"], "lapakd": lap.total,
+            "sent": s["smtp_sent"], "ratio": lap.total / baseline}
 
 
 if __name__ == "__main__":
