@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lapakd.adapters.base import Content, TransientError
-from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
+from lapakd.store import Store, dumps, in_transactions, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -48,25 +48,12 @@ def process_pending(desk: Desk, limit: int = 1000) -> int:
         " ORDER BY id LIMIT ?",
         (now_iso(), limit),
     )
-    done = 0
-    for start in range(0, len(rows), PER_TRANSACTION):
-        if desk.stopping.is_set():
-            break
-        parsed: list[tuple[sqlite3.Row, Content | BaseException]] = []
-        for row in rows[start:start + PER_TRANSACTION]:
-            try:
-                content: Content | BaseException = desk.adapter(row["channel"]).parse(
-                    row["raw"], json.loads(row["meta"])
-                )
-            except Exception as exc:  # noqa: BLE001 - dealt with below, in the transaction
-                content = exc
-            parsed.append((row, content))
-        with store.transaction():
-            for row, content in parsed:
-                if desk.stopping.is_set():
-                    break
-                done += _process_one(desk, row, content)
-    return done
+    return in_transactions(
+        store, rows,
+        lambda row: desk.adapter(row["channel"]).parse(row["raw"], json.loads(row["meta"])),
+        lambda row, content: _process_one(desk, row, content),
+        PER_TRANSACTION, desk.stopping,
+    )
 
 
 def _process_one(desk: Desk, row: sqlite3.Row, content: Content | BaseException) -> int:

@@ -15,7 +15,7 @@ import structlog
 
 from lapakd import outbox
 from lapakd.rules import Decision
-from lapakd.store import dumps, now_iso, parse_iso, utcnow
+from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -43,25 +43,12 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
         (now_iso(), limit),
     )
     rules = desk.rules
-    routed = 0
-    for start in range(0, len(rows), PER_TRANSACTION):
-        if desk.stopping.is_set():
-            break
-        decided: list[tuple[sqlite3.Row, Decision | Exception]] = []
-        for c in rows[start:start + PER_TRANSACTION]:
-            try:
-                decision: Decision | Exception = rules.evaluate(
-                    routing_text(c), c["channel"], c["sender"]
-                )
-            except Exception as exc:  # noqa: BLE001 - quarantined below
-                decision = exc
-            decided.append((c, decision))
-        with store.transaction():
-            for c, decision in decided:
-                if desk.stopping.is_set():
-                    break
-                routed += _route_one(desk, c, decision)
-    return routed
+    return in_transactions(
+        store, rows,
+        lambda c: rules.evaluate(routing_text(c), c["channel"], c["sender"]),
+        lambda c, decision: _route_one(desk, c, decision),
+        PER_TRANSACTION, desk.stopping,
+    )
 
 
 def _route_one(desk: Desk, c: sqlite3.Row, decision: Decision | Exception) -> int:

@@ -14,7 +14,8 @@ import importlib.resources
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,37 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 def dumps(value: Any) -> str:
     return _ENCODER.encode(value)
+
+
+def in_transactions(
+    store: Store,
+    rows: Sequence[sqlite3.Row],
+    prepare: Callable[[sqlite3.Row], Any],
+    apply: Callable[[sqlite3.Row, Any], int],
+    per_transaction: int,
+    stopping: threading.Event,
+) -> int:
+    """The stages' batch loop: `prepare` each row outside any transaction (parsing, rules: the
+    write lock is not held for them; what it raises is passed on as the value), then `apply`
+    them `per_transaction` to a transaction. `apply` keeps each item in a savepoint of its own
+    and deals with its failure; returns the sum of what `apply` returned."""
+    done = 0
+    for start in range(0, len(rows), per_transaction):
+        if stopping.is_set():
+            break
+        prepared: list[tuple[sqlite3.Row, Any]] = []
+        for row in rows[start:start + per_transaction]:
+            try:
+                value = prepare(row)
+            except Exception as exc:  # noqa: BLE001 - apply() quarantines the row
+                value = exc
+            prepared.append((row, value))
+        with store.transaction():
+            for row, value in prepared:
+                if stopping.is_set():
+                    break
+                done += apply(row, value)
+    return done
 
 
 class Store:
