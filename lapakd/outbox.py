@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,7 @@ def send_batch(
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
     untried = {row["id"] for row in rows}
     accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]] = []  # not marked yet
+    oldest = 0.0  # monotonic time of accepted[0]
     if session is None and rows:
         session = SmtpSession(desk.config)  # one connection for the whole batch
     mails = _compose_all(desk, rows)  # the batch's emails first, then the sending: less
@@ -161,9 +163,11 @@ def send_batch(
                     session.close()
                 _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
                 continue
+            if not accepted:
+                oldest = time.monotonic()
             accepted.append((row, result, now_iso()))
             sent += 1
-            if len(accepted) >= MARK_EVERY or _age(accepted[0][2]) >= MARK_SECONDS:
+            if len(accepted) >= MARK_EVERY or time.monotonic() - oldest >= MARK_SECONDS:
                 _mark_sent(store, accepted)
     finally:
         _mark_sent(store, accepted)
@@ -218,11 +222,6 @@ def _compose_all(desk: Desk, rows: list[sqlite3.Row]) -> dict[int, Any]:
             except Exception as exc:  # noqa: BLE001 - the row's own failure, in its turn
                 mails[row["id"]] = exc
     return mails
-
-
-def _age(iso_time: str) -> float:
-    then = parse_iso(iso_time)
-    return (utcnow() - then).total_seconds() if then else 0.0
 
 
 def _mark_sent(
