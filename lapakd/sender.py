@@ -1,11 +1,12 @@
 """Send the outbox's emails in a process of its own while the runner processes and routes.
 
-`run_once` with a backlog (`Burst`) starts `python -m lapakd.sender` (a fresh interpreter: an SQLite
-connection must not cross a fork). The child opens the store on connections of its own and
-sends the due `smtp` rows on a few SMTP connections in parallel, one thread each; thread i
-takes the rows whose id % count == i, and every row is still claimed with the conditional
-UPDATE, so no row is sent twice at the same time. The SMTP waits and the composing then run
-beside the parent's parsing and routing, on the second core.
+A burst (`Burst`: a poll by `run_once` or by the daemon that leaves a backlog) starts
+`python -m lapakd.sender` (a fresh interpreter: an SQLite connection must not cross a fork).
+The child opens the store on connections of its own and sends the due `smtp` rows on a few
+SMTP connections in parallel, one thread each; thread i takes the rows whose id % count == i,
+and every row is still claimed with the conditional UPDATE, so no row is sent twice at once.
+The SMTP waits and the composing then run beside the parent's parsing and routing, on the
+second core.
 
 Guarantees kept:
 - the child holds the runner's `data_dir/lapakd.lock` too (the same open file, passed down),
@@ -45,13 +46,14 @@ PR_SET_PDEATHSIG = 1
 
 
 class Burst:
-    """How `run_once` gets through a backlog of `threshold` items or more.
+    """How a poll (`daemon.poll`: run_once's, or the daemon's job) gets through a backlog of
+    `threshold` items or more.
 
     After each intake batch (`step`) it looks at the backlog; from the threshold on it starts
     the sender process and processes and routes what has come in, so that the first forwards
     leave while the mailbox is still being fetched. `finish` (after intake) processes and
     routes the rest, then helps sending from the newest end of the queue until the child
-    exits. Below the threshold it does nothing and run_once's own loop does the work."""
+    exits. Below the threshold it does nothing and the stages' own jobs do the work."""
 
     def __init__(self, desk: Desk, threshold: int | None) -> None:
         self.desk = desk
