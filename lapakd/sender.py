@@ -106,8 +106,6 @@ class Burst:
             if self._advance() == 0 or desk.stopping.is_set():
                 break
         log.info("burst.routed", seconds=round(time.monotonic() - self._started, 2))
-        if desk.stopping.is_set():  # SIGTERM: the child sends the mail in hand, then exits
-            child.terminate()
         child.done()
         # Help with what is queued, from the newest end, while the child finishes.
         session = SmtpSession(desk.config)
@@ -118,6 +116,8 @@ class Burst:
                     break
         finally:
             session.close()
+        if desk.stopping.is_set():  # SIGTERM, now or while helping: the child sends the mail
+            child.terminate()       # in hand and exits, instead of sending all that is due
         child.finish()
         self.child = None
         log.info("burst.done", seconds=round(time.monotonic() - self._started, 2))

@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from lapakd import daemon
 
 TEXTS = [
@@ -123,13 +125,15 @@ def test_the_daemon_sends_a_burst_from_the_sender_process_too(desk_env):
     _check_sent_once_each(desk_env, total, resends_allowed=False)
 
 
-def test_sigterm_in_a_burst_stops_the_sender_too_and_nothing_is_sent_twice(desk_env):
-    total = daemon.SENDER_BACKLOG + 400
+@pytest.mark.parametrize("sent_before", [20, 500])  # while routing; in the sending tail
+def test_sigterm_in_a_burst_stops_the_sender_too_and_nothing_is_sent_twice(desk_env,
+                                                                            sent_before):
+    total = daemon.SENDER_BACKLOG + 800
     desk_env.append_many(TEXTS, total)
     desk_env.sink.clear()
     proc = _daemon(desk_env)
     deadline = time.monotonic() + 60
-    while len(desk_env.sink.messages) < 20:  # the burst is being sent
+    while len(desk_env.sink.messages) < sent_before:  # the burst is being sent
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     children = _children(proc.pid)
