@@ -11,7 +11,8 @@ import structlog
 from lapakd.adapters import adapter_class
 from lapakd.config import Config, load_config
 from lapakd.errors import RulesError
-from lapakd.rules import RuleSet, load_rules, rules_signature
+from lapakd.rules import RuleSet, rules_signature
+from lapakd.rules.cache import load_rules_cached
 from lapakd.store import Store
 
 if TYPE_CHECKING:
@@ -42,8 +43,13 @@ class Desk:
     @property
     def rules(self) -> RuleSet:
         if self._rules is None:
-            self._rules = load_rules(self.config.rules_dir, display_root=self.config.path.parent)
+            self._rules = self._load_rules()
         return self._rules
+
+    def _load_rules(self) -> RuleSet:
+        return load_rules_cached(
+            self.config.rules_dir, self.config.data_dir, display_root=self.config.path.parent
+        )
 
     def reload_rules_if_changed(self) -> bool:
         """Reload when the files changed; a broken edit keeps the last good rules in force."""
@@ -52,7 +58,7 @@ class Desk:
         if current is not None and current.signature == signature:
             return False
         try:
-            fresh = load_rules(self.config.rules_dir, display_root=self.config.path.parent)
+            fresh = self._load_rules()
         except RulesError as exc:
             if current is None:
                 raise

@@ -28,10 +28,15 @@ _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 
 
+def rules_files(rules_dir: Path) -> list[Path]:
+    """Every rules file (agencies.yaml included), `*.yaml` then `*.yml`, each by name."""
+    return sorted(rules_dir.glob("*.yaml")) + sorted(rules_dir.glob("*.yml"))
+
+
 def rules_signature(rules_dir: Path) -> tuple[tuple[str, int, int], ...]:
     """Changes whenever a rules file is added, removed or edited (cheap: stat only)."""
     out = []
-    for path in sorted(rules_dir.glob("*.yaml")) + sorted(rules_dir.glob("*.yml")):
+    for path in rules_files(rules_dir):
         try:
             st = path.stat()
         except OSError:
