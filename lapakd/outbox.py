@@ -12,6 +12,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -110,64 +111,46 @@ def send_batch(
     limit: int = 200,
     *,
     transport: str | None = None,
-    shard: tuple[int, int] | None = None,
-    session: SmtpSession | None = None,
+    sessions: Sequence[SmtpSession] | None = None,
     newest_first: bool = False,
 ) -> tuple[int, bool]:
     """Send up to `limit` due rows: (rows sent, whether a transport failed and was paused).
 
-    `transport` and `shard` (index, count: rows whose id % count == index) let several senders
-    work side by side (lapakd/sender.py) without reaching for the same rows; the claim below is
-    conditional anyway, so a row is never sent twice at the same time. A given `session` is
-    reused and left open (the caller closes it). `newest_first` takes the rows from the other
-    end of the queue (run_once, while the sender process still works through it)."""
+    Emails go out on `sessions` (SMTP connections, reused and left open for the caller to
+    close; default one of this batch's own), as many at once as there are connections
+    (`smtp.send_many`). `transport` limits the batch to one transport (the sender process
+    takes the smtp rows); the claim is conditional, so a row is never sent twice at the same
+    time. `newest_first` takes the rows from the other end of the queue (the runner, while
+    the sender process still works through it)."""
     store = desk.store
-    rows = _claim(store, limit, transport, shard, newest_first)
+    rows = _claim(store, limit, transport, newest_first)
     sent = 0
-    own_session = session is None
+    own_sessions = not sessions
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
     untried = {row["id"] for row in rows}
     accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]] = []  # not marked yet
     oldest = 0.0  # monotonic time of accepted[0]
-    if session is None and rows:
-        session = SmtpSession(desk.config)  # one connection for the whole batch
+    pool = list(sessions or ([SmtpSession(desk.config)] if rows else []))
     mails = _compose_all(desk, rows)  # the batch's emails first, then the sending: less
     try:                              # switching between the two kinds of work per mail
-        for row in rows:
+        for group in _groups(rows, len(pool)):
             if desk.stopping.is_set():
                 break
-            if row["transport"] in paused:
-                continue
-            untried.discard(row["id"])
-            # `row` holds the claimed values: attempts already counts this attempt.
-            try:
-                result = deliver(desk, row, session, mails.get(row["id"]))
-            except TransientError as exc:
-                if _transient(store, row, exc):
-                    paused.add(row["transport"])
-                continue
-            except NeedsReauth as exc:
-                # Dead credentials: the channel shows needs_reauth and the admin is told once;
-                # the reply waits for new keys instead of failing.
-                from lapakd import health
-
-                health.record_failure(store, row["transport"], exc)
-                paused.add(row["transport"])
-                _transient(store, row, TransientError(str(exc), retry_after=REAUTH_RETRY))
-                continue
-            except PermanentError as exc:
-                fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
-                if session is not None:
-                    session.close()
-                _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
-                continue
-            if not accepted:
-                oldest = time.monotonic()
-            accepted.append((row, result, now_iso()))
-            sent += 1
-            if len(accepted) >= MARK_EVERY or time.monotonic() - oldest >= MARK_SECONDS:
+            group = [row for row in group if row["transport"] not in paused]
+            untried.difference_update(row["id"] for row in group)
+            for row, outcome in zip(group, _deliver_group(desk, group, pool, mails), strict=True):
+                # `row` holds the claimed values: attempts already counts this attempt.
+                if isinstance(outcome, Exception):
+                    if _settle_failure(store, row, outcome):
+                        paused.add(row["transport"])
+                    continue
+                if not accepted:
+                    oldest = time.monotonic()
+                accepted.append((row, outcome, now_iso()))
+                sent += 1
+            if accepted and (
+                len(accepted) >= MARK_EVERY or time.monotonic() - oldest >= MARK_SECONDS
+            ):
                 _mark_sent(store, accepted)
     finally:
         _mark_sent(store, accepted)
@@ -178,14 +161,75 @@ def send_batch(
                     " WHERE id = ? AND status = 'sending'",
                     [(i,) for i in untried],
                 )
-        if own_session and session is not None:
-            session.close()
+        if own_sessions:
+            for session in pool:
+                session.close()
     return sent, bool(paused)
 
 
+def _groups(rows: list[sqlite3.Row], width: int) -> Iterator[list[sqlite3.Row]]:
+    """Consecutive smtp rows, up to one per connection; any other row on its own."""
+    group: list[sqlite3.Row] = []
+    for row in rows:
+        if row["transport"] != "smtp":
+            if group:
+                yield group
+                group = []
+            yield [row]
+            continue
+        group.append(row)
+        if len(group) >= width:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _deliver_group(
+    desk: Desk, group: list[sqlite3.Row], pool: list[SmtpSession], mails: dict[int, Any]
+) -> list[dict[str, Any] | Exception | None]:
+    """Each row's outcome: its result, or the exception that failed it."""
+    if len(group) == 1 and group[0]["transport"] != "smtp":
+        try:
+            return [deliver(desk, group[0])]
+        except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
+            return [exc]
+    outcomes: list[dict[str, Any] | Exception | None] = [None] * len(group)
+    jobs, slots = [], []
+    for i, row in enumerate(group):
+        mail = mails.get(row["id"])
+        if isinstance(mail, Exception):  # composing it failed: that row only
+            outcomes[i] = mail
+            continue
+        jobs.append((pool[len(jobs)], mail.data, mail.recipients))
+        slots.append(i)
+    for i, outcome in zip(slots, smtp.send_many(jobs), strict=True):
+        outcomes[i] = outcome
+    return outcomes
+
+
+def _settle_failure(store: Store, row: sqlite3.Row, exc: Exception) -> bool:
+    """Record a failed attempt; True when its transport should pause for this batch."""
+    if isinstance(exc, NeedsReauth):
+        # Dead credentials: the channel shows needs_reauth and the admin is told once;
+        # the reply waits for new keys instead of failing.
+        from lapakd import health
+
+        health.record_failure(store, row["transport"], exc)
+        _transient(store, row, TransientError(str(exc), retry_after=REAUTH_RETRY))
+        return True
+    if isinstance(exc, PermanentError):
+        fail(store, row["id"], f"permanent: {exc}", alert=row["kind"] != "alert")
+        return False
+    if isinstance(exc, TransientError):
+        return _transient(store, row, exc)
+    # A bug met by one row: retried later like a transient failure, the rest goes on.
+    _transient(store, row, TransientError(f"{type(exc).__name__}: {exc}"))
+    return False
+
+
 def _claim(
-    store: Store, limit: int, transport: str | None, shard: tuple[int, int] | None,
-    newest_first: bool,
+    store: Store, limit: int, transport: str | None, newest_first: bool
 ) -> list[sqlite3.Row]:
     """Claim up to `limit` due rows in one conditional UPDATE (a row another sender has
     claimed is not taken). Rows not attempted go back to `pending` at the end of the batch;
@@ -194,9 +238,6 @@ def _claim(
     if transport is not None:
         where += " AND transport = ?"
         params.append(transport)
-    if shard is not None:
-        where += " AND id % ? = ?"
-        params += [shard[1], shard[0]]
     with store.transaction() as conn:
         rows = conn.execute(
             "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
@@ -245,21 +286,8 @@ def _mark_sent(
     accepted.clear()
 
 
-def deliver(
-    desk: Desk, row: sqlite3.Row, smtp_session: SmtpSession | None = None,
-    mail: Any = None,
-) -> dict[str, Any] | None:
-    """Send one row: an email (`mail`: composed already, or the error composing it raised)
-    or a reply through its channel's adapter."""
-    if row["transport"] == "smtp":
-        from lapakd import compose
-
-        if isinstance(mail, Exception):
-            raise mail
-        mail = mail or compose.build(desk, row)
-        if smtp_session is not None:
-            return smtp_session.send(mail.data, mail.recipients)
-        return smtp.send(desk.config, mail.data, mail.recipients)
+def deliver(desk: Desk, row: sqlite3.Row) -> dict[str, Any] | None:
+    """Send one reply or DM through its channel's adapter (emails: `smtp.send_many`)."""
     adapter = desk.adapter(row["transport"])
     payload = json.loads(row["payload"])
     payload["recipients"] = json.loads(row["recipients"])

@@ -7,9 +7,11 @@ replies are permanent. The message keeps its Message-ID, so a retry is recognisa
 from __future__ import annotations
 
 import functools
+import re
 import smtplib
 import socket
 import ssl
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from lapakd.adapters.base import PermanentError, TransientError
@@ -55,36 +57,71 @@ class SmtpSession:
         return client
 
     def send(self, data: bytes, recipients: list[str]) -> dict[str, Any]:
-        """Send a message already flattened (CRLF line ends) to the envelope recipients."""
+        """Send a message already flattened (CRLF line ends) to the envelope recipients:
+        {"refused": {recipient: "code text"}} for the recipients the server refused (when not
+        all were), else TransientError / PermanentError."""
+        [outcome] = send_many([(self, data, recipients)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _conversation(
+        self, data: bytes, recipients: list[str]
+    ) -> Generator[None, tuple[int, bytes], dict[str, Any]]:
+        """One mail transaction, as smtplib's sendmail has it: each `yield` follows a command
+        sent, and receives the server's reply to it. Raises TransientError / PermanentError."""
         if self._client is None:
             self._client = self._connect()
-        where = self.where
+        client, where = self._client, self.where
+        client.ehlo_or_helo_if_needed()
         sender = self.cfg.desk.email
-        options: list[str] = []
+        options = ""
         if not all(a.isascii() for a in (sender, *recipients)):
-            options = ["SMTPUTF8", "BODY=8BITMIME"]  # as smtplib's send_message would ask
-        try:
-            if options and not self._client.has_extn("smtputf8"):
-                raise smtplib.SMTPNotSupportedError(
-                    "non-ASCII address and the server does not offer SMTPUTF8"
+            if not client.has_extn("smtputf8"):
+                raise TransientError(
+                    f"{where}: non-ASCII address and the server does not offer SMTPUTF8"
                 )
-            refused = self._client.sendmail(sender, recipients, data, mail_options=options)
-        except smtplib.SMTPRecipientsRefused as exc:
-            self.close()
-            codes = [code for code, _ in exc.recipients.values()]
-            detail = "; ".join(
-                f"{rcpt}: {code} {_text(msg)}" for rcpt, (code, msg) in exc.recipients.items()
-            )
-            if all(400 <= c < 500 for c in codes):
-                raise TransientError(f"{where}: recipients deferred: {detail}") from None
-            raise PermanentError(f"{where}: recipients refused: {detail}") from None
-        except smtplib.SMTPResponseException as exc:
-            self.close()
-            raise _classify(where, exc.smtp_code, exc.smtp_error) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            self.close()
-            raise TransientError(f"{where}: {_reason(exc)}") from None
+            client.command_encoding = "utf-8"
+            options = " SMTPUTF8 BODY=8BITMIME"  # as smtplib's send_message would ask
+        if client.does_esmtp and client.has_extn("size"):
+            options = f" SIZE={len(data)}{options}"
+        client.putcmd("mail", f"FROM:{_quoted(sender)}{options}")
+        code, text = yield
+        if code != 250:
+            raise _classify(where, code, text)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for rcpt in recipients:
+            client.putcmd("rcpt", f"TO:{_quoted(rcpt)}")
+            code, text = yield
+            if code not in (250, 251):
+                refused[rcpt] = (code, text)
+            if code == 421:  # the server is closing the connection
+                raise _classify(where, code, text)
+        if len(refused) == len(recipients):
+            detail = "; ".join(f"{r}: {c} {_text(m)}" for r, (c, m) in refused.items())
+            if all(400 <= c < 500 for c, _ in refused.values()):
+                raise TransientError(f"{where}: recipients deferred: {detail}")
+            raise PermanentError(f"{where}: recipients refused: {detail}")
+        client.putcmd("data")
+        code, text = yield
+        if code != 354:
+            raise _classify(where, code, text)
+        client.send(_dot_stuffed(data))
+        code, text = yield
+        if code != 250:
+            raise _classify(where, code, text)
         return {"refused": {r: f"{c} {_text(m)}" for r, (c, m) in refused.items()}}
+
+    def _failed(self, exc: BaseException) -> Exception:
+        """The connection is dropped after any failure, so the next message starts clean."""
+        self.close()
+        if isinstance(exc, TransientError | PermanentError):
+            return exc
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return _classify(self.where, exc.smtp_code, exc.smtp_error)
+        if isinstance(exc, OSError | smtplib.SMTPException):
+            return TransientError(f"{self.where}: {_reason(exc)}")
+        return TransientError(f"{self.where}: {type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -102,13 +139,57 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-def send(cfg: Config, data: bytes, recipients: list[str]) -> dict[str, Any]:
-    """Send one message on a connection of its own."""
-    session = SmtpSession(cfg)
-    try:
-        return session.send(data, recipients)
-    finally:
-        session.close()
+def send_many(
+    jobs: list[tuple[SmtpSession, bytes, list[str]]],
+) -> list[dict[str, Any] | Exception]:
+    """Send each (session, data, recipients) on its own session's connection, in lockstep:
+    a command goes out on every connection before the first reply is read, and a connection's
+    next command as soon as its reply is in. The server then works on one connection while
+    this thread reads another's reply or sends its next command — several transfers at once
+    in one thread, with no lock handed between threads. One outcome per job, in order: the
+    `send` result, or the TransientError / PermanentError it would have raised."""
+    outcomes: list[dict[str, Any] | Exception | None] = [None] * len(jobs)
+    running = []
+    for i, (session, data, recipients) in enumerate(jobs):
+        conversation = session._conversation(data, recipients)
+        try:
+            next(conversation)  # connect if need be, send MAIL FROM
+        except Exception as exc:  # noqa: BLE001 - this job's failure; the others go on
+            outcomes[i] = session._failed(exc)
+            continue
+        running.append((i, session, conversation))
+    while running:
+        waiting = []
+        for i, session, conversation in running:
+            try:
+                assert session._client is not None
+                conversation.send(session._client.getreply())
+            except StopIteration as finished:
+                outcomes[i] = finished.value
+                continue
+            except Exception as exc:  # noqa: BLE001 - as above
+                outcomes[i] = session._failed(exc)
+                continue
+            waiting.append((i, session, conversation))
+        running = waiting
+    return [o if o is not None else TransientError("not sent") for o in outcomes]
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(address: str) -> str:
+    # smtplib's own quoting (email.utils.parseaddr: ~14 us) once per address, not per mail.
+    return smtplib.quoteaddr(address)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """DATA's payload: leading dots doubled, then CRLF.CRLF (as smtplib's data() does)."""
+    data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def _text(raw: bytes | str) -> str:
