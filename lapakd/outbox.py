@@ -118,42 +118,49 @@ def send_batch(
 
     Emails go out on `sessions` (SMTP connections, reused and left open for the caller to
     close; default one of this batch's own), as many at once as there are connections
-    (`smtp.send_many`). `transport` limits the batch to one transport (the sender process
-    takes the smtp rows); the claim is conditional, so a row is never sent twice at the same
-    time. `newest_first` takes the rows from the other end of the queue (the runner, while
-    the sender process still works through it)."""
+    (`smtp.send_many`), each composed when a connection is free for it. `transport` limits
+    the batch to one transport (the sender process takes the smtp rows); the claim is
+    conditional, so a row is never sent twice at the same time. `newest_first` takes the rows
+    from the other end of the queue (the runner, while the sender process still works
+    through it)."""
     store = desk.store
     rows = _claim(store, limit, transport, newest_first)
-    sent = 0
-    own_sessions = not sessions
     paused: set[str] = set()  # a transport that just failed transiently is not hammered
     untried = {row["id"] for row in rows}
-    accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]] = []  # not marked yet
-    oldest = 0.0  # monotonic time of accepted[0]
-    pool = list(sessions or ([SmtpSession(desk.config)] if rows else []))
-    mails = _compose_all(desk, rows)  # the batch's emails first, then the sending: less
-    try:                              # switching between the two kinds of work per mail
-        for group in _groups(rows, len(pool)):
-            if desk.stopping.is_set():
-                break
-            group = [row for row in group if row["transport"] not in paused]
-            untried.difference_update(row["id"] for row in group)
-            for row, outcome in zip(group, _deliver_group(desk, group, pool, mails), strict=True):
-                # `row` holds the claimed values: attempts already counts this attempt.
-                if isinstance(outcome, Exception):
-                    if _settle_failure(store, row, outcome):
-                        paused.add(row["transport"])
-                    continue
-                if not accepted:
-                    oldest = time.monotonic()
-                accepted.append((row, outcome, now_iso()))
-                sent += 1
-            if accepted and (
-                len(accepted) >= MARK_EVERY or time.monotonic() - oldest >= MARK_SECONDS
-            ):
-                _mark_sent(store, accepted)
+    marks = _Marks(store)
+    own_sessions = not sessions
+    pool = list(sessions or [])
+
+    def due(transport_rows: list[sqlite3.Row]) -> Iterator[sqlite3.Row]:
+        """The rows to try, taken one by one: a stop or a pause ends the batch's sending."""
+        for row in transport_rows:
+            if desk.stopping.is_set() or row["transport"] in paused:
+                return
+            untried.discard(row["id"])
+            yield row
+
+    def settle(row: sqlite3.Row, outcome: Any) -> None:
+        # `row` holds the claimed values: attempts already counts this attempt.
+        if isinstance(outcome, Exception):
+            if _settle_failure(store, row, outcome):
+                paused.add(row["transport"])
+        else:
+            marks.add(row, outcome)
+
+    try:
+        for row in due([r for r in rows if r["transport"] != "smtp"]):
+            try:
+                outcome = deliver(desk, row)
+            except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
+                outcome = exc
+            settle(row, outcome)
+        emails = [r for r in rows if r["transport"] == "smtp"]
+        if emails and not pool:
+            pool = [SmtpSession(desk.config)]
+        for row, outcome in smtp.send_many(pool, due(emails), lambda r: _email(desk, r)):
+            settle(row, outcome)
     finally:
-        _mark_sent(store, accepted)
+        marks.flush()
         if untried:  # stopped, or its transport paused: as if never claimed
             with store.transaction() as conn:
                 conn.executemany(
@@ -164,48 +171,35 @@ def send_batch(
         if own_sessions:
             for session in pool:
                 session.close()
-    return sent, bool(paused)
+    return marks.count, bool(paused)
 
 
-def _groups(rows: list[sqlite3.Row], width: int) -> Iterator[list[sqlite3.Row]]:
-    """Consecutive smtp rows, up to one per connection; any other row on its own."""
-    group: list[sqlite3.Row] = []
-    for row in rows:
-        if row["transport"] != "smtp":
-            if group:
-                yield group
-                group = []
-            yield [row]
-            continue
-        group.append(row)
-        if len(group) >= width:
-            yield group
-            group = []
-    if group:
-        yield group
+def _email(desk: Desk, row: sqlite3.Row) -> tuple[bytes, list[str]]:
+    from lapakd import compose
+
+    mail = compose.build(desk, row)
+    return mail.data, mail.recipients
 
 
-def _deliver_group(
-    desk: Desk, group: list[sqlite3.Row], pool: list[SmtpSession], mails: dict[int, Any]
-) -> list[dict[str, Any] | Exception | None]:
-    """Each row's outcome: its result, or the exception that failed it."""
-    if len(group) == 1 and group[0]["transport"] != "smtp":
-        try:
-            return [deliver(desk, group[0])]
-        except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
-            return [exc]
-    outcomes: list[dict[str, Any] | Exception | None] = [None] * len(group)
-    jobs, slots = [], []
-    for i, row in enumerate(group):
-        mail = mails.get(row["id"])
-        if isinstance(mail, Exception):  # composing it failed: that row only
-            outcomes[i] = mail
-            continue
-        jobs.append((pool[len(jobs)], mail.data, mail.recipients))
-        slots.append(i)
-    for i, outcome in zip(slots, smtp.send_many(jobs), strict=True):
-        outcomes[i] = outcome
-    return outcomes
+class _Marks:
+    """Accepted sends, recorded as sent MARK_EVERY at a time or after MARK_SECONDS."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]] = []
+        self.oldest = 0.0  # monotonic time of accepted[0]
+        self.count = 0
+
+    def add(self, row: sqlite3.Row, result: dict[str, Any] | None) -> None:
+        if not self.accepted:
+            self.oldest = time.monotonic()
+        self.accepted.append((row, result, now_iso()))
+        self.count += 1
+        if len(self.accepted) >= MARK_EVERY or time.monotonic() - self.oldest >= MARK_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        _mark_sent(self.store, self.accepted)
 
 
 def _settle_failure(store: Store, row: sqlite3.Row, exc: Exception) -> bool:
@@ -238,31 +232,20 @@ def _claim(
     if transport is not None:
         where += " AND transport = ?"
         params.append(transport)
+    # The queue's order is the due index's own (outbox_due: status, next_attempt_at, then
+    # rowid), so the LIMIT stops the walk; by id alone SQLite sorted every due row per claim.
+    order = "next_attempt_at DESC, id DESC" if newest_first else "next_attempt_at, id"
     with store.transaction() as conn:
         rows = conn.execute(
             "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id IN ("
             " SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?"
-            f"{where} ORDER BY id{' DESC' if newest_first else ''} LIMIT ?)"
+            f"{where} ORDER BY {order} LIMIT ?)"
             " AND status = 'pending' RETURNING *",
             (now_iso(), *params, limit),
         ).fetchall()
-    rows.sort(key=lambda r: r["id"], reverse=newest_first)  # RETURNING has no order
+    # RETURNING has no order: the claim's own again
+    rows.sort(key=lambda r: (r["next_attempt_at"], r["id"]), reverse=newest_first)
     return rows
-
-
-def _compose_all(desk: Desk, rows: list[sqlite3.Row]) -> dict[int, Any]:
-    """The emails of a batch's smtp rows (or the error composing one raised, raised again
-    when that row's turn comes)."""
-    from lapakd import compose
-
-    mails: dict[int, Any] = {}
-    for row in rows:
-        if row["transport"] == "smtp":
-            try:
-                mails[row["id"]] = compose.build(desk, row)
-            except Exception as exc:  # noqa: BLE001 - the row's own failure, in its turn
-                mails[row["id"]] = exc
-    return mails
 
 
 def _mark_sent(

@@ -6,18 +6,23 @@ replies are permanent. The message keeps its Message-ID, so a retry is recognisa
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lapakd.adapters.base import PermanentError, TransientError
 
 if TYPE_CHECKING:
     from lapakd.config import Config
+
+
+T = TypeVar("T")
+Reply = tuple[int, bytes]
 
 
 class SmtpSession:
@@ -60,14 +65,14 @@ class SmtpSession:
         """Send a message already flattened (CRLF line ends) to the envelope recipients:
         {"refused": {recipient: "code text"}} for the recipients the server refused (when not
         all were), else TransientError / PermanentError."""
-        [outcome] = send_many([(self, data, recipients)])
+        [(_, outcome)] = send_many([self], [(data, recipients)], lambda job: job)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def _conversation(
         self, data: bytes, recipients: list[str]
-    ) -> Generator[None, tuple[int, bytes], dict[str, Any]]:
+    ) -> Generator[None, Reply, dict[str, Any]]:
         """One mail transaction, as smtplib's sendmail has it: each `yield` follows a command
         sent, and receives the server's reply to it. Raises TransientError / PermanentError."""
         if self._client is None:
@@ -139,40 +144,63 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+Outcome = dict[str, Any] | Exception  # a send's result, or the error that failed it
+_END = object()
+
+
 def send_many(
-    jobs: list[tuple[SmtpSession, bytes, list[str]]],
-) -> list[dict[str, Any] | Exception]:
-    """Send each (session, data, recipients) on its own session's connection, in lockstep:
-    a command goes out on every connection before the first reply is read, and a connection's
-    next command as soon as its reply is in. The server then works on one connection while
-    this thread reads another's reply or sends its next command — several transfers at once
-    in one thread, with no lock handed between threads. One outcome per job, in order: the
-    `send` result, or the TransientError / PermanentError it would have raised."""
-    outcomes: list[dict[str, Any] | Exception | None] = [None] * len(jobs)
-    running = []
-    for i, (session, data, recipients) in enumerate(jobs):
-        conversation = session._conversation(data, recipients)
-        try:
-            next(conversation)  # connect if need be, send MAIL FROM
-        except Exception as exc:  # noqa: BLE001 - this job's failure; the others go on
-            outcomes[i] = session._failed(exc)
-            continue
-        running.append((i, session, conversation))
-    while running:
-        waiting = []
-        for i, session, conversation in running:
+    sessions: Sequence[SmtpSession],
+    jobs: Iterable[T],
+    message: Callable[[T], tuple[bytes, list[str]]],
+) -> Iterator[tuple[T, Outcome]]:
+    """Send every job on whichever of `sessions` is free, several at once in one thread;
+    yield (job, outcome) as each transaction ends.
+
+    A job's message (data, recipients) is made (`message(job)`) only when a connection is
+    free for it, and a connection's next command goes out as soon as its reply is read: the
+    server works on the other connections' commands while this thread reads a reply, composes
+    the next mail or records the last one (the caller, between two outcomes). Jobs are taken
+    from `jobs` lazily, so a caller stops new sends by ending that iterator; transactions
+    already begun are finished. The outcome is `send`'s result, or the TransientError /
+    PermanentError it would raise (an exception from `message` is the job's outcome too)."""
+    free = list(reversed(sessions))
+    active: collections.deque[tuple[SmtpSession, T, Generator[None, Reply, dict[str, Any]]]]
+    active = collections.deque()
+    pending = iter(jobs)
+    while True:
+        while free:
+            job = next(pending, _END)
+            if job is _END:
+                break
             try:
-                assert session._client is not None
-                conversation.send(session._client.getreply())
-            except StopIteration as finished:
-                outcomes[i] = finished.value
+                data, recipients = message(job)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - this job's failure; the others go on
+                yield job, exc  # type: ignore[misc]
                 continue
+            session = free.pop()
+            conversation = session._conversation(data, recipients)
+            try:
+                next(conversation)  # connect if need be, send MAIL FROM
             except Exception as exc:  # noqa: BLE001 - as above
-                outcomes[i] = session._failed(exc)
+                free.insert(0, session)  # failed: the last one to be taken again
+                yield job, session._failed(exc)  # type: ignore[misc]
                 continue
-            waiting.append((i, session, conversation))
-        running = waiting
-    return [o if o is not None else TransientError("not sent") for o in outcomes]
+            active.append((session, job, conversation))  # type: ignore[arg-type]
+        if not active:
+            return
+        session, job, conversation = active.popleft()  # the oldest command asked
+        try:
+            assert session._client is not None
+            conversation.send(session._client.getreply())
+        except StopIteration as finished:
+            free.append(session)
+            yield job, finished.value
+            continue
+        except Exception as exc:  # noqa: BLE001 - as above
+            free.insert(0, session)
+            yield job, session._failed(exc)
+            continue
+        active.append((session, job, conversation))
 
 
 @functools.lru_cache(maxsize=4096)
