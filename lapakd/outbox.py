@@ -130,6 +130,7 @@ def send_batch(
     marks = _Marks(store)
     own_sessions = not sessions
     pool = list(sessions or [])
+    finished = False
 
     def due(transport_rows: list[sqlite3.Row]) -> Iterator[sqlite3.Row]:
         """The rows to try, taken one by one: a stop or a pause ends the batch's sending."""
@@ -159,6 +160,7 @@ def send_batch(
             pool = [SmtpSession(desk.config)]
         for row, outcome in smtp.send_many(pool, due(emails), lambda r: _email(desk, r)):
             settle(row, outcome)
+        finished = True
     finally:
         marks.flush()
         if untried:  # stopped, or its transport paused: as if never claimed
@@ -168,7 +170,7 @@ def send_batch(
                     " WHERE id = ? AND status = 'sending'",
                     [(i,) for i in untried],
                 )
-        if own_sessions:
+        if own_sessions or not finished:  # an error left transfers half-way: start clean
             for session in pool:
                 session.close()
     return marks.count, bool(paused)
