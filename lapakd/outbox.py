@@ -158,7 +158,7 @@ def send_batch(
         emails = [r for r in rows if r["transport"] == "smtp"]
         if emails and not pool:
             pool = [SmtpSession(desk.config)]
-        for row, outcome in smtp.send_many(pool, due(emails), lambda r: _email(desk, r)):
+        for row, outcome in smtp.send_many(pool, due(emails), lambda r, b: _email(desk, r, b)):
             settle(row, outcome)
         finished = True
     finally:
@@ -176,11 +176,11 @@ def send_batch(
     return marks.count, bool(paused)
 
 
-def _email(desk: Desk, row: sqlite3.Row) -> tuple[bytes, list[str]]:
+def _email(desk: Desk, row: sqlite3.Row, eight_bit: bool) -> tuple[bytes, list[str], bool]:
     from lapakd import compose
 
-    mail = compose.build(desk, row)
-    return mail.data, mail.recipients
+    mail = compose.build(desk, row, eight_bit=eight_bit)
+    return mail.data, mail.recipients, mail.eight_bit
 
 
 class _Marks:

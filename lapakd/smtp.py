@@ -61,17 +61,33 @@ class SmtpSession:
             raise TransientError(f"{self.where}: {_reason(exc)}") from None
         return client
 
-    def send(self, data: bytes, recipients: list[str]) -> dict[str, Any]:
+    def offers_8bitmime(self) -> bool:
+        """Connect if need be (TransientError / PermanentError); whether the server takes
+        8-bit bodies (BODY=8BITMIME, RFC 6152)."""
+        if self._client is None:
+            self._client = self._connect()
+        client = self._client
+        try:
+            client.ehlo_or_helo_if_needed()
+        except smtplib.SMTPResponseException as exc:
+            raise _classify(self.where, exc.smtp_code, exc.smtp_error) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransientError(f"{self.where}: {_reason(exc)}") from None
+        return client.does_esmtp and client.has_extn("8bitmime")
+
+    def send(self, data: bytes, recipients: list[str], eight_bit: bool = False) -> dict[str, Any]:
         """Send a message already flattened (CRLF line ends) to the envelope recipients:
         {"refused": {recipient: "code text"}} for the recipients the server refused (when not
-        all were), else TransientError / PermanentError."""
-        [(_, outcome)] = send_many([self], [(data, recipients)], lambda job: job)
+        all were), else TransientError / PermanentError. `eight_bit`: its body is 8bit."""
+        [(_, outcome)] = send_many(
+            [self], [None], lambda _job, _offers_8bit: (data, recipients, eight_bit)
+        )
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def _conversation(
-        self, data: bytes, recipients: list[str]
+        self, data: bytes, recipients: list[str], eight_bit: bool
     ) -> Generator[None, Reply, dict[str, Any]]:
         """One mail transaction, as smtplib's sendmail has it: each `yield` follows a command
         sent, and receives the server's reply to it. Raises TransientError / PermanentError."""
@@ -80,17 +96,23 @@ class SmtpSession:
         client, where = self._client, self.where
         client.ehlo_or_helo_if_needed()
         sender = self.cfg.desk.email
-        options = ""
-        if not all(a.isascii() for a in (sender, *recipients)):
-            if not client.has_extn("smtputf8"):
-                raise TransientError(
-                    f"{where}: non-ASCII address and the server does not offer SMTPUTF8"
-                )
-            client.command_encoding = "utf-8"
-            options = " SMTPUTF8 BODY=8BITMIME"  # as smtplib's send_message would ask
+        options = []
         if client.does_esmtp and client.has_extn("size"):
-            options = f" SIZE={len(data)}{options}"
-        client.putcmd("mail", f"FROM:{_quoted(sender)}{options}")
+            options.append(f"SIZE={len(data)}")
+        utf8 = not all(a.isascii() for a in (sender, *recipients))
+        if utf8 and not client.has_extn("smtputf8"):
+            raise TransientError(
+                f"{where}: non-ASCII address and the server does not offer SMTPUTF8"
+            )
+        if eight_bit and not client.has_extn("8bitmime"):  # composed for another server
+            raise TransientError(f"{where}: an 8bit body and the server does not offer 8BITMIME")
+        if utf8 or eight_bit:
+            options.append("BODY=8BITMIME")  # as smtplib's send_message would ask
+        if utf8:
+            client.command_encoding = "utf-8"
+            options.append("SMTPUTF8")
+        command = f"FROM:{_quoted(sender)}"
+        client.putcmd("mail", " ".join([command, *options]))
         code, text = yield
         if code != 250:
             raise _classify(where, code, text)
@@ -151,15 +173,16 @@ _END = object()
 def send_many(
     sessions: Sequence[SmtpSession],
     jobs: Iterable[T],
-    message: Callable[[T], tuple[bytes, list[str]]],
+    message: Callable[[T, bool], tuple[bytes, list[str], bool]],
 ) -> Iterator[tuple[T, Outcome]]:
     """Send every job on whichever of `sessions` is free, several at once in one thread;
     yield (job, outcome) as each transaction ends.
 
-    A job's message (data, recipients) is made (`message(job)`) only when a connection is
-    free for it, and a connection's next command goes out as soon as its reply is read: the
-    server works on the other connections' commands while this thread reads a reply, composes
-    the next mail or records the last one (the caller, between two outcomes). Jobs are taken
+    A job's message is made only when a connection is free (and open) for it —
+    `message(job, offers_8bitmime)` gives (data, recipients, whether the body is 8bit) — and a
+    connection's next command goes out as soon as its reply is read: the server works on the
+    other connections' commands while this thread reads a reply, composes the next mail or
+    records the last one (the caller, between two outcomes). Jobs are taken
     from `jobs` lazily, so a caller stops new sends by ending that iterator; transactions
     already begun are finished. The outcome is `send`'s result, or the TransientError /
     PermanentError it would raise (an exception from `message` is the job's outcome too)."""
@@ -172,15 +195,22 @@ def send_many(
             job = next(pending, _END)
             if job is _END:
                 break
+            session = free.pop()
             try:
-                data, recipients = message(job)  # type: ignore[arg-type]
+                offers_8bit = session.offers_8bitmime()  # connects if need be
             except Exception as exc:  # noqa: BLE001 - this job's failure; the others go on
+                free.insert(0, session)  # failed: the last one to be taken again
+                yield job, session._failed(exc)  # type: ignore[misc]
+                continue
+            try:
+                data, recipients, eight_bit = message(job, offers_8bit)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - as above
+                free.append(session)
                 yield job, exc  # type: ignore[misc]
                 continue
-            session = free.pop()
-            conversation = session._conversation(data, recipients)
+            conversation = session._conversation(data, recipients, eight_bit)
             try:
-                next(conversation)  # connect if need be, send MAIL FROM
+                next(conversation)  # send MAIL FROM
             except Exception as exc:  # noqa: BLE001 - as above
                 free.insert(0, session)  # failed: the last one to be taken again
                 yield job, session._failed(exc)  # type: ignore[misc]

@@ -80,7 +80,9 @@ def _parsed(data: bytes) -> email.message.EmailMessage:
     return msg
 
 
-def _assert_same_mail(fast: bytes, general: bytes) -> None:
+def _assert_same_mail(fast: bytes, general: bytes, *, eight_bit: bool = False) -> None:
+    """The same headers and text; on the wire 7-bit clean (or, for an 8bit body, 8-bit text
+    in lines of at most 998 octets: RFC 5321)."""
     a, b = _parsed(fast), _parsed(general)
 
     def headers(msg: email.message.EmailMessage) -> list[tuple[str, str]]:
@@ -88,13 +90,17 @@ def _assert_same_mail(fast: bytes, general: bytes) -> None:
         return [(k, str(v)) for k, v in msg.items() if k != "Content-Transfer-Encoding"]
 
     assert headers(a) == headers(b)
-    assert a["Content-Transfer-Encoding"] in ("7bit", "quoted-printable")
+    assert a["Content-Transfer-Encoding"] in (
+        ("7bit", "quoted-printable", "8bit") if eight_bit else ("7bit", "quoted-printable"))
     assert b["Content-Transfer-Encoding"] in ("7bit", "quoted-printable", "base64")
     assert a.get_content_type() == b.get_content_type() == "text/plain"
     assert a.get_content() == b.get_content()
     assert not a.defects and not b.defects
-    # On the wire: ASCII only, CRLF line ends, no line over RFC 5322's 998 characters.
-    assert fast.isascii()
+    # On the wire: CRLF line ends, no line over 998 octets, ASCII only unless 8bit.
+    head, _, _ = fast.partition(b"\r\n\r\n")
+    assert head.isascii()
+    if a["Content-Transfer-Encoding"] != "8bit":
+        assert fast.isascii()
     assert b"\n" not in fast.replace(b"\r\n", b"")
     assert max(len(line) for line in fast.split(b"\r\n")) <= 998
 
@@ -116,18 +122,32 @@ def test_plain_mails_written_as_bytes_equal_the_email_message_path(tmp_path, mon
         kinds = {r["kind"] for r in rows}
         assert {"forward", "triage", "alert"} <= kinds
         encodings = set()
+        eight_bits = 0
         for row in rows:
             parts = compose._parts(desk, row)
             assert not parts.attachments and not parts.extra.get("html")
             fast = compose.build(desk, row)
-            assert fast.data == compose._plain_bytes(parts)  # the direct path was taken
+            assert (fast.data, fast.eight_bit) == compose._plain_bytes(parts)  # the direct path
             general = compose.build_message(desk, row).as_bytes(policy=compose._POLICY_SMTP)
             _assert_same_mail(fast.data, general)
+            # For a server that offers 8BITMIME: the same mail, the body 8bit, fewer lines.
+            eight = compose.build(desk, row, eight_bit=True)
+            _assert_same_mail(eight.data, general, eight_bit=True)
+            assert eight.recipients == fast.recipients
+            longest = max(map(len, parts.body.encode().splitlines()), default=0)
+            if _parsed(fast.data)["Content-Transfer-Encoding"] == "7bit" or longest > 998:
+                assert eight == fast  # 7bit anyway, or a line too long for 8bit
+            else:
+                assert eight.eight_bit
+                assert _parsed(eight.data)["Content-Transfer-Encoding"] == "8bit"
+                assert eight.data.count(b"\r\n") < fast.data.count(b"\r\n")
+                eight_bits += 1
             assert fast.recipients == parts.recipients
             encodings.add(_parsed(fast.data)["Content-Transfer-Encoding"])
             msg = _parsed(fast.data)
             assert "Bcc" not in msg and msg["From"].addresses[0].display_name == desk_name
         assert encodings == {"quoted-printable"}  # the templates have "·" and "—" in them
+        assert eight_bits >= len(rows) - 1
         forward = next(r for r in rows if r["kind"] == "forward"
                        and "kabid.jalan@banyumas.example" in r["recipients"])
         msg = _parsed(compose.build(desk, forward).data)
@@ -175,10 +195,31 @@ def test_plain_bytes_for_any_body(body, subject):
                  ("Subject", subject), ("Date", FIXED_DATE)],
         body=body, attachments=[], extra={}, recipients=["a@banyumas.example"],
     )
-    fast = compose._plain_bytes(parts)
-    _assert_same_mail(fast, compose._message(parts).as_bytes(policy=compose._POLICY_SMTP))
+    fast, is_8bit = compose._plain_bytes(parts)
+    general = compose._message(parts).as_bytes(policy=compose._POLICY_SMTP)
+    _assert_same_mail(fast, general)
+    assert not is_8bit
     assert max(len(line) for line in fast.split(b"\r\n\r\n")[0].split(b"\r\n")) <= 78 \
         or "a" * 90 in subject
     short_lines = all(len(line) <= 78 for line in body.splitlines())
     expected = "7bit" if body.isascii() and short_lines else "quoted-printable"
     assert _parsed(fast)["Content-Transfer-Encoding"] == expected
+    eight, is_8bit = compose._plain_bytes(parts, eight_bit=True)
+    _assert_same_mail(eight, general, eight_bit=True)
+    assert _parsed(eight)["Content-Transfer-Encoding"] == ("7bit" if expected == "7bit" else "8bit")
+    assert is_8bit == (expected != "7bit")
+
+
+@pytest.mark.parametrize("body", [
+    "satu baris yang sangat panjang " * 40,  # 1,240 octets on one line: over SMTP's 998
+    "nul \0 di tengah teks " * 3,  # ASCII, but NUL may go in neither 7bit nor 8bit
+    "nul \0 di tengah teks — " * 3,
+])
+def test_an_8bit_capable_server_still_gets_quoted_printable_where_8bit_cannot_go(body):
+    parts = compose._Parts(
+        headers=[("From", "desk@banyumas.example"), ("To", "a@banyumas.example")],
+        body=body, attachments=[], extra={}, recipients=["a@banyumas.example"],
+    )
+    data, is_8bit = compose._plain_bytes(parts, eight_bit=True)
+    assert not is_8bit and _parsed(data)["Content-Transfer-Encoding"] == "quoted-printable"
+    assert data.isascii() and max(len(line) for line in data.split(b"\r\n")) <= 78

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from deskenv import ADMIN_EMAIL, DESK_EMAIL, TINY_JPEG, make_mail
 
 
@@ -259,3 +260,23 @@ def test_header_injection_from_citizen_text_is_neutralised(desk_env):
     assert m.rcpt_tos == ["dlh@banyumas.example"]
     assert m.message["Bcc"] is None
     assert "\n" not in m.message["Subject"] and "\r" not in m.message["Subject"]
+
+
+@pytest.mark.parametrize("offer_8bitmime", [True, False])
+def test_forwards_are_8bit_where_the_server_offers_8bitmime(desk_env, offer_8bitmime):
+    """The same forward: its body as 8-bit text (fewer lines for the server) with
+    BODY=8BITMIME when the server offers it, else quoted-printable, 7-bit clean."""
+    desk_env.sink.offer_8bitmime = offer_8bitmime
+    desk_env.append(make_mail("Sampah menumpuk", "Sampah di TPS Pasar Wage menumpuk — bau."))
+    desk_env.run_once()
+    [mail] = desk_env.sink.wait_for(1)
+    msg = mail.message
+    assert "Sampah di TPS Pasar Wage menumpuk — bau." in msg.get_body(("plain",)).get_content()
+    if offer_8bitmime:
+        assert msg["Content-Transfer-Encoding"] == "8bit"
+        assert "BODY=8BITMIME" in mail.mail_options
+        assert "Sampah di TPS Pasar Wage menumpuk — bau.".encode() in mail.data
+    else:
+        assert msg["Content-Transfer-Encoding"] == "quoted-printable"
+        assert not any(o.startswith("BODY=") for o in mail.mail_options)
+        assert mail.data.isascii()

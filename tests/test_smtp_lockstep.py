@@ -32,12 +32,14 @@ def _send(sessions: list[SmtpSession], jobs: list[tuple[int, list[str]]]) -> dic
     """Every job's outcome, by mail number (outcomes come in the order transactions end)."""
     made: list[int] = []
 
-    def message(job: tuple[int, list[str]]) -> tuple[bytes, list[str]]:
+    def message(job: tuple[int, list[str]], offers_8bit: bool) -> tuple[bytes, list[str], bool]:
+        assert offers_8bit  # aiosmtpd offers 8BITMIME
         made.append(job[0])
-        return _mail(job[0]), job[1]
+        return _mail(job[0]), job[1], False
 
     outcomes = {job[0]: outcome for job, outcome in send_many(sessions, jobs, message)}
-    assert sorted(made) == sorted(n for n, _ in jobs)  # each made once, when its turn came
+    assert len(made) == len(set(made))  # each made once at most, when a connection was open
+    assert {n for n, o in outcomes.items() if not isinstance(o, Exception)} <= set(made)
     return outcomes
 
 
@@ -117,10 +119,10 @@ def test_a_data_failure_hits_exactly_one_mail(sessions, sink) -> None:
 
 
 def test_a_message_that_cannot_be_made_fails_alone(sessions, sink) -> None:
-    def message(n: int) -> tuple[bytes, list[str]]:
+    def message(n: int, _offers_8bit: bool) -> tuple[bytes, list[str], bool]:
         if n == 1:
             raise ValueError("template broke")
-        return _mail(n), [f"dinas{n}@banyumas.example"]
+        return _mail(n), [f"dinas{n}@banyumas.example"], False
 
     outcomes = dict(send_many(sessions(2), [0, 1, 2], message))
     assert isinstance(outcomes[1], ValueError)
@@ -140,7 +142,9 @@ def test_ending_the_jobs_stops_new_sends_and_finishes_those_begun(sessions, sink
             taken.append(n)
             yield n
 
-    outcomes = dict(send_many(sessions(3), jobs(), lambda n: (_mail(n), ["x@banyumas.example"])))
+    outcomes = dict(
+        send_many(sessions(3), jobs(), lambda n, _: (_mail(n), ["x@banyumas.example"], False))
+    )
     assert taken == [0, 1, 2, 3] and set(outcomes) == {0, 1, 2, 3}
     assert len(sink.wait_for(4)) == 4
 
@@ -172,3 +176,43 @@ def test_session_send_raises_the_outcome(cfg: Config, sink) -> None:
     finally:
         session.close()
     assert [m.message["Message-ID"] for m in sink.wait_for(1)] == ["<lockstep.1@lapakd.test>"]
+
+
+TEXT_8BIT = "Jalan rusak — mohon diperbaiki · terima kasih 🙏\r\n".encode()
+
+
+def _mail_8bit(n: int) -> bytes:
+    return (
+        f"From: {DESK}\r\nTo: dinas{n}@banyumas.example\r\nSubject: aduan {n}\r\n"
+        f"Message-ID: <lockstep.{n}@lapakd.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+    ).encode() + TEXT_8BIT
+
+
+def test_8bit_bodies_only_to_a_server_that_offers_8bitmime(sessions, sink) -> None:
+    def message(n: int, offers_8bit: bool) -> tuple[bytes, list[str], bool]:
+        if offers_8bit:
+            return _mail_8bit(n), [f"dinas{n}@banyumas.example"], True
+        return _mail(n), [f"dinas{n}@banyumas.example"], False
+
+    assert dict(send_many(sessions(1), [0], message)) == {0: {"refused": {}}}
+    sink.offer_8bitmime = False  # from the next connection on
+    assert dict(send_many(sessions(1), [1], message)) == {1: {"refused": {}}}
+    got = _by_message_id(sink)
+    eight, seven = got["<lockstep.0@lapakd.test>"], got["<lockstep.1@lapakd.test>"]
+    assert eight.mail_options == [f"SIZE={len(_mail_8bit(0))}", "BODY=8BITMIME"]
+    assert eight.data.endswith(TEXT_8BIT)
+    assert eight.message.get_content().rstrip() == TEXT_8BIT.decode().rstrip()
+    assert seven.mail_options == [f"SIZE={len(_mail(1))}"]
+    assert seven.data.isascii()
+
+
+def test_an_8bit_body_is_not_sent_to_a_server_without_8bitmime(cfg: Config, sink) -> None:
+    sink.offer_8bitmime = False
+    session = SmtpSession(cfg)
+    try:
+        with pytest.raises(TransientError, match="does not offer 8BITMIME"):
+            session.send(_mail_8bit(0), ["dinas0@banyumas.example"], eight_bit=True)
+    finally:
+        session.close()
+    assert sink.messages == []

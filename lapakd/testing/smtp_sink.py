@@ -63,6 +63,7 @@ class ReceivedMail:
     rcpt_tos: list[str]
     data: bytes
     auth_user: str | None = None  # login name if the client authenticated
+    mail_options: list[str] = field(default_factory=list)  # MAIL FROM parameters (BODY=...)
     tls: bool = False  # True if the session was encrypted (STARTTLS or implicit SSL)
     received_at: float = field(default_factory=time.time)
 
@@ -116,6 +117,7 @@ class _Handler:
             data=bytes(data),
             auth_user=auth_user,
             tls=tls,
+            mail_options=list(envelope.mail_options),
         )
         queue_id = self.sink._store(mail)
         return f"250 2.0.0 OK queued as {queue_id}"
@@ -136,6 +138,8 @@ class _Controller(Controller):
     def factory(self):
         kwargs = dict(self.SMTP_kwargs)
         kwargs["auth_required"] = self._sink._credentials is not None
+        # aiosmtpd offers 8BITMIME unless it decodes the data itself
+        kwargs["decode_data"] = not self._sink.offer_8bitmime
         with warnings.catch_warnings():
             # "Requiring AUTH while not requiring TLS" — intended for a test server.
             warnings.simplefilter("ignore")
@@ -178,6 +182,9 @@ class SmtpSink:
         }
         self._bad_recipients: dict[str, str] = {}
         self._credentials: tuple[str, str] | None = None
+        # False: EHLO does not offer 8BITMIME (from the next connection on), as some old
+        # servers; a client must then send 7-bit bodies.
+        self.offer_8bitmime = True
         self._seq = itertools.count(1)
         self._controller: _Controller | None = None
 
@@ -256,13 +263,15 @@ class SmtpSink:
             self._messages.clear()
 
     def reset(self) -> None:
-        """Forget messages, pending failures, rejected recipients and AUTH requirement."""
+        """Forget messages, pending failures, rejected recipients and AUTH requirement;
+        offer 8BITMIME again."""
         with self._cond:
             self._messages.clear()
             for queue in self._failures.values():
                 queue.clear()
             self._bad_recipients.clear()
             self._credentials = None
+            self.offer_8bitmime = True
 
     def wait_for(self, count: int, timeout: float = 10) -> list[ReceivedMail]:
         """Block until at least *count* messages arrived; return all of them.
