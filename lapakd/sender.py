@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("lapakd.sender")
 
-# SMTP connections the child keeps busy from its one thread: enough that the server always
-# has a command waiting while the child composes or records (3 left it idle a third of the time).
+# SMTP connections the child keeps busy from its one thread, so that the server has commands
+# waiting while the child composes or records (10 measured no faster than 6; 3 a little slower).
 CONNECTIONS = 6
 BATCH = 48  # rows per send_batch call
 IDLE_WAIT = 0.05  # seconds between looks at the outbox while the parent still works

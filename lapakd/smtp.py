@@ -1,4 +1,5 @@
-"""Send one email over SMTP (none / STARTTLS / SSL, optional AUTH).
+"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH): one at a time
+(`SmtpSession.send`) or several connections kept busy from one thread (`send_many`).
 
 4xx replies, refused connections and timeouts are transient (retried by the outbox); 5xx
 replies are permanent. The message keeps its Message-ID, so a retry is recognisably the same.
@@ -90,11 +91,10 @@ class SmtpSession:
         self, data: bytes, recipients: list[str], eight_bit: bool
     ) -> Generator[None, Reply, dict[str, Any]]:
         """One mail transaction, as smtplib's sendmail has it: each `yield` follows a command
-        sent, and receives the server's reply to it. Raises TransientError / PermanentError."""
-        if self._client is None:
-            self._client = self._connect()
+        sent, and receives the server's reply to it. Raises TransientError / PermanentError.
+        The connection is open and greeted (`offers_8bitmime`, which send_many asks first)."""
         client, where = self._client, self.where
-        client.ehlo_or_helo_if_needed()
+        assert client is not None
         sender = self.cfg.desk.email
         options = []
         if client.does_esmtp and client.has_extn("size"):
