@@ -3,11 +3,11 @@
 A burst (`Burst`: a poll by `run_once` or by the daemon that leaves a backlog) starts
 `python -m lapakd.sender` (a fresh interpreter: an SQLite connection must not cross a fork).
 The child opens the store on a connection of its own and sends the due `smtp` rows on a few
-SMTP connections at once, driven in lockstep by its one thread (`smtp.send_many`: the server
-works on one connection while the child reads another's reply; threads cost more CPU in GIL
-hand-offs than they saved). Every row is claimed with the conditional UPDATE, so no row is
-sent twice at once. The composing and the SMTP dialogue then run beside the parent's parsing
-and routing, on the second core.
+SMTP connections at once, all kept busy by its one thread (`smtp.send_many`: the server works
+on one connection's command while the child reads another's reply or composes the next mail;
+a thread per connection cost more CPU in GIL hand-offs than it saved). Every row is claimed
+with the conditional UPDATE, so no row is sent twice at once. The composing and the SMTP
+dialogue then run beside the parent's parsing and routing, on the second core.
 
 Guarantees kept:
 - the child holds the runner's `data_dir/lapakd.lock` too (the same open file, passed down),
