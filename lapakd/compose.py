@@ -171,7 +171,10 @@ class _Parts:
     recipients: list[str]
 
 
-def build(desk: Desk, row: sqlite3.Row, *, eight_bit: bool = False) -> Outgoing:
+def build(
+    desk: Desk, row: sqlite3.Row, *, eight_bit: bool = False,
+    complaint: sqlite3.Row | None = None,
+) -> Outgoing:
     """The outbox row as the bytes to send.
 
     A plain-text mail (forwards, triage notices, alerts... nearly all of them) is written
@@ -181,8 +184,10 @@ def build(desk: Desk, row: sqlite3.Row, *, eight_bit: bool = False) -> Outgoing:
 
     `eight_bit`: the server offers 8BITMIME, so a plain-text body with non-ASCII text goes as
     it is (`8bit`) instead of quoted-printable — the same text in fewer, shorter lines for the
-    server to read (a forward's 52 lines become 45). Without it every body is 7-bit clean."""
-    parts = _parts(desk, row)
+    server to read (a forward's 52 lines become 45). Without it every body is 7-bit clean.
+    `complaint`: the row's complaint, when the caller has read it already (the outbox reads a
+    batch's in one query)."""
+    parts = _parts(desk, row, complaint)
     if parts.attachments or parts.extra.get("html"):
         return Outgoing(_message(parts).as_bytes(policy=_POLICY_SMTP), parts.recipients)
     data, is_8bit = _plain_bytes(parts, eight_bit)
@@ -194,12 +199,12 @@ def build_message(desk: Desk, row: sqlite3.Row) -> EmailMessage:
     return _message(_parts(desk, row))
 
 
-def _parts(desk: Desk, row: sqlite3.Row) -> _Parts:
+def _parts(desk: Desk, row: sqlite3.Row, complaint: sqlite3.Row | None = None) -> _Parts:
     cfg = desk.config
     payload = json.loads(row["payload"])
     recipients: list[str] = json.loads(row["recipients"]) or [cfg.desk.admin_email]
-    c = None
-    if row["complaint_id"] is not None:
+    c = complaint
+    if c is None and row["complaint_id"] is not None:
         c = desk.store.one("SELECT * FROM complaints WHERE id = ?", (row["complaint_id"],))
     builder = BUILDERS.get(row["kind"])
     if builder is None:

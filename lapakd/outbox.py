@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lapakd import smtp
+from lapakd import compose, smtp
 from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
 from lapakd.smtp import SmtpSession
 from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
@@ -158,7 +158,14 @@ def send_batch(
         emails = [r for r in rows if r["transport"] == "smtp"]
         if emails and not pool:
             pool = [SmtpSession(desk.config)]
-        for row, outcome in smtp.send_many(pool, due(emails), lambda r, b: _email(desk, r, b)):
+        complaints = _complaints(store, emails)
+
+        def email(row: sqlite3.Row, eight_bit: bool) -> tuple[bytes, list[str], bool]:
+            mail = compose.build(desk, row, eight_bit=eight_bit,
+                                 complaint=complaints.get(row["complaint_id"]))
+            return mail.data, mail.recipients, mail.eight_bit
+
+        for row, outcome in smtp.send_many(pool, due(emails), email):
             settle(row, outcome)
         finished = True
     finally:
@@ -176,11 +183,16 @@ def send_batch(
     return marks.count, bool(paused)
 
 
-def _email(desk: Desk, row: sqlite3.Row, eight_bit: bool) -> tuple[bytes, list[str], bool]:
-    from lapakd import compose
-
-    mail = compose.build(desk, row, eight_bit=eight_bit)
-    return mail.data, mail.recipients, mail.eight_bit
+def _complaints(store: Store, rows: list[sqlite3.Row]) -> dict[int, sqlite3.Row]:
+    """The complaints of a batch's rows, in one query (one per mail was a tenth of the
+    sender's time: its page cache is stale after every commit of the runner)."""
+    ids = sorted({r["complaint_id"] for r in rows if r["complaint_id"] is not None})
+    if not ids:
+        return {}
+    found = store.all(
+        f"SELECT * FROM complaints WHERE id IN ({', '.join('?' * len(ids))})", ids
+    )
+    return {c["id"]: c for c in found}
 
 
 class _Marks:
