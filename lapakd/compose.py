@@ -293,18 +293,19 @@ def _plain_bytes(parts: _Parts, eight_bit: bool = False) -> tuple[bytes, bool]:
     longest = max(map(len, lines), default=0)
     clean = b"\0" not in encoded_body  # NUL is allowed in neither 7bit nor 8bit
     if parts.body.isascii() and longest <= _POLICY.max_line_length and clean:
-        out.append(_PLAIN_TAIL["7bit"])
-        out.append(b"\r\n".join(lines) + b"\r\n")
+        cte = "7bit"
     elif eight_bit and longest <= MAX_8BIT_LINE and clean:
-        out.append(_PLAIN_TAIL["8bit"])
-        out.append(b"\r\n".join(lines) + b"\r\n")
-        return b"".join(out), True
+        cte = "8bit"
     else:
+        cte = "quoted-printable"
+    out.append(_PLAIN_TAIL[cte])
+    if cte == "quoted-printable":
         # binascii's C encoder: soft breaks at 76, '=' / 8-bit bytes / trailing blanks quoted.
-        out.append(_PLAIN_TAIL["quoted-printable"])
         encoded = binascii.b2a_qp(b"\n".join(lines) + b"\n", istext=True)
         out.append(encoded.replace(b"\n", b"\r\n"))
-    return b"".join(out), False
+    else:
+        out.append(b"\r\n".join(lines) + b"\r\n")
+    return b"".join(out), cte == "8bit"
 
 
 _PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*\Z")  # printable ASCII words, single spaces

@@ -213,7 +213,22 @@ class _Marks:
             self.flush()
 
     def flush(self) -> None:
-        _mark_sent(self.store, self.accepted)
+        """Record the accepted mails as sent, with their `sent` events, in one transaction."""
+        if not self.accepted:
+            return
+        with self.store.transaction() as conn:
+            for row, result, at in self.accepted:
+                conn.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL,"
+                    " result = ? WHERE id = ?",
+                    (at, dumps(result or {}), row["id"]),
+                )
+                self.store.event(
+                    "sent", complaint_id=row["complaint_id"], outbox_id=row["id"], at=at,
+                    kind=row["kind"], to=json.loads(row["recipients"]),
+                    rfc_message_id=row["message_id"], attempt=row["attempts"],
+                )
+        self.accepted.clear()
 
 
 def _settle_failure(store: Store, row: sqlite3.Row, exc: Exception) -> bool:
@@ -260,27 +275,6 @@ def _claim(
     # RETURNING has no order: the claim's own again
     rows.sort(key=lambda r: (r["next_attempt_at"], r["id"]), reverse=newest_first)
     return rows
-
-
-def _mark_sent(
-    store: Store, accepted: list[tuple[sqlite3.Row, dict[str, Any] | None, str]]
-) -> None:
-    """Record the accepted mails as sent, with their `sent` events, in one transaction."""
-    if not accepted:
-        return
-    with store.transaction() as conn:
-        for row, result, at in accepted:
-            conn.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = NULL, result = ?"
-                " WHERE id = ?",
-                (at, dumps(result or {}), row["id"]),
-            )
-            store.event(
-                "sent", complaint_id=row["complaint_id"], outbox_id=row["id"], at=at,
-                kind=row["kind"], to=json.loads(row["recipients"]),
-                rfc_message_id=row["message_id"], attempt=row["attempts"],
-            )
-    accepted.clear()
 
 
 def deliver(desk: Desk, row: sqlite3.Row) -> dict[str, Any] | None:

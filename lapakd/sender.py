@@ -99,9 +99,8 @@ class Burst:
     def finish(self) -> None:
         if not self._running():
             return
-        from lapakd import outbox
+        from lapakd import outbox, smtp
         from lapakd.daemon import MAX_ROUNDS
-        from lapakd.smtp import SmtpSession
 
         desk, child = self.desk, self.child
         assert child is not None
@@ -111,14 +110,11 @@ class Burst:
         log.info("burst.routed", seconds=round(time.monotonic() - self._started, 2))
         child.done()
         # Help with what is queued, from the newest end, while the child finishes.
-        session = SmtpSession(desk.config)
-        try:
+        with smtp.connections(desk.config, 1) as sessions:
             while not desk.stopping.is_set() and child.running():
-                sent, paused = outbox.send_batch(desk, 20, newest_first=True, sessions=[session])
+                sent, paused = outbox.send_batch(desk, 20, newest_first=True, sessions=sessions)
                 if paused or sent == 0:
                     break
-        finally:
-            session.close()
         if desk.stopping.is_set():  # SIGTERM, now or while helping: the child sends the mail
             child.terminate()       # in hand and exits, instead of sending all that is due
         child.finish()
@@ -198,13 +194,11 @@ def _die_with_parent(parent: int) -> None:
 def _send_until_done(desk: Desk, connections: int, done: threading.Event) -> int:
     """Send the due smtp rows on `connections` SMTP connections at once (smtp.send_many)
     until the parent is done and nothing is left; return the rows sent."""
-    from lapakd import outbox
-    from lapakd.smtp import SmtpSession
+    from lapakd import outbox, smtp
 
-    sessions = [SmtpSession(desk.config) for _ in range(connections)]
     total = 0
-    try:
-        last_look = False
+    last_look = False
+    with smtp.connections(desk.config, connections) as sessions:
         while not desk.stopping.is_set():
             sent, paused = outbox.send_batch(desk, BATCH, transport="smtp", sessions=sessions)
             total += sent
@@ -220,9 +214,6 @@ def _send_until_done(desk: Desk, connections: int, done: threading.Event) -> int
             last_look = done.is_set()  # one more look after the parent said it is done
             if not last_look:
                 done.wait(IDLE_WAIT)
-    finally:
-        for session in sessions:
-            session.close()
     return total
 
 

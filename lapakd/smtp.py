@@ -1,5 +1,5 @@
-"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH): one at a time
-(`SmtpSession.send`) or several connections kept busy from one thread (`send_many`).
+"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH): `send_many` keeps
+one or several connections (`SmtpSession`) busy from one thread.
 
 4xx replies, refused connections and timeouts are transient (retried by the outbox); 5xx
 replies are permanent. The message keeps its Message-ID, so a retry is recognisably the same.
@@ -8,6 +8,7 @@ replies are permanent. The message keeps its Message-ID, so a retry is recognisa
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import re
 import smtplib
@@ -52,6 +53,7 @@ class SmtpSession:
                     client.starttls(context=self._context())
             if s.username:
                 client.login(s.username, s.password)
+            client.ehlo_or_helo_if_needed()  # the extensions (SIZE, 8BITMIME...) are known
         except smtplib.SMTPAuthenticationError as exc:
             raise TransientError(
                 f"{self.where}: login refused ({exc.smtp_code}); check smtp.username and password"
@@ -67,25 +69,7 @@ class SmtpSession:
         8-bit bodies (BODY=8BITMIME, RFC 6152)."""
         if self._client is None:
             self._client = self._connect()
-        client = self._client
-        try:
-            client.ehlo_or_helo_if_needed()
-        except smtplib.SMTPResponseException as exc:
-            raise _classify(self.where, exc.smtp_code, exc.smtp_error) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"{self.where}: {_reason(exc)}") from None
-        return client.does_esmtp and client.has_extn("8bitmime")
-
-    def send(self, data: bytes, recipients: list[str], eight_bit: bool = False) -> dict[str, Any]:
-        """Send a message already flattened (CRLF line ends) to the envelope recipients:
-        {"refused": {recipient: "code text"}} for the recipients the server refused (when not
-        all were), else TransientError / PermanentError. `eight_bit`: its body is 8bit."""
-        [(_, outcome)] = send_many(
-            [self], [None], lambda _job, _offers_8bit: (data, recipients, eight_bit)
-        )
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return self._client.does_esmtp and self._client.has_extn("8bitmime")
 
     def _conversation(
         self, data: bytes, recipients: list[str], eight_bit: bool
@@ -166,6 +150,17 @@ def _ssl_context(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+@contextlib.contextmanager
+def connections(cfg: Config, count: int) -> Iterator[list[SmtpSession]]:
+    """`count` sessions (each connects on first use), all closed on the way out."""
+    sessions = [SmtpSession(cfg) for _ in range(count)]
+    try:
+        yield sessions
+    finally:
+        for session in sessions:
+            session.close()
+
+
 Outcome = dict[str, Any] | Exception  # a send's result, or the error that failed it
 _END = object()
 
@@ -176,7 +171,7 @@ def send_many(
     message: Callable[[T, bool], tuple[bytes, list[str], bool]],
 ) -> Iterator[tuple[T, Outcome]]:
     """Send every job on whichever of `sessions` is free, several at once in one thread;
-    yield (job, outcome) as each transaction ends.
+    yield (job, outcome) as each transaction ends. Also the way to send a single mail.
 
     A job's message is made only when a connection is free (and open) for it —
     `message(job, offers_8bitmime)` gives (data, recipients, whether the body is 8bit) — and a
@@ -184,8 +179,9 @@ def send_many(
     other connections' commands while this thread reads a reply, composes the next mail or
     records the last one (the caller, between two outcomes). Jobs are taken
     from `jobs` lazily, so a caller stops new sends by ending that iterator; transactions
-    already begun are finished. The outcome is `send`'s result, or the TransientError /
-    PermanentError it would raise (an exception from `message` is the job's outcome too)."""
+    already begun are finished. The outcome is {"refused": {recipient: "code text"}} (the
+    recipients the server refused, when not all were), or the TransientError / PermanentError
+    that failed the mail (an exception from `message` is the job's outcome too)."""
     free = list(reversed(sessions))
     active: collections.deque[tuple[SmtpSession, T, Generator[None, Reply, dict[str, Any]]]]
     active = collections.deque()

@@ -166,15 +166,16 @@ def test_a_server_that_is_down_fails_only_the_mails_sent_to_it(
     assert [m.message["Message-ID"] for m in sink.wait_for(1)] == ["<lockstep.1@lapakd.test>"]
 
 
-def test_session_send_raises_the_outcome(cfg: Config, sink) -> None:
+def test_a_session_goes_on_after_a_permanent_failure(sessions, sink) -> None:
     sink.fail_next(554, "rejected as spam")
-    session = SmtpSession(cfg)
-    try:
-        with pytest.raises(PermanentError, match="554 rejected as spam"):
-            session.send(_mail(0), ["dinas0@banyumas.example"])
-        assert session.send(_mail(1), ["dinas1@banyumas.example"]) == {"refused": {}}
-    finally:
-        session.close()
+    [session] = sessions(1)
+
+    def message(n: int, _offers_8bit: bool) -> tuple[bytes, list[str], bool]:
+        return _mail(n), [f"dinas{n}@banyumas.example"], False
+
+    [(_, refused)] = send_many([session], [0], message)
+    assert isinstance(refused, PermanentError) and "554 rejected as spam" in str(refused)
+    assert list(send_many([session], [1], message)) == [(1, {"refused": {}})]
     assert [m.message["Message-ID"] for m in sink.wait_for(1)] == ["<lockstep.1@lapakd.test>"]
 
 
@@ -207,12 +208,12 @@ def test_8bit_bodies_only_to_a_server_that_offers_8bitmime(sessions, sink) -> No
     assert seven.data.isascii()
 
 
-def test_an_8bit_body_is_not_sent_to_a_server_without_8bitmime(cfg: Config, sink) -> None:
+def test_an_8bit_body_is_not_sent_to_a_server_without_8bitmime(sessions, sink) -> None:
+    """A message made 8bit whatever the server offers is refused before MAIL FROM."""
     sink.offer_8bitmime = False
-    session = SmtpSession(cfg)
-    try:
-        with pytest.raises(TransientError, match="does not offer 8BITMIME"):
-            session.send(_mail_8bit(0), ["dinas0@banyumas.example"], eight_bit=True)
-    finally:
-        session.close()
+    outcomes = dict(send_many(
+        sessions(1), [0], lambda n, _offers: (_mail_8bit(n), ["dinas0@banyumas.example"], True)
+    ))
+    assert isinstance(outcomes[0], TransientError)
+    assert "does not offer 8BITMIME" in str(outcomes[0])
     assert sink.messages == []
