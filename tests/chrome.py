@@ -25,6 +25,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 class Chrome:
     def __init__(self) -> None:
+        if not os.path.exists(CHROMIUM):
+            raise RuntimeError("no chromium: run ./dev system-deps (apt-get install chromium)")
         self.profile = tempfile.mkdtemp(prefix="lapakd-chrome-")
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
@@ -131,6 +133,3 @@ class Chrome:
                 self.proc.wait()
         shutil.rmtree(self.profile, ignore_errors=True)
 
-
-def available() -> bool:
-    return os.path.exists(CHROMIUM)

@@ -14,6 +14,16 @@ from lapakd.testing.certs import make_self_signed_cert
 from lapakd.testing.dovecot import Dovecot
 from lapakd.testing.smtp_sink import SmtpSink
 
+# Fixtures that start a real server or a desk on real servers: a test using any of them (even
+# through another fixture) is marked `slow`, so `pytest -m "not slow"` is the quick inner loop.
+SERVER_FIXTURES = {"dovecot", "smtp_sink", "sink", "make_sink", "desk_env", "replica", "hook"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 # ---------------------------------------------------------------------------
 # TLS
 # ---------------------------------------------------------------------------

@@ -19,6 +19,10 @@ import pytest
 TIMEOUT = 180
 
 
+# The demo starts its embedded servers in a subprocess.
+pytestmark = pytest.mark.slow
+
+
 def lapakd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lapakd.cli", *args],

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chrome import Chrome, available
+from chrome import Chrome
 from publicenv import add_complaint, make_desk
 
 from lapakd.public import export
@@ -18,7 +18,8 @@ from lapakd.public import export
 # LAPAKD_SCREENSHOTS=DIR keeps the screenshots for a human to look at.
 SHOTS = Path(os.environ["LAPAKD_SCREENSHOTS"]) if os.environ.get("LAPAKD_SCREENSHOTS") else None
 
-pytestmark = pytest.mark.skipif(not available(), reason="needs Debian's chromium")
+# No skip without a browser: a missing chromium is an error (./dev test installs it).
+pytestmark = pytest.mark.slow
 
 # Each payload, if it ever ran, sets window.__pwned, changes the title or opens a dialog.
 PAYLOADS = [
