@@ -26,7 +26,7 @@ import requests
 from lapakd.adapters.base import Adapter, NeedsReauth, PermanentError, TransientError
 from requests.adapters import HTTPAdapter
 
-from lapakd.config import Field
+from lapakd.config import Field, http_url, pattern, seconds
 
 GRAPH_HOST = "https://graph.facebook.com"
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
@@ -38,9 +38,9 @@ def graph_fields() -> dict[str, Field]:
     """Config keys every Graph channel has."""
     return {
         "access_token": Field(str, "", secret=True),
-        "graph_url": Field(str, GRAPH_HOST),
-        "graph_version": Field(str, "v21.0"),
-        "timeout_seconds": Field(int, TIMEOUT_SECONDS),
+        "graph_url": Field(str, GRAPH_HOST, check=http_url),
+        "graph_version": Field(str, "v21.0", check=pattern(r"v\d+\.\d+", '"v21.0"')),
+        "timeout_seconds": Field(int, TIMEOUT_SECONDS, check=seconds(1, 600)),
         "acknowledge": Field(bool, True),
         # The Meta app's secret and webhook verify token: needed only for push (webhooks).
         "app_secret": Field(str, "", secret=True),

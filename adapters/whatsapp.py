@@ -27,7 +27,7 @@ from lapakd.adapters.base import (
 from lapakd.adapters.facebook import _ext, as_dict, graph_time, jdump
 from lapakd.adapters.graph import GraphChannel, graph_fields
 
-from lapakd.config import Field
+from lapakd.config import Field, size_bytes
 
 MEDIA_TYPES = ("image", "document", "video", "audio", "voice", "sticker")
 SERVICE_WINDOW = timedelta(hours=24)
@@ -40,7 +40,7 @@ class WhatsAppAdapter(GraphChannel):
     CONFIG: ClassVar[dict[str, Field]] = {
         "phone_number_id": Field(str, ""),
         **graph_fields(),
-        "media_max_bytes": Field(int, 16 * 1024 * 1024),
+        "media_max_bytes": Field(int, 16 * 1024 * 1024, check=size_bytes()),
     }
 
 
