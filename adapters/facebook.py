@@ -31,6 +31,7 @@ from lapakd.adapters.base import (
 from lapakd.adapters.graph import GraphChannel, graph_fields
 
 from lapakd.config import Field, between, seconds, size_bytes
+from lapakd.filenames import safe_filename
 
 BATCH_SIZE = 50
 MESSAGE_FIELDS = "id,created_time,from,to,message,attachments"
@@ -332,7 +333,7 @@ class FacebookAdapter(GraphChannel):
                 notes.append(f"attachment {n} over media_max_bytes: not kept")
                 continue
             ctype = item.get("mime_type") or ctype
-            name = item.get("name") or f"{self.name}-{n}{_ext(ctype)}"
+            name = safe_filename(item.get("name"), f"{self.name}-{n}{_ext(ctype)}")
             out.append(Attachment(name, ctype, data))
         return out, notes
 

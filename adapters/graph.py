@@ -17,6 +17,7 @@ every error text is built from the Graph error body's code and message.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,6 +33,9 @@ GRAPH_HOST = "https://graph.facebook.com"
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
 TOKEN_CODES = frozenset({190, 102})
 TIMEOUT_SECONDS = 30
+# Every segment of a Graph path: ids (`123_456`, `t_1`), versions, edge names. Ids come from
+# outside (webhook bodies); a `..`, `/`, `?` or `%` in one must never reach a URL with the token.
+PATH_SEGMENT = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z_.-]*")
 
 
 def graph_fields() -> dict[str, Field]:
@@ -156,6 +160,11 @@ class GraphClient:
     ) -> dict[str, Any]:
         self.transport.local.status = None
         self.transport.local.headers = {}
+        if not all(PATH_SEGMENT.fullmatch(seg) for seg in path.split("/")):
+            raise PermanentError(
+                f"Graph {self.channel}: refused a request for a path that is not made of Graph "
+                "ids (an id from outside held '/', '..', '?' or '%')"
+            )
         try:
             result = self.api.request(path, args=dict(args), post_args=post, method=method)
         except facebook.GraphAPIError as exc:

@@ -49,6 +49,7 @@ from lapakd.adapters.base import (
 from requests.adapters import HTTPAdapter
 
 from lapakd.config import Field, between, http_url, seconds, size_bytes
+from lapakd.filenames import safe_filename
 from lapakd.store import blob_path, save_blob
 
 # tweepy logs request headers (the bearer token) at DEBUG: never let that reach our logs.
@@ -444,8 +445,8 @@ class TwitterAdapter(Adapter):
                 notes.append(f"media {m.get('media_key')}: stored photo missing")
                 continue
             content.attachments.append(
-                Attachment(m.get("filename") or "foto.jpg", m.get("content_type") or "image/jpeg",
-                           blob))
+                Attachment(safe_filename(m.get("filename"), "foto.jpg"),
+                           m.get("content_type") or "image/jpeg", blob))
         return content
 
     # -- sending ------------------------------------------------------------------------------

@@ -15,10 +15,11 @@ reverse proxy. Only intake happens here; the pipeline does the rest.
 * A signed body for a Meta channel that is not enabled (`object` = `page` with Facebook off...)
   is answered 200 and dropped (debug log line): the desk does not serve that channel.
 * A signed body that cannot be understood (not JSON, nested too deeply, unknown `object`, wrong
-  shapes: anything that fails after the signature check) is NOT dropped: it is stored whole as `body:<sha256>` and answered 200, and the pipeline quarantines
-  it with the reason (`lapakd show msg-N`). Answering 400 would make Meta retry the same bytes for
-  days and finally disable the subscription, and the evidence would be lost. The 200 body says
-  `quarantined` so the operator sees it in Meta's webhook log.
+  shapes: anything that fails after the signature check) is NOT dropped: it is stored whole as
+  `body:<sha256>` and answered 200, and the pipeline quarantines it with the reason (`lapakd
+  show msg-N`). Answering 400 would make Meta retry the same bytes for days and finally disable
+  the subscription, and the evidence would be lost. The 200 body says `quarantined` so the
+  operator sees it in Meta's webhook log.
 * The store failing (disk full, database locked too long) → 503: Meta will retry.
 """
 
