@@ -149,8 +149,8 @@ def test_media_server_down_is_retried_later_not_quarantined(desk_env, replica, h
 
 def test_media_id_that_is_not_an_id_makes_no_request_and_the_complaint_goes_through(
         desk_env, replica, hook):
-    body = replica.whatsapp_media_body(PHONE, "Budi", TINY_JPEG,
-                                       caption="Jalan berlubang di depan Pasar Wage, motor sering jatuh")
+    body = replica.whatsapp_media_body(
+        PHONE, "Budi", TINY_JPEG, caption="Jalan berlubang di depan Pasar Wage, motor sering jatuh")
     body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["id"] = (
         "../../../../etc/passwd?x=")
     deliver(hook, body)
@@ -161,7 +161,7 @@ def test_media_id_that_is_not_an_id_makes_no_request_and_the_complaint_goes_thro
     deliver(hook, evil)
     desk_env.run_once()
     # The Graph replica saw no request at all: no media lookup, no download.
-    assert not [r for r in replica.requests if "passwd" in r or "%" in r or "me" == r[-2:]]
+    assert not [r for r in replica.requests if "passwd" in r or "%" in r]
     assert not [r for r in replica.requests if r.startswith("GET ")], replica.requests
     found = complaints(desk_env)
     assert [c["status"] for c in found] == ["forwarded", "forwarded"]
