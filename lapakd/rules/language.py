@@ -1,9 +1,10 @@
 """`when: language: [...]`: is a text Indonesian/Javanese, or in another language?
 
-Cheap and robust enough for routing: count the text's tokens that are common English function
-words and those that are common Indonesian/Javanese function words. A text is `other` when it has
-at least `MIN_FOREIGN` English function words and they outnumber the Indonesian/Javanese ones
-`RATIO` to one, or when most of its letters are not Latin (Arabic, Chinese, Cyrillic...).
+Cheap and robust enough for routing: count the text's tokens that are common function words of
+English (and of German, Dutch, French, Spanish) and those that are common Indonesian/Javanese
+function words. A text is `other` when it has at least `MIN_FOREIGN` foreign function words and
+they outnumber the Indonesian/Javanese ones `RATIO` to one, or when most of its letters are not
+Latin (Arabic, Chinese, Cyrillic...).
 Everything else, short texts included, is `indonesian`: a complaint in Indonesian with a few
 English words ("jalan rusak parah, please fix asap") stays `indonesian` and is routed as usual.
 """
@@ -25,7 +26,16 @@ what which who whom whose when where why how not yes if then than so very just a
 any some more most other such own same too get got gets getting make made let please click now
 free today offer best new
 """
-ENGLISH = frozenset(_ENGLISH_WORDS.split())
+# The commonest function words of German, Dutch, French and Spanish that are no Indonesian or
+# Javanese word or slang (left out: "es" teh, "para" warga, "las" besi, "pas", "lo" = you,
+# "y" = ya, "le" = thole, "al" of Al-Ikhlas, "den" bagus).
+_EUROPEAN_WORDS = """
+der das und ist nicht ich wir mit für von zu dem ein eine auf sich auch
+het een niet zijn voor ook
+les des et est une pour dans avec qui sur vous nous
+una por con del como pero muy
+"""
+FOREIGN = frozenset(_ENGLISH_WORDS.split()) | frozenset(_EUROPEAN_WORDS.split())
 
 _INDONESIAN_WORDS = """
 yang dan di ke dari ini itu untuk dengan tidak tak ada adalah akan sudah telah belum sedang
@@ -52,7 +62,7 @@ def language_of(w: Words) -> str:
         return "other"
     foreign = native = 0
     for tok in w.tokens:
-        if tok in ENGLISH:
+        if tok in FOREIGN:
             foreign += 1
         elif tok in INDONESIAN:
             native += 1
