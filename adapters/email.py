@@ -31,7 +31,7 @@ from lapakd.adapters.base import (
     TransientError,
 )
 
-from lapakd.config import Field
+from lapakd.config import Field, port, seconds, size_bytes
 from lapakd.mailparse import MailParseError, external_id_for, headers_only, parse_email
 
 BATCH_SIZE = 100
@@ -69,32 +69,30 @@ def _human_size(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB".replace(".", ",")
 
 
+def _after_check(after: str) -> str | None:
+    if after in ("seen", "keep") or (after.startswith("move:") and after[5:]):
+        return None
+    return "must be seen, keep or move:FOLDER (lapakd never deletes mail)"
+
+
 class EmailAdapter(Adapter):
     name = "email"
     CONFIG: ClassVar[dict[str, Field]] = {
         "host": Field(str, "127.0.0.1"),
-        "port": Field(int, 143),
+        "port": Field(int, 143, check=port()),
         "security": Field(str, "none", choices=("none", "starttls", "ssl")),
-        "username": Field(str, ""),
+        "username": Field(str, ""),  # an IMAP login, not necessarily an address
         "password": Field(str, "", secret=True),
         "folder": Field(str, "INBOX"),
-        "after": Field(str, "seen"),
-        "poll_seconds": Field(int, 60),
-        "max_message_bytes": Field(int, 26214400),
-        "timeout_seconds": Field(int, 60),
+        "after": Field(str, "seen", check=_after_check),
+        "poll_seconds": Field(int, 60, check=seconds()),
+        "max_message_bytes": Field(int, 26214400, check=size_bytes()),
+        "timeout_seconds": Field(int, 60, check=seconds(1, 3600)),
         "ca_file": Field(str, "", path=True),
     }
 
     def __init__(self, config: Any, section: Any) -> None:
         super().__init__(config, section)
-        after = section.after
-        if after not in ("seen", "keep") and not (after.startswith("move:") and after[5:]):
-            from lapakd.errors import ConfigError
-
-            raise ConfigError(
-                f"{config.path}: channels.email.after = {after!r} must be seen, keep or "
-                "move:FOLDER (lapakd never deletes mail)"
-            )
         self._box: MailBoxUnencrypted | MailBox | None = None
 
     # -- connection -------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from lapakd.adapters.base import (
 )
 from lapakd.adapters.graph import GraphChannel, graph_fields
 
-from lapakd.config import Field
+from lapakd.config import Field, between, seconds, size_bytes
+from lapakd.filenames import safe_filename
 
 BATCH_SIZE = 50
 MESSAGE_FIELDS = "id,created_time,from,to,message,attachments"
@@ -74,9 +75,10 @@ class FacebookAdapter(GraphChannel):
     CONFIG: ClassVar[dict[str, Field]] = {
         "page_id": Field(str, ""),
         **graph_fields(),
-        "poll_seconds": Field(int, 300),
-        "lookback_days": Field(int, 7),  # how far back the first poll reaches
-        "media_max_bytes": Field(int, 10 * 1024 * 1024),
+        "poll_seconds": Field(int, 300, check=seconds()),
+        # how far back the first poll reaches
+        "lookback_days": Field(int, 7, check=between(0, 3650, "days")),
+        "media_max_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes()),
     }
 
 
@@ -331,7 +333,7 @@ class FacebookAdapter(GraphChannel):
                 notes.append(f"attachment {n} over media_max_bytes: not kept")
                 continue
             ctype = item.get("mime_type") or ctype
-            name = item.get("name") or f"{self.name}-{n}{_ext(ctype)}"
+            name = safe_filename(item.get("name"), f"{self.name}-{n}{_ext(ctype)}")
             out.append(Attachment(name, ctype, data))
         return out, notes
 

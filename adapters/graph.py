@@ -17,6 +17,7 @@ every error text is built from the Graph error body's code and message.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,21 +27,24 @@ import requests
 from lapakd.adapters.base import Adapter, NeedsReauth, PermanentError, TransientError
 from requests.adapters import HTTPAdapter
 
-from lapakd.config import Field
+from lapakd.config import Field, http_url, pattern, seconds
 
 GRAPH_HOST = "https://graph.facebook.com"
 THROTTLE_CODES = frozenset({4, 17, 32, 613, 80001, 80002, 80004, 80006, 130429, 131048, 131056})
 TOKEN_CODES = frozenset({190, 102})
 TIMEOUT_SECONDS = 30
+# Every segment of a Graph path: ids (`123_456`, `t_1`), versions, edge names. Ids come from
+# outside (webhook bodies); a `..`, `/`, `?` or `%` in one must never reach a URL with the token.
+PATH_SEGMENT = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z_.-]*")
 
 
 def graph_fields() -> dict[str, Field]:
     """Config keys every Graph channel has."""
     return {
         "access_token": Field(str, "", secret=True),
-        "graph_url": Field(str, GRAPH_HOST),
-        "graph_version": Field(str, "v21.0"),
-        "timeout_seconds": Field(int, TIMEOUT_SECONDS),
+        "graph_url": Field(str, GRAPH_HOST, check=http_url),
+        "graph_version": Field(str, "v21.0", check=pattern(r"v\d+\.\d+", '"v21.0"')),
+        "timeout_seconds": Field(int, TIMEOUT_SECONDS, check=seconds(1, 600)),
         "acknowledge": Field(bool, True),
         # The Meta app's secret and webhook verify token: needed only for push (webhooks).
         "app_secret": Field(str, "", secret=True),
@@ -156,6 +160,11 @@ class GraphClient:
     ) -> dict[str, Any]:
         self.transport.local.status = None
         self.transport.local.headers = {}
+        if not all(PATH_SEGMENT.fullmatch(seg) for seg in path.split("/")):
+            raise PermanentError(
+                f"Graph {self.channel}: refused a request for a path that is not made of Graph "
+                "ids (an id from outside held '/', '..', '?' or '%')"
+            )
         try:
             result = self.api.request(path, args=dict(args), post_args=post, method=method)
         except facebook.GraphAPIError as exc:

@@ -17,7 +17,7 @@ from lapakd.adapters.base import Content, Inbound, PermanentError
 from lapakd.adapters.facebook import FacebookAdapter, as_dict, graph_time, jdump
 from lapakd.adapters.graph import graph_fields
 
-from lapakd.config import Field
+from lapakd.config import Field, between, seconds, size_bytes
 
 MEDIA_FIELDS = "id,caption,timestamp,permalink,comments_count,username"
 IG_COMMENT_FIELDS = "id,text,timestamp,username,from"
@@ -33,9 +33,9 @@ class InstagramAdapter(FacebookAdapter):
         "ig_user_id": Field(str, ""),
         "page_id": Field(str, ""),
         **graph_fields(),
-        "poll_seconds": Field(int, 300),
-        "lookback_days": Field(int, 7),
-        "media_max_bytes": Field(int, 10 * 1024 * 1024),
+        "poll_seconds": Field(int, 300, check=seconds()),
+        "lookback_days": Field(int, 7, check=between(0, 3650, "days")),
+        "media_max_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes()),
     }
 
     def _poll_all(

@@ -48,7 +48,8 @@ from lapakd.adapters.base import (
 )
 from requests.adapters import HTTPAdapter
 
-from lapakd.config import Field
+from lapakd.config import Field, between, http_url, seconds, size_bytes
+from lapakd.filenames import safe_filename
 from lapakd.store import blob_path, save_blob
 
 # tweepy logs request headers (the bearer token) at DEBUG: never let that reach our logs.
@@ -115,14 +116,14 @@ class TwitterAdapter(Adapter):
         "consumer_secret": Field(str, "", secret=True),
         "access_token": Field(str, "", secret=True),
         "access_token_secret": Field(str, "", secret=True),
-        "api_url": Field(str, X_HOST),
-        "poll_seconds": Field(int, 120),
+        "api_url": Field(str, X_HOST, check=http_url),
+        "poll_seconds": Field(int, 120, check=seconds()),
         "direct_messages": Field(bool, True),
         "acknowledge": Field(bool, True),
-        "page_size": Field(int, 100),
-        "timeout_seconds": Field(int, 30),
-        "max_response_bytes": Field(int, 5 * 1024 * 1024),
-        "max_media_bytes": Field(int, 15 * 1024 * 1024),
+        "page_size": Field(int, 100, check=between(5, 100, why="the X API's page sizes")),
+        "timeout_seconds": Field(int, 30, check=seconds(1, 600)),
+        "max_response_bytes": Field(int, 5 * 1024 * 1024, check=size_bytes()),
+        "max_media_bytes": Field(int, 15 * 1024 * 1024, check=size_bytes()),
     }
 
     def __init__(self, config: Any, section: Any) -> None:
@@ -444,8 +445,8 @@ class TwitterAdapter(Adapter):
                 notes.append(f"media {m.get('media_key')}: stored photo missing")
                 continue
             content.attachments.append(
-                Attachment(m.get("filename") or "foto.jpg", m.get("content_type") or "image/jpeg",
-                           blob))
+                Attachment(safe_filename(m.get("filename"), "foto.jpg"),
+                           m.get("content_type") or "image/jpeg", blob))
         return content
 
     # -- sending ------------------------------------------------------------------------------

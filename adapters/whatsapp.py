@@ -15,6 +15,7 @@ Media (image, document, video, audio, sticker) is fetched when the message is pr
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -27,10 +28,13 @@ from lapakd.adapters.base import (
 from lapakd.adapters.facebook import _ext, as_dict, graph_time, jdump
 from lapakd.adapters.graph import GraphChannel, graph_fields
 
-from lapakd.config import Field
+from lapakd.config import Field, size_bytes
+from lapakd.filenames import safe_filename
 
 MEDIA_TYPES = ("image", "document", "video", "audio", "voice", "sticker")
 SERVICE_WINDOW = timedelta(hours=24)
+# A Meta media id is a number; anything else (a path, a query) never becomes part of a Graph URL.
+MEDIA_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 
 
 class WhatsAppAdapter(GraphChannel):
@@ -40,7 +44,7 @@ class WhatsAppAdapter(GraphChannel):
     CONFIG: ClassVar[dict[str, Field]] = {
         "phone_number_id": Field(str, ""),
         **graph_fields(),
-        "media_max_bytes": Field(int, 16 * 1024 * 1024),
+        "media_max_bytes": Field(int, 16 * 1024 * 1024, check=size_bytes()),
     }
 
 
@@ -177,6 +181,10 @@ class WhatsAppAdapter(GraphChannel):
         if not media_id:
             notes.append(f"{mtype} without a media id")
             return None
+        if not isinstance(media_id, str | int) or not MEDIA_ID.fullmatch(str(media_id)):
+            # The message is kept; this attachment is refused, no request is made.
+            notes.append(f"{mtype} refused: media id {str(media_id)[:60]!r} is not a Meta media id")
+            return None
         info = self.graph.get(str(media_id))  # transient failures keep the message pending
         url = info.get("url") or media.get("url")
         if not url:
@@ -187,7 +195,7 @@ class WhatsAppAdapter(GraphChannel):
             return None
         ctype = media.get("mime_type") or info.get("mime_type") or ctype
         ctype = ctype.split(";")[0].strip()
-        name = media.get("filename") or f"whatsapp-{media_id}{_ext(ctype)}"
+        name = safe_filename(media.get("filename"), f"whatsapp-{media_id}{_ext(ctype)}")
         return Attachment(name, ctype, data)
 
     # -- sending -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from lapakd.filenames import safe_filename
 from lapakd.store import parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def _message(parts: _Parts) -> EmailMessage:
         maintype, _, subtype = content_type.partition("/")
         msg.add_attachment(
             data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-            filename=header_text(filename, 150),
+            filename=header_text(safe_filename(filename, "lampiran"), 150),
         )
     return msg
 

@@ -1,15 +1,22 @@
 """Load and validate `lapakd.toml`.
 
-Every key is declared here (or, for a channel, in its adapter's `CONFIG`), so an unknown key or a
-wrong type is reported as one line naming the key and the file. Secrets may be given inline, as
-`<key>_file` (path, relative to the config file) or `<key>_env` (an environment variable).
+Every key is declared here (or, for a channel, in its adapter's `CONFIG`), so an unknown key, a
+wrong type or a value out of range is reported as one line naming the file, the line, the key,
+the bad value and the fix. Each key's constraint is declared once, next to its default, as a
+`check` (see `between`, `port`, `email_address`... below): a function that returns None for a good
+value and otherwise what is wrong and how to fix it. Secrets may be given inline, as `<key>_file`
+(path, relative to the config file) or `<key>_env` (an environment variable).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +36,117 @@ class Field:
     secret: bool = False  # may come from <key>_file / <key>_env; never logged
     path: bool = False  # resolved relative to the config file
     required: bool = False
+    # None for a good value, else "<what is wrong> (<the fix>)", read after "key = value".
+    check: Check | None = None
+
+
+Check = Callable[[Any], "str | None"]
+
+# -- checks: one per kind of value; a key declares its own next to its default -----------------
+
+DAY_SECONDS = 86400
+
+
+def between(low: int, high: int, unit: str = "", why: str = "") -> Check:
+    """An integer in [low, high]. `why` says what the bounds mean (e.g. "0 = never")."""
+
+    def check(value: int) -> str | None:
+        if low <= value <= high:
+            return None
+        units = f" {unit}" if unit else ""
+        note = f"; {why}" if why else ""
+        return f"is out of range (give {low} to {high}{units}{note})"
+
+    return check
+
+
+def seconds(low: int = 1, high: int = DAY_SECONDS) -> Check:
+    return between(low, high, "seconds")
+
+
+def size_bytes(low: int = 1, high: int = 1024 ** 3) -> Check:
+    return between(low, high, "bytes")
+
+
+def port(allow_zero: bool = False) -> Check:
+    low = 0 if allow_zero else 1
+    return between(low, 65535, why="a TCP port" + (", 0 = any free port" if allow_zero else ""))
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+def email_address(optional: bool = False) -> Check:
+    """A bare address (no display name): lapakd sends to it and puts it in From/To headers."""
+
+    def check(value: str) -> str | None:
+        if optional and value == "":
+            return None
+        if _EMAIL.fullmatch(value) and ".." not in value:
+            return None
+        empty = ' or "" for none' if optional else ""
+        return f'is not an email address (write a bare address like "aduan@banyumas.go.id"{empty})'
+
+    return check
+
+
+def iso_dates(value: list[Any]) -> str | None:
+    for item in value:
+        try:
+            if not isinstance(item, str) or len(item) != 10:
+                raise ValueError
+            date.fromisoformat(item)
+        except ValueError:
+            return (f"has {item!r}, which is not a real date (write each as a string "
+                    'YYYY-MM-DD, e.g. "2026-03-20")')
+    return None
+
+
+def clock_time(value: str) -> str | None:
+    if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        return None
+    return 'is not a time of day (write HH:MM on a 24-hour clock, e.g. "08:00")'
+
+
+def time_zone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return 'is not a known time zone (e.g. "Asia/Jakarta")'
+    return None
+
+
+def http_url(value: str) -> str | None:
+    if re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        return None
+    return 'is not an http(s) URL (e.g. "https://lapakaduan.banyumaskab.go.id")'
+
+
+def host_port(value: str) -> str | None:
+    """`host:port` for a listening socket; IPv6 in brackets; port 0 = any free port."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        return 'is not host:port (e.g. "127.0.0.1:8787", "[::1]:8787")'
+    if host.startswith("["):
+        if not host.endswith("]"):
+            return 'is not host:port (an IPv6 address goes in brackets: "[::1]:8787")'
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return "has no valid IPv6 address in its brackets"
+        return None
+    if not host or not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        return 'is not host:port (e.g. "127.0.0.1:8787"; an IPv6 address goes in brackets)'
+    return None
+
+
+def pattern(regex: str, example: str) -> Check:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str | None:
+        return None if compiled.fullmatch(value) else f"is not valid (e.g. {example})"
+
+    return check
 
 
 def _security() -> Field:
@@ -38,18 +156,20 @@ def _security() -> Field:
 SECTIONS: dict[str, dict[str, Field]] = {
     "desk": {
         "name": Field(str, "Lapak Aduan Banyumas"),
-        "email": Field(str, required=True),
-        "admin_email": Field(str, required=True),
-        "public_url": Field(str, "http://localhost:8000"),
-        "ticket_prefix": Field(str, "LA"),
-        "timezone": Field(str, "Asia/Jakarta"),
-        "group_window_minutes": Field(int, 30),
+        "email": Field(str, required=True, check=email_address()),
+        "admin_email": Field(str, required=True, check=email_address()),
+        "public_url": Field(str, "http://localhost:8000", check=http_url),
+        "ticket_prefix": Field(str, "LA", check=pattern(r"[A-Za-z0-9]{1,10}", '"LA"')),
+        "timezone": Field(str, "Asia/Jakarta", check=time_zone),
+        # 0 = every chat message is a complaint of its own
+        "group_window_minutes": Field(int, 30, check=between(0, 1440, "minutes")),
         "relay_answers": Field(bool, True),
         "sla_calendar": Field(str, "working", choices=("working", "calendar")),
-        "extra_holidays": Field(list, []),
-        "reminder_time": Field(str, "08:00"),
-        "escalate_after_days": Field(int, 3),
-        "leadership_email": Field(str, ""),
+        "extra_holidays": Field(list, [], check=iso_dates),
+        "reminder_time": Field(str, "08:00", check=clock_time),
+        # 0 = escalate as soon as a complaint is overdue
+        "escalate_after_days": Field(int, 3, check=between(0, 365, "days")),
+        "leadership_email": Field(str, "", check=email_address(optional=True)),
         "digest_day": Field(
             str,
             "monday",
@@ -65,21 +185,22 @@ SECTIONS: dict[str, dict[str, Field]] = {
     },
     "smtp": {
         "host": Field(str, "127.0.0.1"),
-        "port": Field(int, 25),
+        "port": Field(int, 25, check=port()),
         "security": _security(),
         "username": Field(str, ""),
         "password": Field(str, "", secret=True),
-        "timeout_seconds": Field(int, 30),
-        "max_attachments_bytes": Field(int, 10 * 1024 * 1024),
+        "timeout_seconds": Field(int, 30, check=seconds(1, 3600)),
+        # 0 = forwards carry no attachments (they are listed by name)
+        "max_attachments_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes(0)),
         "ca_file": Field(str, "", path=True),  # extra CA to trust (self-signed relay)
     },
     "public": {
-        "export_minutes": Field(int, 10),
+        "export_minutes": Field(int, 10, check=between(0, 1440, "minutes", "0 = never")),
         "publish_photos": Field(bool, False),
     },
     "webhook": {
-        "listen": Field(str, "127.0.0.1:8787"),
-        "max_body_bytes": Field(int, 1024 * 1024),
+        "listen": Field(str, "127.0.0.1:8787", check=host_port),
+        "max_body_bytes": Field(int, 1024 * 1024, check=size_bytes(1, 64 * 1024 * 1024)),
     },
 }
 
@@ -196,13 +317,6 @@ def parse_config(raw: dict[str, Any], cfg_path: Path) -> Config:
         channels[name] = Section(
             f"channels.{name}", validate_section(f"channels.{name}", values, spec, cfg_path, base)
         )
-    try:
-        ZoneInfo(sections["desk"].timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{cfg_path}: desk.timezone {sections['desk'].timezone!r} is not a known time zone "
-            "(e.g. \"Asia/Jakarta\")"
-        ) from None
     return Config(path=cfg_path, channels=channels, **sections)
 
 
@@ -236,18 +350,23 @@ def validate_section(
                 f"{cfg_path}: unknown key {full} (known: {', '.join(spec)})"
             )
         f = spec[key]
+        where = f"{cfg_path}: {_line_of(cfg_path, section, key)}"
         # bool is a subclass of int: `port = true` must not pass as an integer.
         bad_bool = isinstance(value, bool) and f.type is int
         if bad_bool or not isinstance(value, f.type):
             raise ConfigError(
-                f"{cfg_path}: {full} must be {_type_name(f.type)}, got {value!r}"
+                f"{where}{full} must be {_type_name(f.type)}, got {value!r}"
                 if not f.secret
-                else f"{cfg_path}: {full} must be {_type_name(f.type)}"
+                else f"{where}{full} must be {_type_name(f.type)}"
             )
         if f.choices and value not in f.choices:
             raise ConfigError(
-                f"{cfg_path}: {full} = {value!r} is not one of {', '.join(f.choices)}"
+                f"{where}{full} = {value!r} is not one of {', '.join(f.choices)}"
             )
+        problem = f.check(value) if f.check is not None else None
+        if problem:
+            shown = "" if f.secret or isinstance(value, list) else f" = {value!r}"
+            raise ConfigError(f"{where}{full}{shown} {problem}")
         out[key] = value
     for key, f in spec.items():
         if f.secret:
@@ -261,6 +380,28 @@ def validate_section(
             full = base / out[key]
             out[key] = str(full.parent.resolve() / full.name)
     return out
+
+
+def _line_of(cfg_path: Path, section: str, key: str) -> str:
+    """"line N: " where `key = ` stands inside `[section]` of the config file, else "".
+
+    Found by scanning the text (tomllib keeps no positions): good enough for the plain
+    `key = value` lines lapakd.toml is made of; dotted or inline-table keys get no line."""
+    try:
+        lines = cfg_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    dotted = r"\s*\.\s*".join(map(re.escape, section.split(".")))
+    header = re.compile(rf"\[\s*{dotted}\s*\]")
+    assignment = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    inside = False
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = bool(header.fullmatch(stripped.split("#")[0].strip()))
+        elif inside and assignment.match(line):
+            return f"line {number}: "
+    return ""
 
 
 def _resolve_secret(
@@ -283,12 +424,23 @@ def _resolve_secret(
             raise ConfigError(
                 f"{cfg_path}: {section}.{key}_file: {secret_path} is not UTF-8 text"
             ) from None
-        return lines[0].strip() if lines else ""  # the first line, as documented
+        secret = lines[0].strip() if lines else ""  # the first line, as documented
+        if not secret:
+            raise ConfigError(
+                f"{cfg_path}: {_line_of(cfg_path, section, f'{key}_file')}{section}.{key}_file: "
+                f"{secret_path} is empty (put the {key} on its first line, or remove the key)"
+            )
+        return secret
     if f"{key}_env" in given:
         var = values[f"{key}_env"]
         if var not in os.environ:
             raise ConfigError(
                 f"{cfg_path}: {section}.{key}_env: environment variable {var} is not set"
+            )
+        if not os.environ[var].strip():
+            raise ConfigError(
+                f"{cfg_path}: {_line_of(cfg_path, section, f'{key}_env')}{section}.{key}_env: "
+                f"environment variable {var} is empty (set it to the {key}, or remove the key)"
             )
         return os.environ[var]
     return values.get(key, default)

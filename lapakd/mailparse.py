@@ -51,7 +51,6 @@ import codecs
 import contextlib
 import hashlib
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -60,6 +59,8 @@ from email.parser import BytesParser
 from email.policy import Compat32
 from email.utils import collapse_rfc2231_value, parsedate_tz
 from html.parser import HTMLParser
+
+from lapakd.filenames import MAX_FILENAME, clean_filename
 
 __all__ = [
     "CUT_MARKER",
@@ -94,7 +95,6 @@ _MAX_DISPLAY_NAME = 256
 _MAX_REFERENCES = 100
 _MAX_SUBJECT = 1_000
 _MAX_NOTES = 50
-_MAX_FILENAME = 150
 _HTML_MIN_INPUT = 1_000_000  # characters of HTML parsed at least (scaled up with max_chars)
 _HEADER_BLOCK_CAP = 1_048_576
 _DSN_TEXT_CAP = 65_536
@@ -1291,8 +1291,6 @@ _MDN_TYPES = frozenset(
 )
 _RETURNED_HEADER_TYPES = frozenset({"text/rfc822-headers", "message/global-headers"})
 _ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global"})
-_FILENAME_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_RESERVED_NAME_RE = re.compile(r"(?i)(con|prn|aux|nul|com\d|lpt\d)(\..*)?")
 
 
 def _ext_for(ctype: str) -> str:
@@ -1333,29 +1331,12 @@ def _refine_ctype(ctype: str, filename: str | None, data: bytes) -> str:
 
 
 def _sanitize_filename(raw: str | None) -> str | None:
-    """A safe file name: last path component only, no control characters, <= 150 chars."""
+    """The decoded name made safe by `lapakd.filenames.clean_filename` (the one sanitiser)."""
     if not raw:
         return None
     name = raw[:1000]
     name = _decode_header(name) if "=?" in name else _decode_8bit(name)
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(
-        "_" if ch in '<>:"|?*' else ch
-        for ch in name
-        if unicodedata.category(ch) not in _FILENAME_DROP_CATEGORIES
-    )
-    name = " ".join(name.split()).strip(" .")
-    if not name:
-        return None
-    if _RESERVED_NAME_RE.fullmatch(name):
-        name = "_" + name  # Windows device names
-    if len(name) > _MAX_FILENAME:
-        stem, dot, ext = name.rpartition(".")
-        if dot and stem and 0 < len(ext) <= 16:
-            name = stem[: _MAX_FILENAME - len(ext) - 1].rstrip(" .") + "." + ext
-        else:
-            name = name[:_MAX_FILENAME].rstrip(" .")
-    return name or None
+    return clean_filename(name)
 
 
 def _human_size(size: int) -> str:
@@ -1591,7 +1572,7 @@ class _Walker:
             stem, ext = name, ""
         for number in range(2, _MAX_PARTS + 3):
             suffix = f"-{number}" + (f".{ext}" if ext else "")
-            candidate = stem[: _MAX_FILENAME - len(suffix)] + suffix
+            candidate = stem[: MAX_FILENAME - len(suffix)] + suffix
             if candidate.lower() not in self._names:
                 self._names.add(candidate.lower())
                 return candidate

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lapakd.adapters.base import Content, TransientError
+from lapakd.filenames import safe_filename
 from lapakd.store import Store, dumps, in_transactions, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -195,7 +196,8 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
         store.conn.execute(
             "INSERT INTO attachments (message_id, complaint_id, sha256, filename, content_type,"
             " size) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (row["id"], complaint_id, digest, att.filename, att.content_type, len(att.data)),
+            (row["id"], complaint_id, digest, safe_filename(att.filename, "lampiran"),
+             att.content_type, len(att.data)),
         )
     return complaint_id
 

@@ -12,11 +12,14 @@ reverse proxy. Only intake happens here; the pipeline does the rest.
 * A signed body is split into one stored message per message id (wamid, Messenger mid, IG
   message id, comment id: the ids the polling path uses) — all in ONE transaction, committed
   before the 200 is sent. A retried body (Meta retries non-200s for days) stores nothing new.
-* A signed body that cannot be understood (not JSON, unknown `object`, wrong shapes) is NOT
-  dropped: it is stored whole as `body:<sha256>` and answered 200, and the pipeline quarantines
-  it with the reason (`lapakd show msg-N`). Answering 400 would make Meta retry the same bytes for
-  days and finally disable the subscription, and the evidence would be lost. The 200 body says
-  `quarantined` so the operator sees it in Meta's webhook log.
+* A signed body for a Meta channel that is not enabled (`object` = `page` with Facebook off...)
+  is answered 200 and dropped (debug log line): the desk does not serve that channel.
+* A signed body that cannot be understood (not JSON, nested too deeply, unknown `object`, wrong
+  shapes: anything that fails after the signature check) is NOT dropped: it is stored whole as
+  `body:<sha256>` and answered 200, and the pipeline quarantines it with the reason (`lapakd
+  show msg-N`). Answering 400 would make Meta retry the same bytes for days and finally disable
+  the subscription, and the evidence would be lost. The 200 body says `quarantined` so the
+  operator sees it in Meta's webhook log.
 * The store failing (disk full, database locked too long) → 503: Meta will retry.
 """
 
@@ -128,6 +131,9 @@ class WebhookApp:
             log.warning("webhook.bad_signature")
             return _answer(start_response, 403, {"error": "invalid X-Hub-Signature-256"})
         channel, messages, problem = self.split(body)
+        if channel is None:  # a channel this desk has not enabled: nothing to keep
+            log.debug("webhook.channel_disabled", object=problem)
+            return _answer(start_response, 200, {"status": "ignored"})
         try:
             with self.lock:
                 new = self.store(channel, messages)
@@ -143,9 +149,10 @@ class WebhookApp:
 
     # -- intake ------------------------------------------------------------------------------
 
-    def split(self, body: bytes) -> tuple[str, list[Inbound], str | None]:
+    def split(self, body: bytes) -> tuple[str | None, list[Inbound], str | None]:
         """(channel, messages, problem). A body that cannot be understood becomes one message
-        holding it whole, marked so that processing quarantines it with `problem`."""
+        holding it whole, marked so that processing quarantines it with `problem`. A body for
+        a Meta channel this desk has not enabled gives (None, [], its object): dropped."""
         try:
             doc = json.loads(body)
             if not isinstance(doc, dict):
@@ -154,10 +161,17 @@ class WebhookApp:
             channel = OBJECTS.get(obj) if isinstance(obj, str) else None
             if channel is None:
                 raise ValueError(f"unknown webhook object {obj!r}")
+            section = self.config.channels.get(channel)
+            if section is None or not section.enabled:
+                return None, [], obj
             adapter: Any = self.desk.adapter(channel)
             return channel, adapter.webhook_messages(doc), None
         except (ValueError, ChannelError, AttributeError, TypeError) as exc:
             problem = f"malformed webhook body: {str(exc)[:200]}"
+        except RecursionError:  # nested deeper than json (or the splitting) can follow
+            problem = "malformed webhook body: nested too deeply to read"
+        except Exception as exc:  # noqa: BLE001 - signed bytes are never lost: kept, quarantined
+            problem = f"malformed webhook body: {type(exc).__name__}: {str(exc)[:200]}"
         digest = hashlib.sha256(body).hexdigest()
         return QUARANTINE_CHANNEL, [Inbound(
             f"body:{digest}", body, "json", None,

@@ -89,7 +89,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
          r"smtp\.security = 'tls' is not one of none, starttls, ssl"),
         (MINIMAL + "digest_day = \"senin\"\n", r"desk\.digest_day = 'senin' is not one of"),
         (MINIMAL + "timezone = \"Asia/Jakart\"\n",
-         r"desk\.timezone 'Asia/Jakart' is not a known time zone"),
+         r"desk\.timezone = 'Asia/Jakart' is not a known time zone"),
         (MINIMAL + "timezone = \"../etc/passwd\"\n", r"desk\.timezone"),
         ("[desk]\nadmin_email = \"a@b.example\"\n", r"desk\.email is required"),
         ("[desk]\nemail = \"a@b.example\"\n", r"desk\.admin_email is required"),
@@ -298,3 +298,128 @@ def test_cli_status_with_bad_config(tmp_path: Path, toml: str | None, expected: 
     assert lines[0].startswith(f"lapakd: {path}: ")
     assert expected in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+# -- values out of range: one line with file, line, key, value and the fix -------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "expected"),
+    [
+        ("[channels.email]", "poll_seconds = 0", r"channels\.email\.poll_seconds = 0 is out of "
+         r"range \(give 1 to 86400 seconds\)"),
+        ("[channels.email]", "poll_seconds = -5", r"poll_seconds = -5 is out of range"),
+        ("[channels.email]", "poll_seconds = 604800", r"poll_seconds = 604800 is out of range"),
+        ("[channels.facebook]", "poll_seconds = 0", r"channels\.facebook\.poll_seconds = 0"),
+        ("[channels.instagram]", "lookback_days = -1", r"channels\.instagram\.lookback_days"),
+        ("[channels.twitter]", "poll_seconds = 0", r"channels\.twitter\.poll_seconds = 0"),
+        ("[channels.twitter]", "page_size = 1000", r"page_size = 1000 is out of range"),
+        ("[channels.whatsapp]", "media_max_bytes = 0", r"channels\.whatsapp\.media_max_bytes"),
+        ("[channels.whatsapp]", "timeout_seconds = 0", r"channels\.whatsapp\.timeout_seconds"),
+        ("[channels.whatsapp]", 'graph_url = "graph.facebook.com"', r"not an http\(s\) URL"),
+        ("[channels.email]", "port = 0", r"channels\.email\.port = 0 is out of range "
+         r"\(give 1 to 65535; a TCP port\)"),
+        ("[channels.email]", "max_message_bytes = 0", r"max_message_bytes = 0 is out of range"),
+        ("[channels.email]", 'after = "delete"', r"after = 'delete' must be seen, keep or move"),
+        ("[smtp]", "port = 70000", r"smtp\.port = 70000 is out of range"),
+        ("[smtp]", "timeout_seconds = 0", r"smtp\.timeout_seconds = 0 is out of range"),
+        ("[public]", "export_minutes = -10", r"export_minutes = -10 is out of range "
+         r"\(give 0 to 1440 minutes; 0 = never\)"),
+        ("[webhook]", 'listen = "8787"', r"webhook\.listen = '8787' is not host:port"),
+        ("[webhook]", 'listen = "localhost:http"', r"webhook\.listen = 'localhost:http'"),
+        ("[webhook]", 'listen = "[::1:8787"', r"IPv6 address goes in brackets"),
+        ("[webhook]", "max_body_bytes = 0", r"webhook\.max_body_bytes = 0"),
+        ("[desk]", "group_window_minutes = -1", r"group_window_minutes = -1 is out of range"),
+        ("[desk]", "escalate_after_days = -3", r"escalate_after_days = -3 is out of range"),
+        ("[desk]", 'extra_holidays = ["2026-03-20", "2026-02-30"]',
+         r"desk\.extra_holidays has '2026-02-30', which is not a real date \(write each as a "
+         r"string YYYY-MM-DD"),
+        ("[desk]", "extra_holidays = [2026-03-20]", r"desk\.extra_holidays has "
+         r"datetime\.date\(2026, 3, 20\), which is not a real date \(write each as a string"),
+        ("[desk]", 'extra_holidays = ["20-03-2026"]', r"has '20-03-2026', which is not a real"),
+        ("[desk]", 'reminder_time = "8 pagi"', r"desk\.reminder_time = '8 pagi' is not a time "
+         r"of day \(write HH:MM"),
+        ("[desk]", 'reminder_time = "24:00"', r"reminder_time = '24:00' is not a time of day"),
+        ("[desk]", 'leadership_email = "kepala dinas"', r"desk\.leadership_email = 'kepala "
+         r"dinas' is not an email address"),
+        ("[desk]", 'public_url = "lapakaduan.example"', r"public_url = 'lapakaduan\.example' "
+         r"is not an http\(s\) URL"),
+        ("[desk]", 'ticket_prefix = "LA/"', r"ticket_prefix = 'LA/' is not valid"),
+    ],
+)
+def test_values_out_of_range_name_line_key_value_and_fix(
+    tmp_path: Path, section: str, line: str, expected: str
+) -> None:
+    text = MINIMAL + "\n# a comment\n" if section != "[desk]" else MINIMAL
+    if section == "[desk]":
+        text += line + "\n"
+    elif section.startswith("[channels."):
+        text += f"{section}\nenabled = true\n{line}\n"
+    else:
+        text += f"{section}\n{line}\n"
+    path = write(tmp_path / "lapakd.toml", text)
+    message = config_error(path)
+    number = text.splitlines().index(line) + 1
+    assert message.startswith(f"{path.resolve()}: line {number}: "), message
+    assert re.search(expected, message), message
+
+
+@pytest.mark.parametrize("bad", ['"lapak aduan"', '"aduan@"', '"Lapak <aduan@x.example>"',
+                                 '"aduan@localhost"', '""'])
+def test_desk_addresses_must_be_addresses(tmp_path: Path, bad: str) -> None:
+    path = write(tmp_path / "lapakd.toml",
+                 f'[desk]\nemail = {bad}\nadmin_email = "admin@banyumas.example"\n')
+    message = config_error(path)
+    assert "line 2: desk.email" in message and "is not an email address" in message
+
+
+def test_good_values_at_the_edges_load(tmp_path: Path) -> None:
+    path = write(tmp_path / "lapakd.toml", MINIMAL + textwrap.dedent("""\
+        group_window_minutes = 0
+        escalate_after_days = 0
+        extra_holidays = ["2026-03-20", "2024-02-29"]
+        reminder_time = "23:59"
+        leadership_email = ""
+        [public]
+        export_minutes = 0
+        [webhook]
+        listen = "[::1]:0"
+        [channels.email]
+        username = "lapakaduan"
+        poll_seconds = 86400
+        port = 993
+        after = "move:Selesai"
+        """))
+    cfg = load_config(path)
+    assert cfg.desk.extra_holidays == ["2026-03-20", "2024-02-29"]
+    assert cfg.channels["email"].username == "lapakaduan"  # an IMAP login need not be an address
+
+
+def test_empty_secret_file_or_variable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for content in ("", "\n", "   \nsecond line\n"):
+        (tmp_path / "empty.pass").write_text(content, encoding="utf-8")
+        path = write(tmp_path / "lapakd.toml", MINIMAL + '[smtp]\npassword_file = "empty.pass"\n')
+        message = config_error(path)
+        assert "line 5: smtp.password_file" in message, message
+        assert f"{tmp_path / 'empty.pass'} is empty" in message
+    monkeypatch.setenv("LAPAKD_TEST_EMPTY", "")
+    path = write(tmp_path / "lapakd.toml", MINIMAL + '[smtp]\npassword_env = "LAPAKD_TEST_EMPTY"\n')
+    assert "environment variable LAPAKD_TEST_EMPTY is empty" in config_error(path)
+
+
+@pytest.mark.parametrize("verb", [["run"], ["run", "--once"], ["rules", "check"]])
+def test_cli_refuses_a_zero_poll_interval_at_once(tmp_path: Path, verb: list[str]) -> None:
+    path = write(tmp_path / "lapakd.toml", MINIMAL + "[channels.email]\nenabled = true\n"
+                 "poll_seconds = 0\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lapakd.cli", *verb, "--config", str(path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"lapakd: {path}: line 6: channels.email.poll_seconds = 0 is out of range "
+        "(give 1 to 86400 seconds)"
+    ]
+    assert not (tmp_path / "var").exists()  # refused before anything was opened

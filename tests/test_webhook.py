@@ -125,3 +125,55 @@ def test_signed_but_unreadable_bodies_are_kept_and_quarantined(desk_env, hook, b
     assert "malformed webhook body" in msg["error"]
     # The retry Meta might still send does not make a second copy.
     assert desk_env.count("SELECT COUNT(*) FROM complaints") == 0
+
+
+@pytest.mark.parametrize("depth", [200_000, 5_000])
+def test_deeply_nested_signed_body_is_kept_and_quarantined(desk_env, hook, depth):
+    # Signed, within max_body_bytes, but nested deeper than any parser should follow.
+    body = (b'{"object": "whatsapp_business_account", "entry": ' + b"[" * depth
+            + b"]" * depth + b"}")
+    status, answer = send_webhook(hook.url, body)
+    assert status == 200, answer
+    assert json.loads(answer)["status"] == "quarantined"
+    [msg] = stored(desk_env)
+    assert msg["external_id"].startswith("body:")
+    assert bytes(rows(desk_env, "SELECT raw FROM messages")[0]["raw"]) == body  # nothing lost
+    assert send_webhook(hook.url, body)[0] == 200  # Meta's retry: still one copy
+    assert len(stored(desk_env)) == 1
+    hook.stop()
+    desk_env.run_once()
+    [msg] = stored(desk_env)
+    assert msg["state"] == "quarantined" and "nested too deeply" in msg["error"]
+
+
+def test_bodies_for_channels_not_enabled_are_answered_and_dropped(desk_env, replica, hook):
+    # Only WhatsApp is enabled here: Facebook and Instagram bodies have nowhere to go.
+    for platform in ("messenger", "instagram"):
+        body = replica.messenger_webhook_body("7320000000000001", f"m_{platform}",
+                                              "Jalan rusak di Kebasen, tolong dicek")
+        status, answer = send_webhook(hook.url, body)
+        assert status == 200 and json.loads(answer)["status"] == "ignored"
+    assert stored(desk_env) == []
+    hook.stop()
+    desk_env.run_once()
+    assert desk_env.count("SELECT COUNT(*) FROM complaints") == 0
+    assert desk_env.sink.messages == []
+
+
+def test_whatsapp_body_with_whatsapp_disabled_is_dropped(desk_env, replica):
+    from metaenv import FB
+
+    # Facebook pushes (it has the app secret); WhatsApp is configured but switched off.
+    configure(desk_env, replica, facebook={**FB, "app_secret": R.APP_SECRET},
+              whatsapp={**WA, "enabled": False})
+    server = start_webhook(desk_env)
+    try:
+        body = replica.whatsapp_text_body("6281234567001", "Budi", "Sampah menumpuk di pasar")
+        status, answer = send_webhook(server.url, body)
+        assert status == 200 and json.loads(answer)["status"] == "ignored"
+        page = replica.messenger_webhook_body("7320000000000001", "m_fb_ok", "Lampu jalan mati")
+        status, answer = send_webhook(server.url, page)
+        assert status == 200 and json.loads(answer)["stored"] == 1  # the enabled one still works
+    finally:
+        server.stop()
+    assert [m["channel"] for m in stored(desk_env)] == ["facebook"]

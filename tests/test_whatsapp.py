@@ -145,3 +145,49 @@ def test_media_server_down_is_retried_later_not_quarantined(desk_env, replica, h
     assert c["status"] == "forwarded"
     assert rows(desk_env, "SELECT content_type FROM attachments") == [
         {"content_type": "image/jpeg"}]
+
+
+def test_media_id_that_is_not_an_id_makes_no_request_and_the_complaint_goes_through(
+        desk_env, replica, hook):
+    body = replica.whatsapp_media_body(
+        PHONE, "Budi", TINY_JPEG, caption="Jalan berlubang di depan Pasar Wage, motor sering jatuh")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["id"] = (
+        "../../../../etc/passwd?x=")
+    deliver(hook, body)
+    evil = replica.whatsapp_media_body("6281234567009", "Sri", b"%PDF-1.4", mime="application/pdf",
+                                       kind="document", filename="surat.pdf",
+                                       caption="Jalan berlubang di Sokaraja, surat terlampir")
+    evil["entry"][0]["changes"][0]["value"]["messages"][0]["document"]["id"] = "123%2F..%2Fme"
+    deliver(hook, evil)
+    desk_env.run_once()
+    # The Graph replica saw no request at all: no media lookup, no download.
+    assert not [r for r in replica.requests if "passwd" in r or "%" in r]
+    assert not [r for r in replica.requests if r.startswith("GET ")], replica.requests
+    found = complaints(desk_env)
+    assert [c["status"] for c in found] == ["forwarded", "forwarded"]
+    assert found[0]["text"].startswith("Jalan berlubang di depan Pasar Wage")
+    notes = json.loads(found[0]["notes"]) + json.loads(found[1]["notes"])
+    assert any("image refused: media id '../../../../etc/passwd?x='" in n for n in notes), notes
+    assert any("document refused: media id '123%2F..%2Fme'" in n for n in notes), notes
+    assert rows(desk_env, "SELECT * FROM attachments") == []
+    mails = desk_env.sink.wait_for(2)
+    assert all("dpupr@banyumas.example" in m.rcpt_tos for m in mails)
+
+
+def test_document_names_from_outside_are_made_safe(desk_env, replica, hook):
+    names = ["../../../home/lapakd/.bashrc", "..\\..\\Windows\\laporan\x00\x1b[31m\u202egpj.pdf",
+             "." * 5, "x" * 400 + ".pdf"]
+    for n, name in enumerate(names):
+        deliver(hook, replica.whatsapp_media_body(
+            f"62812345670{n:02d}", "Budi", b"%PDF-1.4 bukti " + bytes([n]),
+            mime="application/pdf", kind="document", filename=name,
+            caption=f"Jalan berlubang di Karangsalam RT {n + 1}, buktinya terlampir"))
+    desk_env.run_once()
+    stored = [r["filename"] for r in rows(desk_env, "SELECT filename FROM attachments ORDER BY id")]
+    assert stored[0] == "bashrc"  # no path, no leading dot
+    assert stored[1] == "laporan[31mgpj.pdf"  # controls and bidi overrides gone
+    assert stored[2].startswith("whatsapp-") and stored[2].endswith(".pdf")  # nothing left
+    assert len(stored[3]) == 150 and stored[3].endswith(".pdf")  # bounded, extension kept
+    mails = desk_env.sink.wait_for(4)
+    sent = [p.get_filename() for m in mails for p in m.message.iter_attachments()]
+    assert sorted(sent) == sorted(stored)

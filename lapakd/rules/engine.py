@@ -16,6 +16,7 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
+from lapakd.rules.language import language_of
 from lapakd.rules.text import Keyword, Words, words
 
 _TOKEN_CACHE_SIZE = 50_000
@@ -177,6 +178,7 @@ class Rule:
     regex: re.Pattern[str] | None = None
     channel: tuple[str, ...] = ()
     sender: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()  # lapakd.rules.language.LANGUAGES; empty = any
     action: str = "forward"  # forward | triage | ignore
     forward: tuple[str, ...] = ()
     budget_dependent: bool = False
@@ -201,6 +203,11 @@ class Rule:
             if not any(fnmatch.fnmatchcase(who, pat) for pat in self.sender):
                 return None
         hits: list[str] = []
+        if self.language:
+            found_language = language_of(w)
+            if found_language not in self.language:
+                return None
+            hits.append(f"language:{found_language}")
         if self.any:
             found = next((k for k in self.any if k.matches(w)), None)
             if found is None:
@@ -288,10 +295,10 @@ def _for_search(needs: Clauses) -> tuple[tuple[str, ...], ...]:
 
 
 # A rule compiled for RuleSet.evaluate:
-# (channel, sender, any, all, none, regex, the regex's required literals)
+# (channel, sender, any, all, none, regex, the regex's required literals, language)
 _Plan = tuple[
     tuple[str, ...], tuple[str, ...], KeywordList | None, tuple[KeywordList, ...],
-    KeywordList | None, re.Pattern[str] | None, tuple[tuple[str, ...], ...],
+    KeywordList | None, re.Pattern[str] | None, tuple[tuple[str, ...], ...], tuple[str, ...],
 ]
 
 
@@ -348,6 +355,7 @@ class RuleSet:
                 tuple(one([k]) for k in rule.all),
                 one(rule.none) if rule.none else None,
                 rule.regex, _for_search(regex_needs(rule.regex)) if rule.regex is not None else (),
+                rule.language,
             ))
             bit = 1 << (shift + index)
             triggers = rule.any or rule.all[:1]
@@ -389,7 +397,7 @@ class RuleSet:
         self, plan: _Plan, w: Words, present: int, channel: str | None, sender: str | None
     ) -> list[str] | None:
         """Rule.match, from the compiled rule."""
-        channels, senders, any_, all_, none, regex, needs = plan
+        channels, senders, any_, all_, none, regex, needs, languages = plan
         if channels and channel not in channels:
             return None
         if senders:
@@ -397,6 +405,13 @@ class RuleSet:
             if not any(fnmatch.fnmatchcase(who, pat) for pat in senders):
                 return None
         hits: list[str] = []
+        if languages:
+            found_language = w._memo.get(language_of)
+            if found_language is None:
+                found_language = w._memo[language_of] = language_of(w)
+            if found_language not in languages:
+                return None
+            hits.append(f"language:{found_language}")
         if any_ is not None:
             found = any_.first(w, present)
             if found is None:

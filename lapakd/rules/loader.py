@@ -13,11 +13,12 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lapakd.errors import RulesError
 from lapakd.rules.engine import Agency, Rule, RuleSet
+from lapakd.rules.language import LANGUAGES
 from lapakd.rules.text import Keyword
 
 AGENCIES_FILE = "agencies.yaml"
 CHANNELS = ("email", "twitter", "facebook", "instagram", "whatsapp", "walkin", "phone")
-WHEN_KEYS = ("any", "all", "none", "regex", "channel", "sender")
+WHEN_KEYS = ("any", "all", "none", "regex", "channel", "sender", "language")
 RULE_KEYS = (
     "name", "category", "when", "forward", "ignore", "triage", "budget_dependent", "continue",
     "public", "sla_days",
@@ -378,6 +379,20 @@ class _Loader:
             self.problem(path, _key_line(when, "sender"), "`sender:` must be a list of globs")
             senders = []
         rule.sender = tuple(s.lower() for s in senders)
+        languages = when.get("language") or []
+        if isinstance(languages, str):
+            languages = [languages]
+        if not isinstance(languages, list):
+            self.problem(path, _key_line(when, "language"), "`language:` must be a list")
+            languages = []
+        for lang in languages:
+            if lang not in LANGUAGES:
+                self.problem(
+                    path, _key_line(when, "language"),
+                    f"unknown language {lang!r} (one of {', '.join(LANGUAGES)})"
+                    f"{_hint(lang, LANGUAGES)}",
+                )
+        rule.language = tuple(languages)
 
 
 def _line(node: Any) -> int | None:
