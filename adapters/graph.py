@@ -36,6 +36,10 @@ TIMEOUT_SECONDS = 30
 # Every segment of a Graph path: ids (`123_456`, `t_1`), versions, edge names. Ids come from
 # outside (webhook bodies); a `..`, `/`, `?` or `%` in one must never reach a URL with the token.
 PATH_SEGMENT = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z_.-]*")
+# Hosts Meta serves media from. A media URL comes from outside (a webhook body, an API answer):
+# the access token goes only to these hosts and to the configured graph_url, never elsewhere.
+MEDIA_HOST_SUFFIXES = (".facebook.com", ".fbsbx.com", ".fbcdn.net", ".whatsapp.net",
+                       ".cdninstagram.com")
 
 
 def graph_fields() -> dict[str, Field]:
@@ -80,6 +84,7 @@ class GraphClient:
         self.timeout = section.get("timeout_seconds", TIMEOUT_SECONDS)
         self.session = requests.Session()
         self.transport = _RewriteAdapter(section.graph_url)
+        self.own = urlsplit(section.graph_url)
         self.session.mount(GRAPH_HOST, self.transport)
         # The replica (and a self-hosted proxy) may be plain http on loopback.
         base = section.graph_url.rstrip("/")
@@ -125,12 +130,23 @@ class GraphClient:
                 return
             page = self.get_next(nxt)
 
+    def _token_may_go_to(self, url: str) -> bool:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if (parts.scheme, parts.netloc) == (self.own.scheme, self.own.netloc):
+            return True
+        return parts.scheme == "https" and ("." + host).endswith(MEDIA_HOST_SUFFIXES)
+
     def download(self, url: str) -> tuple[bytes, str]:
-        """Fetch media bytes (WhatsApp media URLs want the token as a Bearer header)."""
+        """Fetch media bytes (WhatsApp media URLs want the token as a Bearer header).
+
+        The token is sent only to Meta's media hosts or the configured graph_url; any other
+        host gets no token (its answer is then most likely a refusal, kept as a note)."""
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            raise PermanentError(f"Graph media download ({self.channel}): not an http(s) URL")
+        headers = {"Authorization": f"Bearer {self.token}"} if self._token_may_go_to(url) else {}
         try:
-            response = self.session.get(
-                url, headers={"Authorization": f"Bearer {self.token}"}, timeout=self.timeout
-            )
+            response = self.session.get(url, headers=headers, timeout=self.timeout)
         except requests.Timeout:
             raise TransientError(f"Graph media download ({self.channel}): timed out") from None
         except requests.RequestException as exc:
