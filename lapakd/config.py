@@ -29,6 +29,7 @@ class Field:
     secret: bool = False  # may come from <key>_file / <key>_env; never logged
     path: bool = False  # resolved relative to the config file
     required: bool = False
+    minimum: int | None = None  # integers: the smallest value accepted
 
 
 def _security() -> Field:
@@ -243,6 +244,10 @@ def validate_section(
                 f"{cfg_path}: {full} must be {_type_name(f.type)}, got {value!r}"
                 if not f.secret
                 else f"{cfg_path}: {full} must be {_type_name(f.type)}"
+            )
+        if f.minimum is not None and value < f.minimum:
+            raise ConfigError(
+                f"{cfg_path}: {full} = {value!r} must be at least {f.minimum}"
             )
         if f.choices and value not in f.choices:
             raise ConfigError(
