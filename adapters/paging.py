@@ -58,10 +58,10 @@ class PageWalk:
         """May the walk fetch the page at `cursor`? `position` is where the page just read
         ended (the lowest id of a newest-first page), when the list has one."""
         reason = None
-        if position is not None and self.position is not None and position >= self.position:
-            reason = BACKWARDS
-        elif cursor in self._seen:
+        if cursor in self._seen:
             reason = REPEATED
+        elif position is not None and self.position is not None and position >= self.position:
+            reason = BACKWARDS
         elif self.pages >= self.max_pages:
             reason = PAGE_CAP
         if position is not None:
