@@ -29,11 +29,13 @@ from lapakd.adapters.base import (
     PermanentError,
 )
 from lapakd.adapters.graph import GraphChannel, graph_fields
+from lapakd.adapters.paging import MAX_PAGES_PER_POLL, PAGE_CAP, RATE_LIMIT
 
 from lapakd.config import Field, between, seconds, size_bytes
 from lapakd.filenames import safe_filename
 
 BATCH_SIZE = 50
+RESUME = "_resume"  # cursor key suffix: where a walk stopped at its page cap goes on
 MESSAGE_FIELDS = "id,created_time,from,to,message,attachments"
 COMMENT_FIELDS = "id,message,created_time,from,attachment"
 POST_FIELDS = "id,message,created_time,updated_time,from"
@@ -78,6 +80,7 @@ class FacebookAdapter(GraphChannel):
         "poll_seconds": Field(int, 300, check=seconds()),
         # how far back the first poll reaches
         "lookback_days": Field(int, 7, check=between(0, 3650, "days")),
+        "max_pages_per_poll": Field(int, MAX_PAGES_PER_POLL, check=between(1, 1000, "pages")),
         "media_max_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes()),
     }
 
@@ -91,7 +94,9 @@ class FacebookAdapter(GraphChannel):
     def fetch(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
         cursor = dict(cursor or {})
         floor = datetime.now(UTC) - timedelta(days=self.section.lookback_days)
-        new_cursor = dict(cursor)
+        new_cursor = {k: v for k, v in cursor.items() if not k.endswith(RESUME)}
+        self._cut = {}
+        self._walked = set()
         pending: list[Inbound] = []
         for inbound, mark in self._poll_all(cursor, floor):
             for key, when in mark.items():
@@ -103,21 +108,52 @@ class FacebookAdapter(GraphChannel):
                 # Stored as we go; the watermark moves only with the last batch.
                 yield Batch(pending, None)
                 pending = []
+        for key in self._walked:
+            resume = cursor.get(key + RESUME) if isinstance(cursor.get(key + RESUME), dict) \
+                else {}
+            newest = max((w for w in (new_cursor.get(key), resume.get("newest")) if w),
+                         default=None)
+            if key in self._cut:
+                # Stopped at the page cap (or a used-up window): what lies below the stop is
+                # older than all that was fetched, so the watermark stays until a later poll
+                # has walked the rest, starting at Graph's `after` cursor.
+                new_cursor.pop(key, None)
+                if cursor.get(key):
+                    new_cursor[key] = cursor[key]
+                new_cursor[key + RESUME] = {"after": self._cut[key], "newest": newest}
+            elif newest:
+                new_cursor[key] = newest
         yield Batch(pending, new_cursor)
+        self.check_usage()
+
+    def _top_pages(self, key: str, cursor: dict[str, Any], path: str,
+                   **params: Any) -> Iterator[list[Any]]:
+        """The pages of a list the cursor keeps a watermark for (conversations, feed, media,
+        tags): a walk an earlier poll stopped at its page cap goes on at Graph's `after`."""
+        resume = cursor.get(key + RESUME) if isinstance(cursor.get(key + RESUME), dict) else {}
+        after = resume.get("after") if isinstance(resume.get("after"), str) else None
+        walk = self.graph.walk(path)
+        self._walked.add(key)
+        try:
+            yield from self.graph.pages(path, walk=walk, after=after, **params)
+        finally:
+            if walk.stopped in (PAGE_CAP, RATE_LIMIT):
+                self._cut[key] = walk.after if walk.pages else after
 
     def _poll_all(
         self, cursor: dict[str, Any], floor: datetime
     ) -> Iterator[tuple[Inbound | None, dict[str, str]]]:
-        yield from self._poll_conversations(cursor.get(self.product), floor)
-        yield from self._poll_feed(cursor.get("feed"), floor)
+        yield from self._poll_conversations(cursor, floor)
+        yield from self._poll_feed(cursor, floor)
 
     def _poll_conversations(
-        self, since_iso: str | None, floor: datetime
+        self, cursor: dict[str, Any], floor: datetime
     ) -> Iterator[tuple[Inbound | None, dict[str, str]]]:
-        since = graph_time(since_iso) or floor
+        since = graph_time(cursor.get(self.product)) or floor
         page_id = self.section.page_id
-        for convs in self.graph.pages(
-            f"{page_id}/conversations", platform=self.product, fields="id,updated_time"
+        for convs in self._top_pages(
+            self.product, cursor, f"{page_id}/conversations", platform=self.product,
+            fields="id,updated_time",
         ):
             for conv in convs:
                 conv = as_dict(conv, "conversation")
@@ -141,11 +177,11 @@ class FacebookAdapter(GraphChannel):
         yield from reversed(found)
 
     def _poll_feed(
-        self, since_iso: str | None, floor: datetime
+        self, cursor: dict[str, Any], floor: datetime
     ) -> Iterator[tuple[Inbound | None, dict[str, str]]]:
-        since = graph_time(since_iso) or floor
+        since = graph_time(cursor.get("feed")) or floor
         page_id = self.section.page_id
-        for posts in self.graph.pages(f"{page_id}/feed", fields=POST_FIELDS):
+        for posts in self._top_pages("feed", cursor, f"{page_id}/feed", fields=POST_FIELDS):
             for post in posts:
                 post = as_dict(post, "post")
                 created = graph_time(post.get("created_time"))

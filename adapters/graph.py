@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import facebook
 import requests
 from lapakd.adapters.base import Adapter, NeedsReauth, PermanentError, TransientError
+from lapakd.adapters.paging import MAX_PAGES_PER_POLL, RATE_LIMIT, PageWalk
 from requests.adapters import HTTPAdapter
 
 from lapakd.config import Field, http_url, pattern, seconds
@@ -40,6 +42,11 @@ PATH_SEGMENT = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z_.-]*")
 # the access token goes only to these hosts and to the configured graph_url, never elsewhere.
 MEDIA_HOST_SUFFIXES = (".facebook.com", ".fbsbx.com", ".fbcdn.net", ".whatsapp.net",
                        ".cdninstagram.com")
+USAGE_HEADERS = ("x-business-use-case-usage", "x-page-usage", "x-app-usage",
+                 "x-ad-account-usage")
+USAGE_KEYS = frozenset({"call_count", "total_cputime", "total_time"})  # percent of the limit
+DEFAULT_PAUSE_SECONDS = 60.0  # throttled without an estimate of when access returns
+MAX_PAUSE_SECONDS = 24 * 3600.0  # an estimate further away than a day is not believed
 
 
 def graph_fields() -> dict[str, Field]:
@@ -93,6 +100,10 @@ class GraphClient:
         self.api = facebook.GraphAPI(
             access_token=self.token, timeout=self.timeout, session=self.session
         )
+        self.max_pages = int(section.get("max_pages_per_poll", MAX_PAGES_PER_POLL))
+        # Seconds to wait, once a usage header said 100% (x-app-usage...): the walks stop and
+        # the poll ends with the channel paused (see `GraphChannel.check_usage`).
+        self.used_up: float | None = None
 
     def close(self) -> None:
         self.session.close()
@@ -117,18 +128,46 @@ class GraphClient:
             path = path[len(base_path):]
         return self._call("GET", path.lstrip("/"), params, None)
 
-    def pages(self, path: str, max_pages: int = 50, **params: Any):
-        """Yield each page's `data` list, following `paging.next`."""
-        page = self.get(path, **params)
-        for _ in range(max_pages):
-            data = page.get("data")
-            if not isinstance(data, list):
-                raise PermanentError(f"Graph {self._what(path)}: answer has no data list")
-            yield data
-            nxt = (page.get("paging") or {}).get("next")
-            if not nxt or not data:
-                return
-            page = self.get_next(nxt)
+    def pages(self, path: str, walk: PageWalk | None = None, after: str | None = None,
+              **params: Any) -> Iterator[list[Any]]:
+        """Yield each page's `data` list, following `paging.next`, at most
+        `max_pages_per_poll` pages and never the same cursor twice (`adapters/paging.py`).
+
+        `after` starts at that Graph cursor (a walk resumed where an earlier poll stopped);
+        `walk` (see `walk()`) tells the caller why and where the walk stopped early."""
+        walk = walk or self.walk(path)
+        if self.used_up is not None:  # a usage header said 100%: no more calls this poll
+            walk.stopped = RATE_LIMIT
+            return
+        page = self.get(path, **params, **({"after": after} if after else {}))
+        walk.fetched()
+        try:
+            while True:
+                data = page.get("data")
+                if not isinstance(data, list):
+                    raise PermanentError(f"Graph {self._what(path)}: answer has no data list")
+                paging = page.get("paging") if isinstance(page.get("paging"), dict) else {}
+                cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+                after = cursors.get("after")
+                walk.after = after if isinstance(after, str) and after else None
+                yield data
+                nxt = paging.get("next")
+                if not isinstance(nxt, str) or not nxt or not data:
+                    return
+                if self.used_up is not None:
+                    walk.stopped = RATE_LIMIT
+                    return
+                if not walk.follow(walk.after or _without_token(nxt)):
+                    return
+                page = self.get_next(nxt)
+                walk.fetched()
+        finally:
+            if walk.stopped is None:  # the end, or the caller had all it wanted
+                walk.complete()
+
+    def walk(self, path: str) -> PageWalk:
+        """A bounded walk over `path`, named in logs without ids that are not the edge's."""
+        return PageWalk(self.channel, path.split("?")[0].strip("/"), self.max_pages)
 
     def _token_may_go_to(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -198,6 +237,12 @@ class GraphClient:
         status = self.transport.local.status or 200
         if status >= 500:
             raise TransientError(f"Graph {self._what(path)}: HTTP {status}")
+        if status == 429:
+            raise TransientError(f"Graph {self._what(path)}: HTTP 429",
+                                 retry_after=pause_seconds(self.transport.local.headers or {}))
+        if usage_full(self.transport.local.headers or {}):
+            wait = pause_seconds(self.transport.local.headers or {})
+            self.used_up = max(self.used_up or 0.0, wait)
         if not isinstance(result, dict):
             raise PermanentError(f"Graph {self._what(path)}: answer is not a JSON object")
         return result
@@ -207,7 +252,10 @@ class GraphClient:
         headers = self.transport.local.headers or {}
         err = exc.result.get("error") if isinstance(exc.result, dict) else None
         if not isinstance(err, dict):
-            if status is not None and (status >= 500 or status == 429):
+            if status == 429:
+                return TransientError(f"Graph {self._what(path)}: HTTP 429",
+                                      retry_after=pause_seconds(headers))
+            if status is not None and status >= 500:
                 return TransientError(f"Graph {self._what(path)}: HTTP {status}")
             return TransientError(f"Graph {self._what(path)}: HTTP {status}, unexpected answer")
         code = err.get("code")
@@ -220,8 +268,8 @@ class GraphClient:
             return NeedsReauth(
                 f"{text} (renew channels.{self.channel}.access_token)"
             )
-        if code in THROTTLE_CODES:
-            return TransientError(text, retry_after=retry_after(headers) or 60.0)
+        if code in THROTTLE_CODES or status == 429:
+            return TransientError(text, retry_after=pause_seconds(headers))
         if code in (1, 2) or err.get("is_transient") or (status or 0) >= 500:
             return TransientError(text)
         return PermanentError(text)
@@ -231,7 +279,7 @@ def retry_after(headers: dict[str, str]) -> float | None:
     """Seconds until access returns, from Graph's usage headers (the largest one given)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     best: float | None = None
-    for name in ("x-business-use-case-usage", "x-page-usage", "x-app-usage", "x-ad-account-usage"):
+    for name in USAGE_HEADERS:
         raw = lowered.get(name)
         if not raw:
             continue
@@ -245,6 +293,48 @@ def retry_after(headers: dict[str, str]) -> float | None:
     if best is None and lowered.get("retry-after", "").isdigit():
         best = float(lowered["retry-after"])
     return best if best else None
+
+
+def pause_seconds(headers: dict[str, str]) -> float:
+    """How long a throttled channel waits: Graph's estimate (or Retry-After), else
+    DEFAULT_PAUSE_SECONDS; never more than MAX_PAUSE_SECONDS."""
+    return min(retry_after(headers) or DEFAULT_PAUSE_SECONDS, MAX_PAUSE_SECONDS)
+
+
+def usage_full(headers: dict[str, str]) -> bool:
+    """A usage header (x-app-usage, x-business-use-case-usage, ...) at 100% or more: the
+    next calls would be throttled."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in USAGE_HEADERS:
+        raw = lowered.get(name)
+        if not raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            continue
+        if any(percent >= 100 for percent in _percents(value)):
+            return True
+    return False
+
+
+def _percents(value: Any) -> Iterator[float]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in USAGE_KEYS and isinstance(item, int | float) and not isinstance(item, bool):
+                yield float(item)
+            elif isinstance(item, dict | list):
+                yield from _percents(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _percents(item)
+
+
+def _without_token(url: str) -> str:
+    """A `paging.next` URL without its access_token: what identifies the page."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "access_token"]
+    return f"{parts.path}?{query}"
 
 
 def _regain_minutes(value: Any):
@@ -271,6 +361,16 @@ class GraphChannel(Adapter):
         if self._graph is None:
             self._graph = GraphClient(self.name, self.section)
         return self._graph
+
+    def check_usage(self) -> None:
+        """At the end of a poll: a usage header at 100% pauses this channel (only it) until
+        Graph's estimate; what the poll fetched is stored by then."""
+        graph = self._graph
+        if graph is not None and graph.used_up is not None:
+            wait, graph.used_up = graph.used_up, None
+            raise TransientError(
+                f"Graph {self.name}: usage at 100% (x-app-usage / x-business-use-case-usage), "
+                f"paused for {int(wait)}s", retry_after=wait)
 
     def close(self) -> None:
         if self._graph is not None:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from lapakd.adapters.base import Content, Inbound, PermanentError
 from lapakd.adapters.facebook import FacebookAdapter, as_dict, graph_time, jdump
 from lapakd.adapters.graph import graph_fields
+from lapakd.adapters.paging import MAX_PAGES_PER_POLL
 
 from lapakd.config import Field, between, seconds, size_bytes
 
@@ -35,22 +36,24 @@ class InstagramAdapter(FacebookAdapter):
         **graph_fields(),
         "poll_seconds": Field(int, 300, check=seconds()),
         "lookback_days": Field(int, 7, check=between(0, 3650, "days")),
+        "max_pages_per_poll": Field(int, MAX_PAGES_PER_POLL, check=between(1, 1000, "pages")),
         "media_max_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes()),
     }
 
     def _poll_all(
         self, cursor: dict[str, Any], floor: datetime
     ) -> Iterator[tuple[Inbound | None, dict[str, str]]]:
-        yield from self._poll_conversations(cursor.get(self.product), floor)
-        yield from self._poll_media(cursor.get("media"), floor)
-        yield from self._poll_tags(cursor.get("tags"), floor)
+        yield from self._poll_conversations(cursor, floor)
+        yield from self._poll_media(cursor, floor)
+        yield from self._poll_tags(cursor, floor)
 
     def _poll_media(
-        self, since_iso: str | None, floor: datetime
+        self, cursor: dict[str, Any], floor: datetime
     ) -> Iterator[tuple[Inbound | None, dict[str, str]]]:
-        since = graph_time(since_iso) or floor
+        since = graph_time(cursor.get("media")) or floor
         newest: str | None = None
-        for media in self._recent(f"{self.section.ig_user_id}/media", min(since, floor)):
+        for media in self._recent(cursor, f"{self.section.ig_user_id}/media",
+                                  min(since, floor)):
             if not media.get("id") or not media.get("comments_count", 1):
                 continue
             for comments in self.graph.pages(
@@ -70,9 +73,10 @@ class InstagramAdapter(FacebookAdapter):
                                   {"source": "poll", "product": "comment"}), {}
         yield None, ({"media": newest} if newest else {})
 
-    def _recent(self, path: str, oldest: datetime) -> Iterator[dict[str, Any]]:
+    def _recent(self, cursor: dict[str, Any], path: str,
+                oldest: datetime) -> Iterator[dict[str, Any]]:
         """The account's media, newest first, down to `oldest`."""
-        for medias in self.graph.pages(path, fields=MEDIA_FIELDS):
+        for medias in self._top_pages("media", cursor, path, fields=MEDIA_FIELDS):
             for media in medias:
                 media = as_dict(media, "media")
                 created = graph_time(media.get("timestamp"))
@@ -81,10 +85,11 @@ class InstagramAdapter(FacebookAdapter):
                 yield media
 
     def _poll_tags(
-        self, since_iso: str | None, floor: datetime
+        self, cursor: dict[str, Any], floor: datetime
     ) -> Iterator[tuple[Inbound | None, dict[str, str]]]:
-        since = graph_time(since_iso) or floor
-        for medias in self.graph.pages(f"{self.section.ig_user_id}/tags", fields=TAG_FIELDS):
+        since = graph_time(cursor.get("tags")) or floor
+        for medias in self._top_pages("tags", cursor, f"{self.section.ig_user_id}/tags",
+                                      fields=TAG_FIELDS):
             for media in medias:
                 media = as_dict(media, "tagged media")
                 when = graph_time(media.get("timestamp"))

@@ -46,6 +46,7 @@ from lapakd.adapters.base import (
     PermanentError,
     TransientError,
 )
+from lapakd.adapters.paging import MAX_PAGES_PER_POLL, PAGE_CAP, PageWalk
 from requests.adapters import HTTPAdapter
 
 from lapakd.config import Field, between, http_url, seconds, size_bytes
@@ -64,7 +65,8 @@ MEDIA_FIELDS = ["url", "type", "media_key", "alt_text", "preview_image_url"]
 DM_FIELDS = ["id", "text", "event_type", "created_at", "sender_id", "dm_conversation_id",
              "attachments", "referenced_tweets"]
 DM_EXPANSIONS = ["sender_id", "attachments.media_keys"]
-MAX_DM_PAGES = 50  # per poll; the rest waits for the next poll (15 requests / 15 min)
+RATE_WINDOW_SECONDS = 15 * 60.0  # X's rate-limit window: the pause when no reset is given
+MAX_PAUSE_SECONDS = 24 * 3600.0  # a reset further away than a day is not believed
 MAX_TEXT_CHARS = 25_000  # X's longest posts; anything longer is cut with a note
 TWEET_MAX = 280
 _ID = re.compile(r"[0-9]{1,19}")
@@ -121,6 +123,7 @@ class TwitterAdapter(Adapter):
         "direct_messages": Field(bool, True),
         "acknowledge": Field(bool, True),
         "page_size": Field(int, 100, check=between(5, 100, why="the X API's page sizes")),
+        "max_pages_per_poll": Field(int, MAX_PAGES_PER_POLL, check=between(1, 1000, "pages")),
         "timeout_seconds": Field(int, 30, check=seconds(1, 600)),
         "max_response_bytes": Field(int, 5 * 1024 * 1024, check=size_bytes()),
         "max_media_bytes": Field(int, 15 * 1024 * 1024, check=size_bytes()),
@@ -129,6 +132,8 @@ class TwitterAdapter(Adapter):
     def __init__(self, config: Any, section: Any) -> None:
         super().__init__(config, section)
         self._client: tweepy.Client | None = None
+        # Endpoints whose rate-limit window this poll used up -> seconds until it resets.
+        self._used_up: dict[str, float] = {}
 
     # -- the client ---------------------------------------------------------------------------
 
@@ -186,6 +191,8 @@ class TwitterAdapter(Adapter):
                 f"X {what}: timed out after {self.section.timeout_seconds}s") from None
         except requests.exceptions.RequestException as exc:
             raise TransientError(f"X {what}: connection failed ({type(exc).__name__})") from None
+        if response.headers.get("x-rate-limit-remaining", "").strip() == "0":
+            self._used_up[what] = _reset_wait(response)
         try:
             body = json.loads(response.content)
         except ValueError:
@@ -208,9 +215,17 @@ class TwitterAdapter(Adapter):
         state = copy.deepcopy(cursor or {})
         state.setdefault("mentions", {})
         state.setdefault("dms", {})
+        self._used_up = {}
         yield from self._fetch_mentions(state)
         if s.direct_messages and self._user_keys:
             yield from self._fetch_dms(state)
+        if self._used_up:
+            # A window ran out (x-rate-limit-remaining: 0): what came is stored; the channel,
+            # and only it, waits until the window resets instead of collecting 429s.
+            what, wait = max(self._used_up.items(), key=lambda item: item[1])
+            raise TransientError(
+                f"X {what}: rate limit used up (x-rate-limit-remaining: 0), "
+                f"paused for {int(wait)}s", wait)
 
     def _fetch_mentions(self, state: dict[str, Any]) -> Iterator[Batch]:
         cur = state["mentions"]
@@ -219,6 +234,8 @@ class TwitterAdapter(Adapter):
         token: str | None = None
         user_auth = not self.section.bearer_token
         state["_mentions_last"] = copy.deepcopy(cur)
+        walk = PageWalk(self.name, "mentions", self.section.max_pages_per_poll,
+                        position=int(until) if until and str(until).isdigit() else None)
         while True:
             params: dict[str, Any] = {
                 "id": self.section.user_id, "max_results": max(5, min(100, self.section.page_size)),
@@ -232,12 +249,22 @@ class TwitterAdapter(Adapter):
             if token:
                 params["pagination_token"] = token
             body = self._call("mentions", self.client.get_users_mentions, **params)
+            walk.fetched()
             tweets, includes, meta = _page_parts("mentions", body)
             messages = [self._tweet_inbound(t, includes) for t in tweets]
             ids = [int(t["id"]) for t in tweets if isinstance(t, dict) and _valid_id(t.get("id"))]
             if ids and pending is None:
                 pending = str(max(ids))
             token = meta.get("next_token") if isinstance(meta.get("next_token"), str) else None
+            lowest = min(ids) if ids else None
+            if walk.pages == 1 and not walk.check_start(lowest):
+                token = None  # asked for ids below until_id and got others: paging is broken
+            elif token and not walk.follow(token, lowest) and walk.stopped != PAGE_CAP:
+                # A page cap keeps the place (until_id): the next poll goes on below it.
+                # A repeated or backward cursor cannot be followed: the walk ends here.
+                token = None
+            if token and "mentions" in self._used_up:
+                walk.stopped = "rate limit"  # the next page would be refused: keep the place
             if token:
                 # Older pages remain: keep since_id, remember how far down we are.
                 if ids:
@@ -251,7 +278,9 @@ class TwitterAdapter(Adapter):
             if messages or cur != state.get("_mentions_last"):
                 yield Batch(messages, _public_cursor(state))
                 state["_mentions_last"] = copy.deepcopy(cur)
-            if not token:
+            if not token or walk.stopped:
+                if not walk.stopped:
+                    walk.complete()
                 return
 
     def _fetch_dms(self, state: dict[str, Any]) -> Iterator[Batch]:
@@ -260,8 +289,9 @@ class TwitterAdapter(Adapter):
         collected: list[dict[str, Any]] = []
         includes_all: dict[str, list] = {"users": [], "media": []}
         token: str | None = None
+        walk = PageWalk(self.name, "direct messages", self.section.max_pages_per_poll)
         try:
-            for _ in range(MAX_DM_PAGES):
+            while True:
                 params: dict[str, Any] = {
                     "event_types": ["MessageCreate"], "dm_event_fields": DM_FIELDS,
                     "expansions": DM_EXPANSIONS, "user_fields": USER_FIELDS,
@@ -271,6 +301,7 @@ class TwitterAdapter(Adapter):
                     params["pagination_token"] = token
                 body = self._call("direct messages", self.client.get_direct_message_events,
                                   **params)
+                walk.fetched()
                 events, includes, meta = _page_parts("direct messages", body)
                 for key in includes_all:
                     includes_all[key].extend(includes.get(key) or [])
@@ -283,6 +314,14 @@ class TwitterAdapter(Adapter):
                     collected.append(e)
                 token = meta.get("next_token") if isinstance(meta.get("next_token"), str) else None
                 if reached or not token:
+                    walk.complete()
+                    break
+                ids = [int(e["id"]) for e in events
+                       if isinstance(e, dict) and _valid_id(e.get("id"))]
+                # No since_id here: a walk stopped early (page cap, broken cursor, used-up
+                # window) stores what it read; older events it did not reach are not fetched.
+                if "direct messages" in self._used_up or not walk.follow(
+                        token, min(ids) if ids else None):
                     break
         except ChannelError:
             if collected:  # keep what arrived (cursor unchanged), then report the failure
@@ -560,12 +599,20 @@ def _fit_tweet(text: str) -> str:
     return f"{head}… {url}" if url else f"{head}…"
 
 
-def _rate_limited(what: str, response: requests.Response | None) -> TransientError:
+def _reset_wait(response: requests.Response | None) -> float:
+    """Seconds until X's `x-rate-limit-reset` (epoch seconds); 15 minutes (X's window) when
+    the header is missing or unreadable, at most a day whatever it says."""
     reset = None
     if response is not None:
         with contextlib.suppress(TypeError, ValueError):
             reset = int(response.headers.get("x-rate-limit-reset", ""))
-    wait = max(1.0, reset - time.time()) if reset else 15 * 60.0
+    if not reset:
+        return RATE_WINDOW_SECONDS
+    return min(max(1.0, reset - time.time()), MAX_PAUSE_SECONDS)
+
+
+def _rate_limited(what: str, response: requests.Response | None) -> TransientError:
+    wait = _reset_wait(response)
     return TransientError(f"X {what}: rate limited (429), paused for {int(wait)}s", wait)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -22,12 +23,29 @@ log = structlog.get_logger("lapakd")
 
 
 class Desk:
-    def __init__(self, config: Config, store: Store | None = None) -> None:
+    def __init__(self, config: Config, store: Store | None = None,
+                 parent: Desk | None = None) -> None:
         self.config = config
         self.store = store or Store(config.data_dir)
         self._rules: RuleSet | None = None
         self._adapters: dict[str, Adapter] = {}
-        self.stopping = threading.Event()  # set by SIGTERM: finish the item in hand, then stop
+        self._parent = parent
+        # Set by SIGTERM: finish the item in hand, then stop. Shared with worker desks.
+        self.stopping = parent.stopping if parent else threading.Event()
+        # Processing and routing read rows, then change them: one thread at a time runs them
+        # (the daemon's jobs and a poll worker's burst), or a message would count twice.
+        self.pipeline_lock = parent.pipeline_lock if parent else threading.RLock()
+
+    def worker(self) -> Desk:
+        """A desk for another thread of this runner (a channel's poll worker): its own store
+        connection and adapters (an SQLite connection serves one thread at a time); the stop
+        event, the rules and the pipeline lock stay shared."""
+        store = Store(self.config.data_dir)
+        if self.store._lock_fd is not None:
+            # The same open runner lock (flock: released only when every copy is closed), so
+            # a burst's sender process started from the worker holds it too.
+            store._lock_fd = os.dup(self.store._lock_fd)
+        return Desk(self.config, store, parent=self)
 
     @classmethod
     def open(cls, config_path: str | None = None) -> Desk:
@@ -42,6 +60,8 @@ class Desk:
 
     @property
     def rules(self) -> RuleSet:
+        if self._parent is not None:
+            return self._parent.rules
         if self._rules is None:
             self._rules = self._load_rules()
         return self._rules
@@ -53,6 +73,8 @@ class Desk:
 
     def reload_rules_if_changed(self) -> bool:
         """Reload when the files changed; a broken edit keeps the last good rules in force."""
+        if self._parent is not None:
+            return self._parent.reload_rules_if_changed()
         current = self._rules
         signature = rules_signature(self.config.rules_dir)
         if current is not None and current.signature == signature:

@@ -1,6 +1,8 @@
 """The daemon loop: schedule the stages, handle signals — and nothing else.
 
 Every job is guarded: an exception is logged and the loop goes on (a runner never dies).
+Each polled channel has a worker thread of its own (`PollWorker`), so a slow or stuck channel
+never delays another; the other jobs run from the main thread's schedule.
 SIGTERM/SIGINT finish the item in hand and exit 0; SIGHUP reloads the rules.
 """
 
@@ -8,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +29,7 @@ log = structlog.get_logger("lapakd.daemon")
 PIPELINE_SECONDS = 5
 OUTBOX_SECONDS = 10
 RULES_SECONDS = 5
+STOP_GRACE_SECONDS = 5.0  # SIGTERM: how long a poll worker may take to finish its item
 MAX_ROUNDS = 10_000  # run_once: pipeline rounds at most
 OUTBOX_BATCH = 200  # outbox rows per send_due call
 PIPELINE_BATCH = 500  # messages or complaints per process/route call
@@ -104,12 +110,57 @@ def poll(desk: Desk, channels: list[str]) -> None:
         burst.finish()
 
 
+class PollWorker:
+    """One channel's polls, in a thread of their own with a desk of their own (an SQLite
+    connection serves one thread; writers queue on the store's lock). The first poll runs at
+    once, then one every `poll_seconds` after the last one ended."""
+
+    def __init__(self, desk: Desk, channel: str, repeat: bool = True) -> None:
+        self.desk = desk
+        self.channel = channel
+        self.repeat = repeat
+        self.thread = threading.Thread(target=self._run, name=f"poll:{channel}", daemon=True)
+
+    def start(self) -> PollWorker:
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker; True when it has ended."""
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _run(self) -> None:
+        parent = self.desk
+        desk = parent.worker()
+        every = desk.adapter(self.channel).poll_seconds
+        try:
+            job = guarded(desk, f"poll:{self.channel}", lambda: poll(desk, [self.channel]))
+            while not parent.stopping.is_set():
+                job()
+                if not self.repeat:
+                    break
+                parent.stopping.wait(timeout=every)
+        finally:
+            desk.close()
+
+
+def poll_all(desk: Desk, channels: list[str]) -> None:
+    """Poll these channels once each, side by side, and wait for all (`run --once`)."""
+    if len(channels) <= 1:
+        poll(desk, channels)
+        return
+    workers = [PollWorker(desk, channel, repeat=False).start() for channel in channels]
+    for worker in workers:
+        worker.join()
+
+
 def run_once(desk: Desk) -> None:
     """Every job once, until nothing is left that can be done now (cron and tests)."""
     desk.store.lock_runner()
     outbox.recover_orphans(desk.store)
     desk.reload_rules_if_changed()
-    poll(desk, pollers(desk))
+    poll_all(desk, pollers(desk))
     # Until a round finds nothing to do: a round handles at most 1000 messages, 1000 complaints
     # and 200 outbox rows. Every round moves rows on and a transient send failure defers its
     # row, so this ends; the cap only guards against a bug that re-queues forever.
@@ -127,11 +178,6 @@ def run_forever(desk: Desk) -> None:
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
     _install_signals(desk)
     scheduler = schedule.Scheduler()
-    for channel in pollers(desk):
-        every = desk.adapter(channel).poll_seconds
-        scheduler.every(every).seconds.do(
-            guarded(desk, f"poll:{channel}", lambda c=channel: poll(desk, [c]))
-        )
     scheduler.every(RULES_SECONDS).seconds.do(
         guarded(desk, "rules", desk.reload_rules_if_changed)
     )
@@ -150,16 +196,35 @@ def run_forever(desk: Desk) -> None:
 
     hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
+    workers: list[PollWorker] = []
     try:
+        workers = [PollWorker(desk, channel).start() for channel in pollers(desk)]
         scheduler.run_all()
         while not desk.stopping.is_set():
             scheduler.run_pending()
             idle = scheduler.idle_seconds
             desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
     finally:
+        desk.stopping.set()
+        # Each worker finishes the batch in hand. One still waiting for a server that does
+        # not answer holds nothing of the store's (a batch is stored only once it has come).
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        waiting = [w.channel for w in workers
+                   if not w.join(max(0.0, deadline - time.monotonic()))]
         if hook is not None:
             hook.stop()
+    if waiting:
+        log.warning("daemon.abandoned", channels=waiting,
+                    note="still waiting for the server; the next start polls again")
     log.info("daemon.stopped")
+    if waiting:
+        # A thread blocked in a socket read cannot be interrupted; rather than wait for its
+        # timeout, leave without the interpreter's shutdown, which such a thread could
+        # disturb: close what this thread owns, flush the logs, exit 0.
+        desk.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _install_signals(desk: Desk) -> None:

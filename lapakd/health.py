@@ -58,11 +58,17 @@ def record_failure(store: Store, channel: str, exc: BaseException) -> None:
         delay = float(BACKOFF[min(failures, len(BACKOFF)) - 1])
     if not isinstance(exc, TransientError | NeedsReauth):
         message = f"{type(exc).__name__}: {message}"
-    if row["state"] != state:  # once per outage, not once per retry
-        log.error(
-            "channel.failed", channel=channel, state=state, error=message, retry_in=int(delay)
-        )
     now = utcnow()
+    if row["state"] != state:  # once per outage, not once per retry
+        if state == "paused":
+            log.warning("channel.paused", channel=channel, error=message,
+                        until=iso(now + timedelta(seconds=delay)),
+                        note="only this channel waits; the others go on")
+        else:
+            log.error(
+                "channel.failed", channel=channel, state=state, error=message,
+                retry_in=int(delay)
+            )
     with store.transaction() as conn:
         conn.execute(
             "INSERT INTO channel_health (channel, state, last_error, last_error_at, failures,"

@@ -44,17 +44,18 @@ def process_pending(desk: Desk, limit: int = 1000) -> int:
     same transaction; the others go on. Parsing happens before the transaction opens, so the
     write lock is held only for the handlers' few statements."""
     store = desk.store
-    rows = store.all(
-        "SELECT * FROM messages WHERE state = 'pending' AND (retry_at IS NULL OR retry_at <= ?)"
-        " ORDER BY id LIMIT ?",
-        (now_iso(), limit),
-    )
-    return in_transactions(
-        store, rows,
-        lambda row: desk.adapter(row["channel"]).parse(row["raw"], json.loads(row["meta"])),
-        lambda row, content: _process_one(desk, row, content),
-        PER_TRANSACTION, desk.stopping,
-    )
+    with desk.pipeline_lock:  # rows read here are changed below: one thread at a time
+        rows = store.all(
+            "SELECT * FROM messages WHERE state = 'pending'"
+            " AND (retry_at IS NULL OR retry_at <= ?) ORDER BY id LIMIT ?",
+            (now_iso(), limit),
+        )
+        return in_transactions(
+            store, rows,
+            lambda row: desk.adapter(row["channel"]).parse(row["raw"], json.loads(row["meta"])),
+            lambda row, content: _process_one(desk, row, content),
+            PER_TRANSACTION, desk.stopping,
+        )
 
 
 def _process_one(desk: Desk, row: sqlite3.Row, content: Content | BaseException) -> int:

@@ -38,17 +38,19 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
     The rules are evaluated before the transaction opens. A complaint that breaks has its own
     writes undone (a savepoint) and is quarantined in the same transaction; the others go on."""
     store = desk.store
-    rows = store.all(
-        "SELECT * FROM complaints WHERE status = 'new' AND route_after <= ? ORDER BY id LIMIT ?",
-        (now_iso(), limit),
-    )
-    rules = desk.rules
-    return in_transactions(
-        store, rows,
-        lambda c: rules.evaluate(routing_text(c), c["channel"], c["sender"]),
-        lambda c, decision: _route_one(desk, c, decision),
-        PER_TRANSACTION, desk.stopping,
-    )
+    with desk.pipeline_lock:  # rows read here are changed below: one thread at a time
+        rows = store.all(
+            "SELECT * FROM complaints WHERE status = 'new' AND route_after <= ?"
+            " ORDER BY id LIMIT ?",
+            (now_iso(), limit),
+        )
+        rules = desk.rules
+        return in_transactions(
+            store, rows,
+            lambda c: rules.evaluate(routing_text(c), c["channel"], c["sender"]),
+            lambda c, decision: _route_one(desk, c, decision),
+            PER_TRANSACTION, desk.stopping,
+        )
 
 
 def _route_one(desk: Desk, c: sqlite3.Row, decision: Decision | Exception) -> int:

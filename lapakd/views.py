@@ -216,6 +216,8 @@ def status(desk: Desk) -> dict[str, Any]:
             "last_success": h["last_success"] if h else None,
             "last_error": h["last_error"] if h else None,
             "last_error_at": h["last_error_at"] if h else None,
+            # Rate limited: this channel (only it) waits until then; the others go on.
+            "paused_until": h["next_try_at"] if h and h["state"] == "paused" else None,
         }
     complaints = {r["status"]: r["n"] for r in store.all(
         "SELECT status, count(*) n FROM complaints GROUP BY status")}
@@ -257,6 +259,8 @@ def format_status(data: dict[str, Any]) -> str:
     for name, ch in data["channels"].items():
         failing = ch["last_error"] and ch["state"] != "ok"
         err = f"  last error: {ch['last_error']}" if failing else ""
+        if ch.get("paused_until") and ch["enabled"]:
+            err = f"  paused until {ch['paused_until']}{err}"
         lines.append(f"  {name:<10} {ch['state']:<12} stored {ch['messages_stored']:<6} "
                      f"last success {ch['last_success'] or '-'}{err}")
     lines.append("complaints: " + (", ".join(

@@ -7,8 +7,10 @@ does), error bodies `{"error": {"message", "type", "code", "error_subcode", "fbt
 the `x-app-usage` / `x-business-use-case-usage` headers.
 
 Switches for the unhappy paths: `throttle(n, code=32, minutes=1)` answers the next n requests
-with a throttling error; `expire_token()` makes every request fail with code 190;
-`fail(n, html=True)` answers the next n requests with a 5xx. POSTed replies are kept in
+with a throttling error; `rate_limit(n)` with HTTP 429; `usage_full(n)` answers normally with
+the usage headers at 100%; `expire_token()` makes every request fail with code 190;
+`fail(n, html=True)` answers the next n requests with a 5xx; `stall(seconds, n)` answers late;
+`repeat_next()` hands out the same `paging.next` forever. POSTed replies are kept in
 `posted` for assertions. `send_webhook()` delivers a body to lapakd signed like Meta signs it.
 
 Citizens are simulated with `messenger_message`, `visitor_post`, `comment`, `ig_dm`,
@@ -23,6 +25,7 @@ import hmac
 import itertools
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -93,6 +96,12 @@ class GraphReplica:
         self._throttle_minutes = 1
         self._fail_left = 0
         self._fail_html = True
+        self._repeat_next = False
+        self._stall_left = 0
+        self._stall_seconds = 0.0
+        self._limit_left = 0
+        self._limit_minutes = 1
+        self._usage_full_left = 0
         self.server = ThreadingHTTPServer((host, 0), _handler(self))
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -135,6 +144,35 @@ class GraphReplica:
     def fail(self, n: int = 1, html: bool = True) -> None:
         with self.lock:
             self._fail_left, self._fail_html = n, html
+
+    def repeat_next(self, on: bool = True) -> None:
+        """A server stuck on one cursor: every list answer, whatever `after` it was asked
+        for, is the first page with a `paging.next` to the same `after` again."""
+        with self.lock:
+            self._repeat_next = on
+
+    def stall(self, seconds: float, n: int = 1) -> None:
+        """The next n requests wait `seconds` before they are answered (a stuck server)."""
+        with self.lock:
+            self._stall_left, self._stall_seconds = n, seconds
+
+    def rate_limit(self, n: int = 1, minutes: int = 1) -> None:
+        """The next n requests get HTTP 429 (no Graph error body) with the usage headers."""
+        with self.lock:
+            self._limit_left, self._limit_minutes = n, minutes
+
+    def usage_full(self, n: int = 1, minutes: int = 1) -> None:
+        """The next n answers succeed but say the app's usage is at 100%."""
+        with self.lock:
+            self._usage_full_left, self._limit_minutes = n, minutes
+
+    def _usage_headers(self, percent: int) -> dict[str, str]:
+        usage = json.dumps({PAGE_ID: [{
+            "type": "pages", "call_count": percent, "total_cputime": 25, "total_time": 25,
+            "estimated_time_to_regain_access": self._limit_minutes if percent >= 100 else 0}]})
+        return {"x-app-usage": json.dumps({"call_count": percent, "total_cputime": 30,
+                                           "total_time": 30}),
+                "x-business-use-case-usage": usage}
 
     # -- citizens (polled content) ------------------------------------------------------------
 
@@ -274,6 +312,13 @@ class GraphReplica:
     def _page(self, items: list[Any], path: str, query: dict[str, str]) -> dict[str, Any]:
         limit = int(query.get("limit") or self.page_size)
         start = _unb64(query["after"]) if query.get("after") else 0
+        if self._repeat_next:
+            chunk = items[:limit]
+            nq = {k: v for k, v in query.items() if k != "after"}
+            nq.update({"limit": str(limit), "after": _b64(len(chunk))})
+            return {"data": chunk, "paging": {
+                "cursors": {"before": _b64(0), "after": _b64(len(chunk))},
+                "next": f"{self.url}/{path}?{urlencode(nq)}"}}
         chunk = items[start:start + limit]
         doc: dict[str, Any] = {"data": chunk}
         if items:
@@ -288,7 +333,16 @@ class GraphReplica:
     def handle(self, method: str, path: str, query: dict[str, str], form: dict[str, Any],
                headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self.lock:
+            stall = self._stall_seconds if self._stall_left > 0 else 0.0
+            self._stall_left = max(0, self._stall_left - 1)
+        if stall:
+            time.sleep(stall)  # outside the lock: other clients are answered meanwhile
+        with self.lock:
             self.requests.append(f"{method} {path}")
+            if self._limit_left > 0:
+                self._limit_left -= 1
+                return 429, {**self._usage_headers(100), "Content-Type": "text/html"}, \
+                    b"<html>429 Too Many Requests</html>"
             if self._fail_left > 0:
                 self._fail_left -= 1
                 if self._fail_html:
@@ -322,6 +376,9 @@ class GraphReplica:
             rest = parts[1:]
             status, doc = (self._post(rest, form) if method == "POST"
                            else self._get(rest, query, path))
+            if self._usage_full_left > 0 and status == 200:
+                self._usage_full_left -= 1
+                return status, self._usage_headers(100), json.dumps(doc).encode()
             usage = json.dumps({"call_count": 5, "total_cputime": 1, "total_time": 2})
             return status, {"x-app-usage": usage}, json.dumps(doc).encode()
 

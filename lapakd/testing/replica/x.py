@@ -25,7 +25,8 @@ endpoints and posting need user context (OAuth 1.0a), as on X.
 
 Switches for tests: ``fail(...)`` (429 both styles, 401, 5xx, for N requests),
 ``serve_raw(...)`` (a malformed or huge body), ``stall(...)`` (a slow answer),
-``revoke_tokens()`` / ``restore_tokens()``.
+``repeat_token(...)`` (the same ``next_token`` forever), ``revoke_tokens()`` /
+``restore_tokens()``.
 ``posted`` records every POST (accepted or refused); ``requests`` every request.
 """
 
@@ -149,6 +150,7 @@ class XReplica:
         self.posted: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.tokens_valid = True
+        self.stuck_tokens: set[str] = set()  # endpoints stuck on one next_token
         self._windows: dict[str, _Window] = {}
         self._next_id = _FIRST_ID
         self._server: ThreadingHTTPServer | None = None
@@ -330,6 +332,12 @@ class XReplica:
             self.faults.append(Fault(endpoint, status, times, body=body,
                                      content_type=content_type))
 
+    def repeat_token(self, endpoint: str = "mentions", on: bool = True) -> None:
+        """A server stuck on one `next_token`: every page of `endpoint`, whatever token it
+        was asked for, is the first page again with the same `next_token`."""
+        with self.lock:
+            (self.stuck_tokens.add if on else self.stuck_tokens.discard)(endpoint)
+
     def revoke_tokens(self) -> None:
         self.tokens_valid = False
 
@@ -447,6 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             return self._send(404, problem(404, "Not Found Error", f"{path} is not served"))
         endpoint, handler, args = route
+        self.route_endpoint = endpoint
         headers: dict[str, str] = {}
         try:
             if auth is None or not r.tokens_valid:
@@ -561,6 +570,8 @@ class _Handler(BaseHTTPRequestHandler):
                 f"The `max_results` query parameter value [{raw_max}] is not between {low} "
                 f"and {high}"))
         size = int(raw_max)
+        if self.route_endpoint in self.replica.stuck_tokens:
+            return items[:size], _token(items[0]["id"]) if items else "stuck"
         token = query.get("pagination_token")
         if token is not None:
             boundary = _untoken(token)
