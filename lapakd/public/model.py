@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lapakd.boilerplate import cut_desk_text
 from lapakd.redact import redact
 
 # Complaints in these states are not published: not routed yet (the rules may still say
@@ -169,7 +170,9 @@ def build_records(
                 f" WHERE complaint_id IN ({marks}){public_only} ORDER BY at, id", chunk
             ):
                 updates.setdefault(u[0], []).append({
-                    "at": u[1], "source": u[2], "agency": u[3], "text": redact(u[4] or ""),
+                    "at": u[1], "source": u[2], "agency": u[3],
+                    # answers stored before the guard existed may still carry the forward
+                    "text": redact(cut_desk_text(u[4] or "")),
                     "status": u[5],
                 })
         forwards: dict[int, list[tuple[str, str]]] = {}
