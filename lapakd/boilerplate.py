@@ -35,6 +35,9 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 class Markers:
     lines: tuple[re.Pattern[str], ...]  # fixed lines of the desk's mail
     contact: tuple[re.Pattern[str], ...]  # the line that introduces the citizen's contact
+    # whole lines above a template's first fixed line ("Yth. {{ agency.name }},"): removed
+    # with the desk's text when they stand right above it
+    lead: tuple[re.Pattern[str], ...] = ()
 
 
 def _literal_pattern(text: str) -> str:
@@ -72,8 +75,11 @@ def derive(sources: dict[str, str]) -> Markers:
     """Markers from template sources (name → text)."""
     lines: dict[str, re.Pattern[str]] = {}
     contact: dict[str, re.Pattern[str]] = {}
+    lead: dict[str, re.Pattern[str]] = {}
     for source in sources.values():
         previous = ""
+        above: list[str] = []  # fixed lines before this template's first marker
+        seen_marker = False
         for raw in source.splitlines():
             line = raw.strip()
             if not line:
@@ -87,9 +93,15 @@ def derive(sources: dict[str, str]) -> Markers:
             if len(_WORD.findall(fixed)) >= MIN_WORDS:
                 pattern = _line_pattern(line)
                 lines.setdefault(pattern, re.compile(pattern, re.I))
+                seen_marker = True
+            elif not seen_marker and _JINJA.sub("", line).strip():
+                above.append(_line_pattern(line) + r"\s*$")
             if _JINJA.sub("", line).strip():
                 previous = line
-    return Markers(tuple(lines.values()), tuple(contact.values()))
+        if seen_marker:
+            for pattern in above:
+                lead.setdefault(pattern, re.compile(pattern, re.I))
+    return Markers(tuple(lines.values()), tuple(contact.values()), tuple(lead.values()))
 
 
 @functools.cache
@@ -113,15 +125,27 @@ def desk_text_start(lines: list[str]) -> int | None:
     One line alone may be a coincidence ("Terima kasih atas kerja samanya." is also what an
     agency writes), so a boilerplate line counts only when another one follows; a contact
     line counts on its own."""
-    hits = []
+    hits: list[int] = []
+    start = None
     for i, line in enumerate(lines):
         if is_contact_line(line):
-            return hits[0] if hits else i
+            start = hits[0] if hits else i
+            break
         if is_desk_line(line):
             hits.append(i)
             if len(hits) >= 2:
-                return hits[0]
-    return None
+                start = hits[0]
+                break
+    if start is None:
+        return None
+    # The template's opening lines ("Yth. Dinas ...,") belong to the desk's text too.
+    lead = markers().lead
+    i = start - 1
+    while i >= 0 and (not lines[i].strip() or any(p.match(lines[i]) for p in lead)):
+        if lines[i].strip():
+            start = i
+        i -= 1
+    return start
 
 
 def cut_desk_text(text: str) -> str:
