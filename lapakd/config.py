@@ -76,6 +76,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
     "public": {
         "export_minutes": Field(int, 10),
         "publish_photos": Field(bool, False),
+        "review": Field(bool, False),
     },
     "webhook": {
         "listen": Field(str, "127.0.0.1:8787"),
