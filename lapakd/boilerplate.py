@@ -46,18 +46,24 @@ def _literal_pattern(text: str) -> str:
 
 
 def _line_pattern(line: str) -> str:
+    """A template line as a prefix pattern; `.*?` for each expression, never next to `\\s*`
+    (two ways to match the same spaces would make a long hostile line cost quadratic time)."""
     parts: list[str] = []
     pos = 0
     for m in _JINJA.finditer(line):
         literal = line[pos:m.start()]
         if literal.strip():
             parts.append(_literal_pattern(literal))
-        if m.group(0).startswith("{{"):
+        if m.group(0).startswith("{{") and parts[-1:] != [".*?"]:
             parts.append(".*?")
         pos = m.end()
     if line[pos:].strip():
         parts.append(_literal_pattern(line[pos:]))
-    return r"^\s*" + r"\s*".join(parts)
+    pattern = "^"
+    for part in parts:
+        wild = part == ".*?" or pattern.endswith(".*?")
+        pattern += part if wild or pattern == "^" else r"\s*" + part
+    return pattern if pattern.startswith("^.*?") else "^\\s*" + pattern[1:]
 
 
 def _contact_intro(line: str) -> str | None:
@@ -115,8 +121,12 @@ def is_contact_line(line: str) -> bool:
     return any(p.match(line) for p in markers().contact)
 
 
+# Template lines are short: a longer line is not one of them, and is not scanned at length.
+_MAX_LINE = 1000
+
+
 def is_desk_line(line: str) -> bool:
-    return any(p.match(line) for p in markers().lines)
+    return len(line) <= _MAX_LINE and any(p.match(line) for p in markers().lines)
 
 
 def desk_text_start(lines: list[str]) -> int | None:
@@ -141,7 +151,8 @@ def desk_text_start(lines: list[str]) -> int | None:
     # The template's opening lines ("Yth. Dinas ...,") belong to the desk's text too.
     lead = markers().lead
     i = start - 1
-    while i >= 0 and (not lines[i].strip() or any(p.match(lines[i]) for p in lead)):
+    while i >= 0 and (not lines[i].strip() or (
+            len(lines[i]) <= _MAX_LINE and any(p.match(lines[i]) for p in lead))):
         if lines[i].strip():
             start = i
         i -= 1
