@@ -115,9 +115,10 @@ def add_complaint(
         ticket = store.next_ticket(cfg.desk.ticket_prefix, utcnow().astimezone(cfg.tz).year)
         complaint_id = conn.execute(
             "INSERT INTO complaints (ticket, channel, status, sender, sender_name, reply_ref,"
-            " text, received_at, route_after, created_at, updated_at)"
-            " VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (ticket, channel, contact, name, dumps(reply_ref), text, now, now, now, now),
+            " text, received_at, route_after, created_at, updated_at, awaiting_review)"
+            " VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (ticket, channel, contact, name, dumps(reply_ref), text, now, now, now, now,
+             int(cfg.public.review)),
         ).fetchone()[0]
         conn.execute("UPDATE messages SET complaint_id = ? WHERE id = ?",
                      (complaint_id, message_id))

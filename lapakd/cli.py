@@ -151,13 +151,27 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     desk = _desk(args)
     try:
-        rows = views.list_complaints(
-            desk, status=args.status, agency=args.agency, overdue=args.overdue, limit=args.limit
-        )
+        if args.unreviewed:
+            rows = views.unreviewed(desk)
+        else:
+            rows = views.list_complaints(
+                desk, status=args.status, agency=args.agency, overdue=args.overdue,
+                limit=args.limit
+            )
     finally:
         desk.close()
     if args.json:
         _print_json(rows)
+        return 0
+    if args.unreviewed:
+        for r in rows:
+            text = " ".join(r["public_text"].split())[:60]
+            if r["review"] == "answer":
+                print(f"{r['id']:<17} answer    {r['ticket']:<17} {r['agency'] or '-':<9} {text}")
+            else:
+                print(f"{r['id']:<17} complaint {r['status']:<17} "
+                      f"{','.join(r['agencies']) or '-':<9} {text}")
+        print(f"{len(rows)} awaiting review (lapakd publish ID, lapakd hide ID)")
         return 0
     if not rows:
         print("no complaints")
@@ -271,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--agency")
     p.add_argument("--overdue", action="store_true", help="only complaints past their deadline")
+    p.add_argument("--unreviewed", action="store_true",
+                   help="complaints and answers waiting for `publish` ([public] review)")
     p.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
 
     p = sub.add_parser("show", parents=[common], help="a complaint's story")

@@ -154,6 +154,10 @@ def _contact(c: sqlite3.Row) -> str:
     return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
 
 
+# The forward's "Kontak pengadu" line: lifecycle.add_update keeps it out of every answer.
+contact_line = _contact
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """An email ready for SMTP: its bytes (CRLF line ends) and the envelope recipients."""

@@ -197,6 +197,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
     "public": {
         "export_minutes": Field(int, 10, check=between(0, 1440, "minutes", "0 = never")),
         "publish_photos": Field(bool, False),
+        "review": Field(bool, False),
     },
     "webhook": {
         "listen": Field(str, "127.0.0.1:8787", check=host_port),

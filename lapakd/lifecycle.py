@@ -104,15 +104,24 @@ def add_update(
     relay_from: str | None = None,
 ) -> int:
     """A public update (agency answer or desk reply), redacted, then relayed to the citizen."""
+    from lapakd import boilerplate
+    from lapakd.compose import contact_line
     from lapakd.redact import redact
 
     store, now = desk.store, now_iso()
-    public_text = redact(text.strip())
+    # Whatever the reply parser missed, the forward's text and the citizen's contact stop here:
+    # this text is both published and relayed.
+    contact = contact_line(c) if c["sender"] else None
+    public_text = redact(boilerplate.scrub(text, contact).strip())
+    # [public] review: an agency's answer waits for `lapakd publish`; the desk's own are
+    # written by an admin and published at once. The citizen's relay is not held.
+    held = int(source == "agency" and desk.config.public.review)
     update_id = store.conn.execute(
         "INSERT INTO updates (complaint_id, at, source, agency, actor, text, raw_text,"
-        " status_set, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " status_set, message_id, awaiting_review) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
         (c["id"], now, source, agency, actor, public_text, raw_text or text, status_set,
-         message_id),
+         message_id, held),
     ).fetchone()[0]
     if source == "agency":
         store.conn.execute(

@@ -177,13 +177,14 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
         now = now_iso()
         complaint_id = store.conn.execute(
             "INSERT INTO complaints (ticket, channel, status, sender, sender_name, conversation,"
-            " reply_ref, subject, text, notes, received_at, route_after, created_at, updated_at)"
-            " VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " reply_ref, subject, text, notes, received_at, route_after, created_at, updated_at,"
+            " awaiting_review) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " RETURNING id",
             (
                 ticket, row["channel"], content.sender, content.sender_name,
                 content.conversation, dumps(content.reply_ref), _clean(content.subject),
                 _clean(content.text), dumps(content.notes), iso(received),
-                iso(route_after), now, now,
+                iso(route_after), now, now, int(cfg.public.review),
             ),
         ).fetchone()[0]
         store.event(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lapakd import lifecycle, outbox
+from lapakd import boilerplate, lifecycle, outbox
 from lapakd.errors import LapakdError
 
 if TYPE_CHECKING:
@@ -86,25 +86,82 @@ class ParsedReply:
     text: str  # the new text only, status line and history removed
 
 
+# A salutation line at the top of an answer: dropped, and never mistaken for a sign-off
+# ("Salam," opens mail as often as it closes it). Only the whole line counts: "Selamat pagi,
+# sampah sudah kami angkut" is an answer.
+_ADDRESSEE = (
+    r"(?:[\s,.!/&-]+(?:bapak|ibu|bpk|pak|bu|admin|adm|tim|mas|mbak|mba|kak|kakak|rekan"
+    r"|rekan-rekan|sdr|saudara|saudari|semua|sekalian|pengelola|petugas|lapak|aduan|banyumas"
+    r"|yang|terhormat|dan|wr|wb|warahmatullahi|warohmatullahi|wabarakatuh|wabarokatuh"
+    r"|sejahtera|bagi|kita|hormat|sehat|selalu))*"
+)
+_GREETING = re.compile(
+    r"^[\s*_]*(?:"
+    r"(?:kepada\s+)?(?:yth|yang\s+terhormat)\b[^,!?\n]{0,80}"  # Yth. Admin Lapak Aduan,
+    r"|dengan\s+hormat" + _ADDRESSEE +
+    r"|salam" + _ADDRESSEE +
+    r"|selamat\s+(?:pagi|siang|sore|malam)" + _ADDRESSEE +
+    r"|as+alamu\W?\s*[\'’`]?\s*a?laikum" + _ADDRESSEE +
+    r"|(?:halo|hallo|hai|hi|dear|good\s+(?:morning|afternoon|evening)|om\s+swastyastu)"
+    r"(?:\s+[^\s,.!:;]+){0,4}"
+    r")[\s,.!:;*_]*$",
+    re.I,
+)
+# Outlook puts the forward, unquoted, under a header block that often names people by display
+# name only (no address for _HISTORY to see): "From:" / "Dari:" and then Sent/To/Subject lines.
+_BLOCK_FROM = re.compile(r"^[\s*_]*(?:from|dari)[\s*_]*:\s*\S", re.I)
+_BLOCK_FIELD = re.compile(
+    r"^[\s*_]*(?:sent|date|to|cc|subject|dikirim|terkirim|tanggal|tgl|kepada|kpd|tembusan"
+    r"|subjek|perihal|hal)[\s*_]*:", re.I,
+)
+
+
+def is_greeting(line: str) -> bool:
+    return len(line) <= 120 and bool(_GREETING.match(line))
+
+
+def _header_block_at(lines: list[str], i: int) -> bool:
+    """lines[i] opens a From/Dari header block: another header field within the next lines."""
+    if not _BLOCK_FROM.match(lines[i]):
+        return False
+    following = [line for line in lines[i + 1:i + 5] if line.strip()][:3]
+    return any(_BLOCK_FIELD.match(line) for line in following)
+
+
 def strip_reply(text: str) -> str:
-    """The new text of a reply: quoted history, signature and disclaimer removed."""
+    """The new text of a reply: greeting, quoted history, the desk's own mail, signature and
+    disclaimer removed."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    own = boilerplate.desk_text_start([line for line in lines if not line.lstrip().startswith(">")])
+    own_line = None
+    if own is not None:
+        unquoted = [i for i, line in enumerate(lines) if not line.lstrip().startswith(">")]
+        own_line = unquoted[own]
     out: list[str] = []
     for i, line in enumerate(lines):
         stripped = line.strip()
         nxt = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if i == own_line:
+            break  # the desk's own mail, pasted back without quoting
         if _ATTRIBUTION.match(stripped) or (
             _ATTRIBUTION_START.match(stripped) and _ATTRIBUTION_END.search(nxt)
         ):
             break
         if _HISTORY.match(stripped) or _DISCLAIMER.match(stripped):
             break
-        if _SIGNATURE.match(line.rstrip()) or _SIGNATURE.match(stripped):
+        if _header_block_at(lines, i):
             break
         if stripped.startswith(">"):
             continue  # inline quoting (bottom-posting): keep the text between quotes
+        if boilerplate.is_contact_line(stripped):
+            break  # the citizen's contact (and the forward after it) is never an answer
+        if not any(x.strip() for x in out) and is_greeting(stripped):
+            continue  # "Salam," / "Selamat pagi," above the answer is not its signature
+        if _SIGNATURE.match(line.rstrip()) or _SIGNATURE.match(stripped):
+            break
         out.append(line.rstrip())
-    while out and not out[-1].strip():
+    # What is left above a cut forward ("Yth. Dinas ...,") is not part of the answer.
+    while out and (not out[-1].strip() or is_greeting(out[-1].strip())):
         out.pop()
     while out and not out[0].strip():
         out.pop(0)
@@ -118,7 +175,10 @@ def strip_reply(text: str) -> str:
 
 
 def parse_reply(text: str) -> ParsedReply:
-    """Find a `Status: ...` line at the top of the new text; the rest is the public text."""
+    """Find a `Status: ...` line at the top of the new text; the rest is the public text.
+
+    The status line must be the first line of the answer; greeting lines above it ("Selamat
+    pagi,", "Yth. Admin,") do not count, as strip_reply drops them."""
     new = strip_reply(text)
     lines = new.split("\n")
     for i, line in enumerate(lines):

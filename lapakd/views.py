@@ -65,6 +65,34 @@ def list_complaints(
     return out
 
 
+def unreviewed(desk: Desk) -> list[dict[str, Any]]:
+    """The review queue ([public] review): complaints and agency answers that would be on the
+    site but wait for `lapakd publish`, each with the text as it would be published."""
+    from lapakd.public import model
+
+    store = desk.store
+    where = model.publishable_sql(model.columns(store.conn, "complaints"), reviewed=False)
+    out: list[dict[str, Any]] = [
+        complaint_summary(r) | {
+            "review": "complaint",
+            "public_text": model.public_text(r["subject"], r["text"], r["public_text"]),
+        }
+        for r in store.all(
+            f"SELECT * FROM complaints WHERE awaiting_review = 1 AND {where} ORDER BY id")
+    ]
+    c_where = " AND ".join(f"c.{cond}" for cond in where.split(" AND "))
+    out += [
+        {"id": f"upd-{u['id']}", "review": "answer", "ticket": u["ticket"], "at": u["at"],
+         "agency": u["agency"], "by": u["actor"], "status": u["status_set"],
+         "complaint_waiting": bool(u["c_waiting"]), "public_text": u["text"]}
+        for u in store.all(
+            "SELECT u.*, c.ticket, c.awaiting_review AS c_waiting FROM updates u"
+            " JOIN complaints c ON c.id = u.complaint_id"
+            f" WHERE u.awaiting_review = 1 AND u.public = 1 AND {c_where} ORDER BY u.id")
+    ]
+    return out
+
+
 def show(desk: Desk, ref: str) -> dict[str, Any]:
     store = desk.store
     if ref.strip().lower().startswith("msg-"):
@@ -114,14 +142,17 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
         "updates": _updates(desk, c["id"]),
         "events": _events(desk, "complaint_id", c["id"]),
     }
+    data["awaiting_review"] = bool(c["awaiting_review"])  # [public] review
     return data
 
 
 def _updates(desk: Desk, complaint_id: int) -> list[dict[str, Any]]:
     """Public updates (agency answers, desk replies) — table from 0002_lifecycle."""
     return [
-        {"at": u["at"], "source": u["source"], "agency": u["agency"], "by": u["actor"],
-         "status": u["status_set"], "text": u["text"]}
+        {"id": f"upd-{u['id']}", "at": u["at"], "source": u["source"], "agency": u["agency"],
+         "by": u["actor"], "status": u["status_set"], "text": u["text"],
+         "public": "awaiting review" if u["awaiting_review"] else
+                   "published" if u["public"] else "hidden"}
         for u in desk.store.all(
             "SELECT * FROM updates WHERE complaint_id = ? ORDER BY id", (complaint_id,))
     ]
@@ -153,8 +184,9 @@ def format_show(data: dict[str, Any]) -> str:
         if data["complaint"]:
             lines.append(f"complaint: {data['complaint']}")
     else:
+        waiting = "  AWAITING REVIEW (lapakd publish)" if data.get("awaiting_review") else ""
         lines.append(f"{data['id']}  [{data['status']}]  {data['channel']}  "
-                     f"received {data['received_at']}")
+                     f"received {data['received_at']}{waiting}")
         who = data["sender_name"] or ""
         lines.append(f"from: {who} <{data['sender'] or '-'}>".replace(" <", " <", 1).strip())
         lines.append(f"category: {data['category'] or '-'}   agencies: "
@@ -170,7 +202,8 @@ def format_show(data: dict[str, Any]) -> str:
         for u in data.get("updates") or []:
             who = u.get("agency") or u.get("source")
             status = f" [status → {u['status']}]" if u.get("status") else ""
-            lines.append(f"update {u.get('at')} from {who}{status}: "
+            state = f" ({u['public']})" if u.get("public") not in (None, "published") else ""
+            lines.append(f"update {u.get('id', '')} {u.get('at')} from {who}{status}{state}: "
                          f"{' '.join((u.get('text') or '').split())[:200]}")
         for o in data["outbox"]:
             err = f"  error: {o['last_error']}" if o["last_error"] else ""

@@ -1,8 +1,10 @@
-"""CLI verbs of the public site (`export`, `hide`, `publish-text`) and its daemon job."""
+"""CLI verbs of the public site (`export`, `publish`, `hide`, `publish-text`) and its daemon job."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import sqlite3
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -12,6 +14,7 @@ import structlog
 from lapakd import daemon
 from lapakd.cli import _desk, _print_json, command
 from lapakd.errors import LapakdError
+from lapakd.public import model
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:
@@ -26,9 +29,13 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
     p.add_argument("--out", help="directory to publish (default: [paths] public_dir)")
     p.add_argument("--full", action="store_true", help="rebuild every page, reuse nothing")
 
+    p = sub.add_parser("publish", parents=[common, actor],
+                       help="publish a complaint (and its answers) or one answer held for review")
+    p.add_argument("id", help="ticket (LA-2026-000123) or answer (upd-17)")
+
     p = sub.add_parser("hide", parents=[common, actor],
-                       help="hide a complaint from the public site (--undo to show it again)")
-    p.add_argument("id", help="ticket (LA-2026-000123)")
+                       help="hide a complaint or an answer from the public site (--undo: show)")
+    p.add_argument("id", help="ticket (LA-2026-000123) or answer (upd-17)")
     p.add_argument("--undo", action="store_true", help="publish it again")
     p.add_argument("--reason", default="", help="why (recorded)")
 
@@ -58,13 +65,115 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def set_hidden(desk: Desk, ref: str, hidden: bool, by: str, reason: str = "") -> str:
     store = desk.store
+    if is_update_ref(ref):
+        return _set_update_hidden(desk, ref, hidden, by, reason)
     c = store.complaint(ref)
     with store.transaction() as conn:
-        conn.execute("UPDATE complaints SET hidden = ?, updated_at = ? WHERE id = ?",
-                     (int(hidden), now_iso(), c["id"]))
+        # Hiding (or showing) is the admin's review: it leaves the queue either way.
+        conn.execute("UPDATE complaints SET hidden = ?, awaiting_review = 0, updated_at = ?"
+                     " WHERE id = ?", (int(hidden), now_iso(), c["id"]))
         store.event("public_hidden" if hidden else "public_shown", complaint_id=c["id"],
                     actor=by, reason=reason)
     return c["ticket"]
+
+
+# -- review ([public] review = true): `publish` and answers by their id ---------------------
+
+_UPDATE_REF = re.compile(r"^\s*upd-(\d+)\s*$", re.I)
+
+
+def is_update_ref(ref: str) -> bool:
+    return bool(_UPDATE_REF.match(ref))
+
+
+def update_row(desk: Desk, ref: str) -> sqlite3.Row:
+    m = _UPDATE_REF.match(ref)
+    row = desk.store.one(
+        "SELECT u.*, c.ticket FROM updates u JOIN complaints c ON c.id = u.complaint_id"
+        " WHERE u.id = ?", (int(m.group(1)),)) if m else None
+    if row is None:
+        raise LapakdError(f"no answer {ref!r} (answers are named upd-N: lapakd show TICKET)")
+    return row
+
+
+def _set_update_hidden(desk: Desk, ref: str, hidden: bool, by: str, reason: str) -> str:
+    u = update_row(desk, ref)
+    with desk.store.transaction() as conn:
+        conn.execute("UPDATE updates SET public = ?, awaiting_review = 0 WHERE id = ?",
+                     (int(not hidden), u["id"]))
+        desk.store.event("update_hidden" if hidden else "update_shown",
+                         complaint_id=u["complaint_id"], actor=by, update=u["id"],
+                         reason=reason)
+    return f"upd-{u['id']}"
+
+
+def _on_site(desk: Desk, complaint_id: int) -> bool:
+    cols = model.columns(desk.store.conn, "complaints")
+    return desk.store.one(
+        f"SELECT 1 FROM complaints WHERE id = ? AND {model.publishable_sql(cols)}",
+        (complaint_id,)) is not None
+
+
+def publish(desk: Desk, ref: str, by: str) -> dict[str, Any]:
+    """Release what waits for review: a complaint and every answer of it that waits, or one
+    answer (`upd-N`). Records who did it (`published`, `update_published` events)."""
+    store = desk.store
+    if is_update_ref(ref):
+        u = update_row(desk, ref)
+        if not u["public"]:
+            raise LapakdError(f"upd-{u['id']} is hidden: lapakd hide upd-{u['id']} --undo "
+                              "publishes it")
+        with store.transaction() as conn:
+            if u["awaiting_review"]:
+                conn.execute("UPDATE updates SET awaiting_review = 0 WHERE id = ?", (u["id"],))
+                store.event("update_published", complaint_id=u["complaint_id"], actor=by,
+                            update=u["id"])
+        return {"id": u["ticket"], "answers": [f"upd-{u['id']}"] if u["awaiting_review"] else [],
+                "complaint": False, "on_site": _on_site(desk, u["complaint_id"])}
+    c = store.complaint(ref)
+    if c["hidden"]:
+        raise LapakdError(f"{c['ticket']} is hidden: lapakd hide {c['ticket']} --undo "
+                          "publishes it again")
+    held = [r["id"] for r in store.all(
+        "SELECT id FROM updates WHERE complaint_id = ? AND awaiting_review = 1 AND public = 1"
+        " ORDER BY id", (c["id"],))]
+    with store.transaction() as conn:
+        if c["awaiting_review"]:
+            conn.execute("UPDATE complaints SET awaiting_review = 0, updated_at = ? WHERE id = ?",
+                         (now_iso(), c["id"]))
+        if held:
+            conn.execute(
+                f"UPDATE updates SET awaiting_review = 0 WHERE id IN ({','.join('?' * len(held))})",
+                held)
+        if c["awaiting_review"] or held:
+            store.event("published", complaint_id=c["id"], actor=by,
+                        complaint=bool(c["awaiting_review"]),
+                        updates=[f"upd-{i}" for i in held])
+    return {"id": c["ticket"], "complaint": bool(c["awaiting_review"]),
+            "answers": [f"upd-{i}" for i in held], "on_site": _on_site(desk, c["id"])}
+
+
+@command("publish")
+def cmd_publish(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    try:
+        result = publish(desk, args.id, args.by)
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(result)
+        return 0
+    parts = (["the complaint"] if result["complaint"] else []) + (
+        [f"{len(result['answers'])} answer(s) ({', '.join(result['answers'])})"]
+        if result["answers"] else [])
+    if not parts:
+        print(f"{result['id']}: nothing was waiting for review")
+    else:
+        print(f"{result['id']}: published {' and '.join(parts)} (takes effect at the next export)")
+    if not result["on_site"]:
+        print(f"{result['id']}: not on the public site all the same (status, a rule's "
+              "`public: false`, a merge, or the complaint still waits: lapakd show)")
+    return 0
 
 
 def set_public_text(desk: Desk, ref: str, text: str | None, by: str) -> str:

@@ -54,6 +54,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from lapakd import boilerplate
 from lapakd import kecamatan as kec
 from lapakd.public import model, photos, stats
 from lapakd.store import iso, utcnow
@@ -98,7 +99,10 @@ def _code_version(extra: Any) -> str:
     root = importlib.resources.files("lapakd.public")
     for name in ("model.py", "stats.py", "export.py", "photos.py"):
         h.update((root / name).read_bytes())
-    h.update(importlib.resources.files("lapakd").joinpath("redact.py").read_bytes())
+    for name in ("redact.py", "boilerplate.py"):
+        h.update(importlib.resources.files("lapakd").joinpath(name).read_bytes())
+    for name in boilerplate.TEMPLATES:  # the answer guard's markers come from them
+        h.update(importlib.resources.files("lapakd").joinpath("templates", name).read_bytes())
     tpl = Path(str(root / "templates"))
     for path in sorted(tpl.rglob("*")):
         if path.is_file():

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lapakd.boilerplate import cut_desk_text
 from lapakd.redact import redact
 
 # Complaints in these states are not published: not routed yet (the rules may still say
@@ -61,10 +62,12 @@ def is_overdue(status: str, due_at: str | None, now: str) -> bool:
     return bool(due_at) and status in OPEN and due_at < now  # type: ignore[operator]
 
 
-def publishable_sql(cols: set[str]) -> str:
+def publishable_sql(cols: set[str], *, reviewed: bool = True) -> str:
+    """Complaints on the site; reviewed=False: also those waiting for `lapakd publish`."""
     hidden = " AND hidden = 0" if "hidden" in cols else ""
+    review = " AND awaiting_review = 0" if reviewed and "awaiting_review" in cols else ""
     return (
-        f"public = 1 AND merged_into IS NULL AND status NOT IN {UNPUBLISHED!r}{hidden}"
+        f"public = 1 AND merged_into IS NULL AND status NOT IN {UNPUBLISHED!r}{hidden}{review}"
     )
 
 
@@ -164,12 +167,16 @@ def build_records(
         if with_updates:
             ucols = columns(conn, "updates")
             public_only = " AND public = 1" if "public" in ucols else ""
+            if "awaiting_review" in ucols:  # 0008_review: held answers wait for publish
+                public_only += " AND awaiting_review = 0"
             for u in conn.execute(
                 f"SELECT complaint_id, at, source, agency, text, status_set FROM updates"
                 f" WHERE complaint_id IN ({marks}){public_only} ORDER BY at, id", chunk
             ):
                 updates.setdefault(u[0], []).append({
-                    "at": u[1], "source": u[2], "agency": u[3], "text": redact(u[4] or ""),
+                    "at": u[1], "source": u[2], "agency": u[3],
+                    # answers stored before the guard existed may still carry the forward
+                    "text": redact(cut_desk_text(u[4] or "")),
                     "status": u[5],
                 })
         forwards: dict[int, list[tuple[str, str]]] = {}
