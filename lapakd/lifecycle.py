@@ -104,10 +104,13 @@ def add_update(
     relay_from: str | None = None,
 ) -> int:
     """A public update (agency answer or desk reply), redacted, then relayed to the citizen."""
-    from lapakd.redact import redact
+    from lapakd.redact import known_names, redact
 
     store, now = desk.store, now_iso()
-    public_text = redact(text.strip())
+    keys = c.keys()
+    names = known_names(c["sender_name"] if "sender_name" in keys else None,
+                        c["sender"] if "sender" in keys else None)
+    public_text = redact(text.strip(), names)
     update_id = store.conn.execute(
         "INSERT INTO updates (complaint_id, at, source, agency, actor, text, raw_text,"
         " status_set, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
