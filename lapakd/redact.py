@@ -82,11 +82,11 @@ _DEG_HEMI = re.compile(
 # Bare decimal pairs: -7.4245, 109.2340 / -7,4245 109,2340 / (-7.42,109.23)
 _PAIR_DOT = re.compile(
     r"(?<![\w.,\-])(?P<lat>-?\d{1,2}\.(?P<lad>\d+))\s*[,;]?\s*(?P<lon>-?\d{1,3}\.(?P<lod>\d+))"
-    r"(?![\w.]|,\d)"
+    r"(?!\w|[.,]\d)"
 )
 _PAIR_COMMA = re.compile(
     r"(?<![\w.,\-])(?P<lat>-?\d{1,2},(?P<lad>\d+))\s*[;\s]\s*(?P<lon>-?\d{1,3},(?P<lod>\d+))"
-    r"(?![\w,]|\.\d)"
+    r"(?!\w|[.,]\d)"
 )
 
 
