@@ -18,6 +18,7 @@ link, a geo: URI) so that they can be kept as fields instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 
@@ -58,6 +59,15 @@ _MAP_HOSTS = (
 _MAP_URL = re.compile(
     rf"(?:https?://)?(?:www\.)?(?:{_MAP_HOSTS})[^\s<>\"'\])]*", re.IGNORECASE
 )
+# Cheap test first: the map-link pattern is costly to try at every position of every text.
+_MAP_HINT = re.compile(r"google|goo\.gl|g\.co/|openstreetmap|osm\.org|maps\.apple|waze|bing\.com"
+                       r"|here\.com", re.IGNORECASE)
+
+
+def _map_links(text: str) -> str:
+    return _MAP_URL.sub(LOCATION, text) if _MAP_HINT.search(text) else text
+
+
 _GEO_URI = re.compile(r"\bgeo:\s*-?\d{1,3}(?:\.\d+)?\s*,\s*-?\d{1,3}(?:\.\d+)?[^\s<>\"']*",
                       re.IGNORECASE)
 _NUM = r"-?\d{1,3}(?:[.,]\d+)?"
@@ -81,7 +91,7 @@ _DEG_HEMI = re.compile(
 )
 # Bare decimal pairs: -7.4245, 109.2340 / -7,4245 109,2340 / (-7.42,109.23)
 _PAIR_DOT = re.compile(
-    r"(?<![\w.,\-])(?P<lat>-?\d{1,2}\.(?P<lad>\d+))\s*[,;]?\s*(?P<lon>-?\d{1,3}\.(?P<lod>\d+))"
+    r"(?<![\w.,\-])(?P<lat>-?\d{1,2}\.(?P<lad>\d+))(?:\s*[,;]\s*|\s+)(?P<lon>-?\d{1,3}\.(?P<lod>\d+))"
     r"(?!\w|[.,]\d)"
 )
 _PAIR_COMMA = re.compile(
@@ -111,8 +121,6 @@ def _pair(m: re.Match[str]) -> str:
 
 
 _COORD_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
-    (_MAP_URL, LOCATION),
-    (_GEO_URI, LOCATION),
     (_LABELLED, LOCATION),
     (_DMS, LOCATION),
     (_DEG_HEMI, LOCATION),
@@ -159,7 +167,8 @@ def extract_location(text: str) -> tuple[float, float] | None:
     their position and are not followed."""
     if not text:
         return None
-    for link in [*_MAP_URL.finditer(text), *_GEO_URI.finditer(text)]:
+    links = [*_MAP_URL.finditer(text)] if _MAP_HINT.search(text) else []
+    for link in [*links, *_GEO_URI.finditer(text)]:
         for pattern in _LINK_POSITIONS:
             m = pattern.search(link.group(0))
             if m and (found := _valid(float(m.group("lat")), float(m.group("lon")))):
@@ -239,10 +248,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
 _AMOUNT_BEFORE = re.compile(r"(?:\bRp|\bIDR|\$|€)\.?\s*$", re.IGNORECASE)
 
 
+_DIGIT_RUN = re.compile(r"\d(?:[\s.\-()/]{0,3}\d){5,}")  # 6+ digits: could be a number
+
+
 def _phonenumbers_pass(text: str) -> str:
     """Second pass: what the regexes missed but libphonenumber calls a valid number (region ID,
     Leniency.VALID). Amounts, dates, document numbers (027/123/2025) and parts of codes stay."""
-    if not any(c.isdigit() for c in text):
+    if not _DIGIT_RUN.search(text):
         return text
     out, last = [], 0
     for match in PhoneNumberMatcher(text, "ID", leniency=Leniency.VALID):
@@ -309,7 +321,8 @@ def known_names(sender_name: str | None, sender: str | None = None) -> list[str]
     return names
 
 
-def _name_pattern(names: Iterable[str | None]) -> re.Pattern[str] | None:
+@functools.lru_cache(maxsize=256)
+def _name_pattern(names: tuple[str | None, ...]) -> re.Pattern[str] | None:
     terms = name_terms(names)
     if not terms:
         return None
@@ -366,14 +379,13 @@ def redact(text: str, names: Iterable[str | None] = (), *, complaint: bool = Fal
         return ""
     if complaint:
         text = cut_signoff(text)
-    for pattern, replacement in _COORD_PATTERNS[:2]:  # map links before the generic URL rule
-        text = pattern.sub(replacement, text)
+    text = _GEO_URI.sub(LOCATION, _map_links(text))  # before the generic URL rule
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    for pattern, replacement in _COORD_PATTERNS[2:]:
+    for pattern, replacement in _COORD_PATTERNS:
         text = pattern.sub(replacement, text)
     text = _phonenumbers_pass(text)
-    name_re = _name_pattern(names)
+    name_re = _name_pattern(tuple(names))
     if name_re is not None:
         text = name_re.sub(NAME, text)
     return text

@@ -204,3 +204,52 @@ def test_an_attacker_finds_no_identity_in_any_published_file(desk_env, replica, 
     assert "Hormat saya" not in email_text
     assert "[nama disembunyikan]" in data[rows["twitter"]["ticket"]]["text"]
     assert "[nama disembunyikan]" in data[rows["email"]["ticket"]]["updates"][0]["text"]
+
+
+def test_x_coordinates_and_small_places_give_a_location_a_city_does_not(desk_env, x):
+    desk_env.write_config(**{"channels.twitter": x.channel_config(page_size=10)})
+    exact = x.add_mention("Jalan berlubang di depan Pasar Wage", "budi.santoso88",
+                          coordinates=(-7.42412, 109.23187))
+    city = x.add_mention("Jalan rusak di Purwokerto", "budi.santoso88", place={
+        "id": "0f1c2b3a4d5e6f70", "full_name": "Purwokerto, Jawa Tengah", "place_type": "city",
+        "bbox": [109.18, -7.47, 109.28, -7.38]})
+    desk_env.run_once()
+    with desk_env.db() as db:
+        got = {r[0]: (r[1], r[2]) for r in db.execute(
+            "SELECT m.external_id, c.lat, c.lon FROM messages m JOIN complaints c"
+            " ON c.id = m.complaint_id")}
+    assert got[f"tweet:{exact}"] == (-7.42412, 109.23187)
+    assert got[f"tweet:{city}"] == (None, None)  # a city's centre is not where the hole is
+    mentions = [r for r in x.requests if r["endpoint"] == "mentions"]
+    assert "geo.place_id" in mentions[0]["query"].get("expansions", "")
+
+
+def test_open_data_carries_the_location_rounded_and_only_there(tmp_path):
+    from publicenv import add_complaint, make_desk
+
+    from lapakd.public import export
+
+    desk = make_desk(tmp_path)
+    try:
+        ticket = add_complaint(desk, "Jalan berlubang di Kec. Sokaraja")
+        other = add_complaint(desk, "Sampah menumpuk", agencies=("dlh",))
+        with desk.store.transaction() as conn:
+            conn.execute("UPDATE complaints SET lat = -7.456789, lon = 109.287654"
+                         " WHERE ticket = ?", (ticket,))
+        export.export(desk)
+        root = desk.config.public_dir.resolve()
+        data = {r["id"]: r for r in json.loads((root / "aduan.json").read_text())}
+        assert (data[ticket]["lat"], data[ticket]["lon"]) == (-7.457, 109.288)
+        assert data[other]["lat"] is None and data[other]["lon"] is None
+        lines = (root / "aduan.csv").read_text(encoding="utf-8").splitlines()
+        assert lines[0].split(",")[-2:] == ["lat", "lon"]
+        assert any(line.endswith(",-7.457,109.288") for line in lines)
+        assert any(line.startswith(other) and line.endswith(",,") for line in lines)
+        for path in root.rglob("*"):
+            if path.is_file():
+                blob = path.read_bytes()
+                assert b"456789" not in blob and b"287654" not in blob, path
+                if path.name not in ("aduan.json", "aduan.csv"):
+                    assert b"-7.457" not in blob, path  # fields in the open data only
+    finally:
+        desk.close()
