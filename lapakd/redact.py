@@ -254,8 +254,9 @@ _DIGIT_RUN = re.compile(r"\d(?:[\s.\-()/]{0,3}\d){5,}")  # 6+ digits: could be a
 def _phonenumbers_pass(text: str) -> str:
     """Second pass: what the regexes missed but libphonenumber calls a valid number (region ID,
     Leniency.VALID). Amounts, dates, document numbers (027/123/2025) and parts of codes stay."""
-    if not _DIGIT_RUN.search(text):
-        return text
+    if not any(not _AMOUNT.match(m.group(0)) and not _DATE_LIKE.match(m.group(0))
+               for m in _DIGIT_RUN.finditer(text)):
+        return text  # nothing but amounts and dates: libphonenumber would find nothing to hide
     out, last = [], 0
     for match in PhoneNumberMatcher(text, "ID", leniency=Leniency.VALID):
         raw = match.raw_string
