@@ -80,6 +80,9 @@ class Content:
     # What the channel needs to answer the citizen (e.g. the tweet id to reply to).
     reply_ref: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Where the complaint is, as (lat, lon), when the channel says so (a WhatsApp location
+    # message, an X post's coordinates or place). Text positions are found by the pipeline.
+    location: tuple[float, float] | None = None
     # For bounces: Message-IDs of the desk's messages that bounced, and the status code.
     bounced_ids: list[str] = field(default_factory=list)
     bounce_status: str | None = None

@@ -58,8 +58,9 @@ logging.getLogger("tweepy").setLevel(logging.INFO)
 
 X_HOST = "https://api.twitter.com"
 TWEET_FIELDS = ["created_at", "author_id", "conversation_id", "referenced_tweets",
-                "in_reply_to_user_id", "attachments", "lang"]
-MENTION_EXPANSIONS = ["author_id", "attachments.media_keys"]
+                "in_reply_to_user_id", "attachments", "lang", "geo"]
+MENTION_EXPANSIONS = ["author_id", "attachments.media_keys", "geo.place_id"]
+PLACE_FIELDS = ["full_name", "geo", "place_type"]  # a place's bbox gives a rough location
 USER_FIELDS = ["username", "name"]
 MEDIA_FIELDS = ["url", "type", "media_key", "alt_text", "preview_image_url"]
 DM_FIELDS = ["id", "text", "event_type", "created_at", "sender_id", "dm_conversation_id",
@@ -241,6 +242,7 @@ class TwitterAdapter(Adapter):
                 "id": self.section.user_id, "max_results": max(5, min(100, self.section.page_size)),
                 "expansions": MENTION_EXPANSIONS, "tweet_fields": TWEET_FIELDS,
                 "user_fields": USER_FIELDS, "media_fields": MEDIA_FIELDS, "user_auth": user_auth,
+                "place_fields": PLACE_FIELDS,
             }
             if since:
                 params["since_id"] = since
@@ -342,11 +344,15 @@ class TwitterAdapter(Adapter):
     def _tweet_inbound(self, tweet: Any, includes: dict[str, Any]) -> Inbound:
         users = {u.get("id"): u for u in includes.get("users") or [] if isinstance(u, dict)}
         media = {m.get("media_key"): m for m in includes.get("media") or [] if isinstance(m, dict)}
+        places = {p.get("id"): p for p in includes.get("places") or [] if isinstance(p, dict)}
         tid = tweet.get("id") if isinstance(tweet, dict) else None
         if isinstance(tweet, dict) and _valid_id(tid):
             keys = _media_keys(tweet)
             inc = {"users": [users[tweet.get("author_id")]] if tweet.get("author_id") in users
                    else [], "media": [media[k] for k in keys if k in media]}
+            geo = tweet.get("geo") if isinstance(tweet.get("geo"), dict) else {}
+            if geo.get("place_id") in places:
+                inc["places"] = [places[geo["place_id"]]]
             raw = {"data": tweet, "includes": inc}
             meta = {"endpoint": "mentions", "media": self._download(inc["media"], auth=False)}
             return Inbound(f"tweet:{tid}", _dumps(raw), "json", _when(tweet), meta)
@@ -456,6 +462,7 @@ class TwitterAdapter(Adapter):
             sender=f"@{username}" if username else f"x:{who}", sender_name=name,
             occurred_at=_when(data), notes=notes,
             extra={"x_user_id": who, "x_id": oid},
+            location=_tweet_location(data, includes),
         )
         if dm:
             conv = data.get("dm_conversation_id")
@@ -542,6 +549,34 @@ class TwitterAdapter(Adapter):
 
 def _public_cursor(state: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in state.items() if not k.startswith("_")}
+
+
+# A place's centre stands for the complaint's location only when the place is small (a point of
+# interest or a neighbourhood, about 5 km across at most), not a city or a province.
+MAX_PLACE_SPAN = 0.05
+
+
+def _tweet_location(data: dict[str, Any], includes: dict[str, Any]) -> tuple[float, float] | None:
+    """(lat, lon) of a post: its exact coordinates (GeoJSON [lon, lat]) or the centre of a small
+    tagged place's bounding box [west, south, east, north]."""
+    geo = data.get("geo") if isinstance(data.get("geo"), dict) else {}
+    point = geo.get("coordinates") if isinstance(geo.get("coordinates"), dict) else {}
+    pair = point.get("coordinates")
+    try:
+        if isinstance(pair, list) and len(pair) == 2:
+            lon, lat = float(pair[0]), float(pair[1])
+            if abs(lat) <= 90 and abs(lon) <= 180:
+                return lat, lon
+        place = next((p for p in includes.get("places") or []
+                      if isinstance(p, dict) and p.get("id") == geo.get("place_id")), None)
+        bbox = ((place or {}).get("geo") or {}).get("bbox")
+        if isinstance(bbox, list) and len(bbox) == 4:
+            west, south, east, north = (float(v) for v in bbox)
+            if 0 <= east - west <= MAX_PLACE_SPAN and 0 <= north - south <= MAX_PLACE_SPAN:
+                return (south + north) / 2, (west + east) / 2
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 def _page_parts(what: str, body: dict[str, Any]) -> tuple[list, dict, dict]:

@@ -113,6 +113,7 @@ class WhatsAppAdapter(GraphChannel):
         }
         when = graph_time(msg.get("timestamp"))
         text, attachments, notes = self._body(msg)
+        location = _location(msg)
         context = msg.get("context") if isinstance(msg.get("context"), dict) else {}
         if context.get("frequently_forwarded"):
             notes.append("pesan diteruskan berkali-kali (frequently forwarded)")
@@ -133,7 +134,7 @@ class WhatsAppAdapter(GraphChannel):
             kind = "own"
         return Content(
             kind=kind, text=text, sender=sender, sender_name=names.get(sender),
-            occurred_at=when, attachments=attachments, notes=notes,
+            occurred_at=when, attachments=attachments, notes=notes, location=location,
             conversation=f"wa:{sender}",
             reply_ref={"to": sender, "at": when.isoformat() if when else None},
             extra={"wamid": msg.get("id"), "context": context},
@@ -221,3 +222,17 @@ class WhatsAppAdapter(GraphChannel):
         )
         ids = [m.get("id") for m in result.get("messages") or [] if isinstance(m, dict)]
         return {"wamid": ids[0] if ids else None}
+
+
+def _location(msg: dict[str, Any]) -> tuple[float, float] | None:
+    """(lat, lon) of a location message; None for other types or nonsense values."""
+    if msg.get("type") != "location" or not isinstance(msg.get("location"), dict):
+        return None
+    loc = msg["location"]
+    try:
+        lat, lon = float(loc.get("latitude")), float(loc.get("longitude"))
+    except (TypeError, ValueError):
+        return None
+    if abs(lat) <= 90 and abs(lon) <= 180:
+        return lat, lon
+    return None

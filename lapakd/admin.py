@@ -15,6 +15,7 @@ from typing import Any
 from lapakd import lifecycle, replies
 from lapakd.cli import _desk, _print_json, command
 from lapakd.errors import LapakdError
+from lapakd.redact import extract_location
 from lapakd.store import dumps, now_iso
 
 
@@ -115,10 +116,10 @@ def add_complaint(
         ticket = store.next_ticket(cfg.desk.ticket_prefix, utcnow().astimezone(cfg.tz).year)
         complaint_id = conn.execute(
             "INSERT INTO complaints (ticket, channel, status, sender, sender_name, reply_ref,"
-            " text, received_at, route_after, created_at, updated_at, awaiting_review)"
-            " VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            " text, received_at, route_after, created_at, updated_at, awaiting_review, lat, lon)"
+            " VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (ticket, channel, contact, name, dumps(reply_ref), text, now, now, now, now,
-             int(cfg.public.review)),
+             int(cfg.public.review), *(extract_location(text) or (None, None))),
         ).fetchone()[0]
         conn.execute("UPDATE messages SET complaint_id = ? WHERE id = ?",
                      (complaint_id, message_id))

@@ -106,13 +106,16 @@ def add_update(
     """A public update (agency answer or desk reply), redacted, then relayed to the citizen."""
     from lapakd import boilerplate
     from lapakd.compose import contact_line
-    from lapakd.redact import redact
+    from lapakd.redact import known_names, redact
 
     store, now = desk.store, now_iso()
+    keys = c.keys()
+    names = known_names(c["sender_name"] if "sender_name" in keys else None,
+                        c["sender"] if "sender" in keys else None)
     # Whatever the reply parser missed, the forward's text and the citizen's contact stop here:
     # this text is both published and relayed.
     contact = contact_line(c) if c["sender"] else None
-    public_text = redact(boilerplate.scrub(text, contact).strip())
+    public_text = redact(boilerplate.scrub(text, contact).strip(), names)
     # [public] review: an agency's answer waits for `lapakd publish`; the desk's own are
     # written by an admin and published at once. The citizen's relay is not held.
     held = int(source == "agency" and desk.config.public.review)

@@ -19,6 +19,7 @@ import structlog
 
 from lapakd.adapters.base import Content, TransientError
 from lapakd.filenames import safe_filename
+from lapakd.redact import extract_location
 from lapakd.store import Store, dumps, in_transactions, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
     received = parse_iso(row["received_at"]) or utcnow()
     window = timedelta(minutes=cfg.desk.group_window_minutes)
     complaint_id: int | None = None
+    lat, lon = location_of(content)
     if content.conversation:
         open_row = store.one(
             "SELECT id, text FROM complaints WHERE channel = ? AND conversation = ?"
@@ -167,8 +169,9 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
             complaint_id = open_row["id"]
             text = "\n".join(t for t in (open_row["text"], content.text) if t)
             store.conn.execute(
-                "UPDATE complaints SET text = ?, route_after = ?, updated_at = ? WHERE id = ?",
-                (text, iso(received + window), now_iso(), complaint_id),
+                "UPDATE complaints SET text = ?, route_after = ?, updated_at = ?,"
+                " lat = COALESCE(lat, ?), lon = COALESCE(lon, ?) WHERE id = ?",
+                (text, iso(received + window), now_iso(), lat, lon, complaint_id),
             )
     if complaint_id is None:
         local = received.astimezone(cfg.tz)
@@ -178,13 +181,13 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
         complaint_id = store.conn.execute(
             "INSERT INTO complaints (ticket, channel, status, sender, sender_name, conversation,"
             " reply_ref, subject, text, notes, received_at, route_after, created_at, updated_at,"
-            " awaiting_review) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " RETURNING id",
+            " awaiting_review, lat, lon)"
+            " VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 ticket, row["channel"], content.sender, content.sender_name,
                 content.conversation, dumps(content.reply_ref), _clean(content.subject),
                 _clean(content.text), dumps(content.notes), iso(received),
-                iso(route_after), now, now, int(cfg.public.review),
+                iso(route_after), now, now, int(cfg.public.review), lat, lon,
             ),
         ).fetchone()[0]
         store.event(
@@ -202,6 +205,13 @@ def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
              att.content_type, len(att.data)),
         )
     return complaint_id
+
+
+def location_of(content: Content) -> tuple[float | None, float | None]:
+    """Where the complaint is: what the channel says (a WhatsApp location, an X place), else
+    coordinates or a map link written in the text. Kept private at full precision."""
+    found = content.location or extract_location(f"{content.subject}\n{content.text}")
+    return found if found else (None, None)
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f]")  # C0 controls but tab and newline

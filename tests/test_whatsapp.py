@@ -88,6 +88,7 @@ def test_location_reply_and_forwarded_messages(desk_env, replica, hook):
     desk_env.run_once()
     [c] = complaints(desk_env)
     assert "Lokasi: -7.3505, 109.2345" in c["text"] and "Karangsalam" in c["text"]
+    assert (c["lat"], c["lon"]) == (-7.3505, 109.2345)  # the location as fields too
     assert "[Pesan diteruskan] Jalan rusak parah di titik ini" in c["text"]
     assert "[Balasan] Yang ini juga lubang" in c["text"]
 

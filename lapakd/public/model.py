@@ -1,8 +1,10 @@
 """The public model: what may be published about a complaint, built by ONE function.
 
 Privacy by construction: `build_records` selects a whitelist of complaint columns (never
-`sender`, `sender_name`, `reply_ref`, `conversation`, `notes`, raw messages or attachments) and
-passes every text through `redact()`. Nothing else reads the store for the public site.
+`reply_ref`, `conversation`, `notes`, raw messages or attachments; `sender` and `sender_name`
+only as the names `redact()` must hide) and passes every text through `redact()`. A location
+is published only as `lat`/`lon` rounded to 3 decimals. Nothing else reads the store for the
+public site.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lapakd.boilerplate import cut_desk_text
-from lapakd.redact import redact
+from lapakd.redact import known_names, redact
 
 # Complaints in these states are not published: not routed yet (the rules may still say
 # `public: false`), spam, or broken.
@@ -43,8 +45,9 @@ CHANNEL_LABELS = {
 
 COLUMNS = [
     "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "due_at",
-    "overdue", "text", "updates",
+    "overdue", "text", "updates", "lat", "lon",
 ]
+LOCATION_DECIMALS = 3  # about 100 m: where the road is broken, not whose house it is
 SNIPPET = 160
 
 
@@ -123,6 +126,7 @@ class PublicComplaint:
             ";".join(r["agencies"]), r["kecamatan"] or "", r["status"], r["due_at"] or "",
             "true" if r["overdue"] else "false", r["text"],
             json.dumps(r["updates"], ensure_ascii=False),
+            "" if r.get("lat") is None else r["lat"], "" if r.get("lon") is None else r["lon"],
         ])
         return buf.getvalue()
 
@@ -133,15 +137,21 @@ ROW_FIELDS = [
 ]
 
 
-def public_text(subject: str, text: str, override: str | None) -> str:
+def public_text(subject: str, text: str, override: str | None,
+                names: list[str] | None = None) -> str:
+    names = names or []
     if override is not None:
-        return redact(override.strip())
+        return redact(override.strip(), names)
     body = (text or "").strip()
     subject = (subject or "").strip()
     if subject and subject.lower() not in ("aduan", "pengaduan", "laporan") \
             and subject not in body:
         body = f"{subject}\n\n{body}" if body else subject
-    return redact(body)
+    return redact(body, names, complaint=True)
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), LOCATION_DECIMALS)
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
@@ -154,10 +164,10 @@ def build_records(
 ) -> dict[int, PublicComplaint]:
     """The public form of the given complaints — the ONE place that decides what is shown."""
     cols = columns(conn, "complaints")
-    extra = [c for c in ("first_answer_at", "closed_at") if c in cols]
+    extra = [c for c in ("first_answer_at", "closed_at", "lat", "lon") if c in cols]
     whitelist = [
         "id", "ticket", "channel", "status", "subject", "text", "public_text", "received_at",
-        "category", "agencies", "kecamatan", "due_at", *extra,
+        "category", "agencies", "kecamatan", "due_at", "sender", "sender_name", *extra,
     ]
     with_updates = has_table(conn, "updates")
     out: dict[int, PublicComplaint] = {}
@@ -176,7 +186,7 @@ def build_records(
                 updates.setdefault(u[0], []).append({
                     "at": u[1], "source": u[2], "agency": u[3],
                     # answers stored before the guard existed may still carry the forward
-                    "text": redact(cut_desk_text(u[4] or "")),
+                    "text": cut_desk_text(u[4] or ""),
                     "status": u[5],
                 })
         forwards: dict[int, list[tuple[str, str]]] = {}
@@ -214,7 +224,8 @@ def build_records(
         ):
             c = dict(zip(whitelist, row, strict=True))
             cid = c["id"]
-            ups = updates.get(cid, [])
+            names = known_names(c["sender_name"], c["sender"])  # to hide, never shown
+            ups = [{**u, "text": redact(u["text"], names)} for u in updates.get(cid, [])]
             record = {
                 "id": c["ticket"],
                 "received_at": c["received_at"],
@@ -225,8 +236,10 @@ def build_records(
                 "status": c["status"],
                 "due_at": c["due_at"],
                 "overdue": is_overdue(c["status"], c["due_at"], now),
-                "text": public_text(c["subject"], c["text"], c["public_text"]),
+                "text": public_text(c["subject"], c["text"], c["public_text"], names),
                 "updates": ups,
+                "lat": rounded(c.get("lat")),
+                "lon": rounded(c.get("lon")),
             }
             first_answer = c.get("first_answer_at") or next(
                 (u["at"] for u in ups if u["source"] == "agency"), None

@@ -4,7 +4,8 @@ A real HTTP server on loopback (``ThreadingHTTPServer``) that answers like api.t
 
 * ``GET  /2/users/:id/mentions``  — newest first, ``since_id`` / ``until_id`` / ``max_results``
   (5..100, default 10) / ``pagination_token``; ``tweet.fields``, ``expansions`` (author_id,
-  attachments.media_keys, referenced_tweets.id), ``user.fields``, ``media.fields``; ``meta`` with
+  attachments.media_keys, referenced_tweets.id, geo.place_id), ``user.fields``, ``media.fields``,
+  ``place.fields``; ``meta`` with
   result_count, newest_id, oldest_id, next_token.
 * ``GET  /2/dm_events`` and ``GET /2/dm_conversations/with/:participant_id/dm_events`` — newest
   first, ``max_results`` (1..100, default 100), ``pagination_token``, ``event_types``,
@@ -145,6 +146,7 @@ class XReplica:
             self.users[uid] = {"id": uid, "name": name, "username": username}
         self.tweets: dict[str, dict[str, Any]] = {}
         self.media: dict[str, dict[str, Any]] = {}
+        self.places: dict[str, dict[str, Any]] = {}
         self.dm_events: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self.posted: list[dict[str, Any]] = []
@@ -246,8 +248,13 @@ class XReplica:
         photos: list[bytes] = (),  # type: ignore[assignment]
         retweet_of: str | None = None,
         created_at: datetime | None = None,
+        coordinates: tuple[float, float] | None = None,
+        place: dict[str, Any] | None = None,
     ) -> str:
-        """A public post mentioning the desk (`@lapakaduanbms` is prefixed when missing)."""
+        """A public post mentioning the desk (`@lapakaduanbms` is prefixed when missing).
+
+        `coordinates` (lat, lon) tag an exact point (`geo.coordinates`, GeoJSON [lon, lat]);
+        `place` ({"id", "full_name", "place_type", "bbox": [w, s, e, n]}) a place."""
         with self.lock:
             author_id = self._user_for(author)
             tid = self._new_id()
@@ -266,6 +273,20 @@ class XReplica:
                 tweet["text"] = f"RT @{orig_user}: {orig['text']}"[:280]
                 tweet["referenced_tweets"] = [{"type": "retweeted", "id": retweet_of}]
                 tweet["conversation_id"] = orig["conversation_id"]
+            if coordinates is not None or place is not None:
+                geo: dict[str, Any] = {}
+                if coordinates is not None:
+                    geo["coordinates"] = {"type": "Point",
+                                          "coordinates": [coordinates[1], coordinates[0]]}
+                if place is not None:
+                    self.places[place["id"]] = {
+                        "id": place["id"], "full_name": place.get("full_name", ""),
+                        "name": place.get("full_name", ""), "country": "Indonesia",
+                        "country_code": "ID", "place_type": place.get("place_type", "poi"),
+                        "geo": {"type": "Feature", "bbox": place["bbox"], "properties": {}},
+                    }
+                    geo["place_id"] = place["id"]
+                tweet["geo"] = geo
             if photos:
                 keys = [self._add_photo(p) for p in photos]
                 tweet["attachments"] = {"media_keys": keys}
@@ -612,6 +633,13 @@ class _Handler(BaseHTTPRequestHandler):
                     media.append(item)
             if media:
                 includes["media"] = media
+        if "geo.place_id" in expansions:
+            pfields = {"id", "full_name", *self._list(query, "place.fields")}
+            pids = list(dict.fromkeys((o.get("geo") or {}).get("place_id") for o in objs))
+            places = [{k: v for k, v in r.places[p].items() if k in pfields}
+                      for p in pids if p in r.places]
+            if places:
+                includes["places"] = places
         if includes:
             out["includes"] = includes
         return out
