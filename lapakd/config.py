@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ class Field:
     secret: bool = False  # may come from <key>_file / <key>_env; never logged
     path: bool = False  # resolved relative to the config file
     required: bool = False
+    # A value check beyond type and choices: returns what is wrong (completing "KEY = VALUE
+    # ..."), or None when the value is fine.
+    check: Callable[[Any], str | None] | None = None
 
 
 def _security() -> Field:
@@ -248,6 +252,9 @@ def validate_section(
             raise ConfigError(
                 f"{cfg_path}: {full} = {value!r} is not one of {', '.join(f.choices)}"
             )
+        problem = f.check(value) if f.check is not None else None
+        if problem:
+            raise ConfigError(f"{cfg_path}: {full} = {value!r} {problem}")
         out[key] = value
     for key, f in spec.items():
         if f.secret:
