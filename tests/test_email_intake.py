@@ -121,6 +121,7 @@ def test_a_bad_first_run_is_refused_at_load(desk_env, value):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "channels.email.first_run" in lines[0]
+    assert "since:" in lines[0] and "unknown key" not in lines[0]  # says what to write
     assert str(desk_env.config) in lines[0] and "Traceback" not in proc.stderr
 
 
