@@ -2,8 +2,16 @@
 
 Cursor = (UIDVALIDITY, last UID). Messages are fetched with BODY.PEEK (never marked seen by the
 fetch), stored with the cursor in one transaction, and only then is `after` applied on the
-server (seen / move / keep — never delete). A changed UIDVALIDITY rescans the folder; the store
-dedupes by Message-ID (content hash when there is none).
+server (seen / move / keep — never delete). The store dedupes by Message-ID (content hash when
+there is none; a different mail reusing a stored Message-ID is kept under Message-ID + hash).
+
+The first poll of a folder (no cursor), and the first after its UIDVALIDITY changed (a rebuilt
+mailbox, renumbered), meet mail that was there before: `first_run` decides which of it is taken
+("unseen": without \\Seen; "since:YYYY-MM-DD": INTERNALDATE on or after the day; "all"). The
+rest is stored as `seen_before` (kept, never processed, the server not touched). The cursor
+remembers the highest UID of that backlog (`baseline.until`), so a crash half-way resumes with
+the same rule; mail that arrives after it is always taken. After a rebuild, mail whose
+Message-ID is already stored is a duplicate even if the server changed its bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
@@ -35,6 +43,29 @@ from lapakd.config import Field, port, seconds, size_bytes
 from lapakd.mailparse import MailParseError, external_id_for, headers_only, parse_email
 
 BATCH_SIZE = 100
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def first_run_rule(value: str) -> tuple[str, date | None]:
+    """`first_run` as (mode, day): ("unseen", None), ("all", None) or ("since", day).
+
+    Raises ValueError with what is wrong."""
+    if value in ("unseen", "all"):
+        return value, None
+    if value.startswith("since:"):
+        try:
+            return "since", date.fromisoformat(value[6:].strip())
+        except ValueError:
+            raise ValueError("has no valid date after since: (e.g. since:2026-01-31)") from None
+    raise ValueError("must be unseen, all or since:YYYY-MM-DD")
+
+
+def _first_run_problem(value: str) -> str | None:
+    try:
+        first_run_rule(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 class _RawMailMessage(MailMessage):
@@ -85,6 +116,9 @@ class EmailAdapter(Adapter):
         "password": Field(str, "", secret=True),
         "folder": Field(str, "INBOX"),
         "after": Field(str, "seen", check=_after_check),
+        # What the first poll of the folder takes of the mail already there (module docstring).
+        "first_run": Field(str, "unseen", check=_first_run_problem),
+        "acknowledge": Field(bool, True),  # a receipt with the ticket to the citizen
         "poll_seconds": Field(int, 60, check=seconds()),
         "max_message_bytes": Field(int, 26214400, check=size_bytes()),
         "timeout_seconds": Field(int, 60, check=seconds(1, 3600)),
@@ -148,28 +182,68 @@ class EmailAdapter(Adapter):
                 ) from None
             cursor = cursor or {}
             last_uid = int(cursor.get("last_uid", 0))
-            if cursor and cursor.get("uidvalidity") != uidvalidity:
-                # The server renumbered the folder: rescan it all; Message-IDs dedupe.
+            renumbered = bool(cursor) and cursor.get("uidvalidity") != uidvalidity
+            baseline: dict[str, Any] | None = cursor.get("baseline")
+            if not cursor or renumbered:
+                # First poll, or the server renumbered the folder: what is there now is the
+                # backlog that first_run sorts out (module docstring).
                 last_uid = 0
+                baseline = {"rebuilt": True} if renumbered else {}
             else:
                 self._apply_after(box, [int(u) for u in cursor.get("pending_ack", [])])
-            try:
-                found = box.uids(f"UID {last_uid + 1}:*")
-            except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
-                raise TransientError(f"IMAP search: {_reason(exc)}") from None
-            # "N:*" always includes the highest UID, even when it is below N.
-            uids = sorted(int(u) for u in found if int(u) > last_uid)
+            uids = self._search(box, f"UID {last_uid + 1}:*", last_uid)
+            if baseline is not None and "until" not in baseline:
+                baseline["until"] = uids[-1] if uids else 0
+            until = int(baseline["until"]) if baseline else 0
+            backlog = [u for u in uids if u <= until]
+            taken = self._first_run_taken(box, backlog)
             for start in range(0, len(uids), BATCH_SIZE):
                 chunk = uids[start : start + BATCH_SIZE]
                 messages = self._fetch_chunk(box, chunk, uidvalidity)
-                yield Batch(
-                    messages,
-                    {"uidvalidity": uidvalidity, "last_uid": chunk[-1], "pending_ack": chunk},
-                )
-            if not uids and cursor.get("uidvalidity") != uidvalidity:
+                for m in messages:
+                    if m.meta["uid"] > until:
+                        continue
+                    if baseline and baseline.get("rebuilt"):
+                        m.meta["rebuilt"] = True
+                    if m.meta["uid"] not in taken:
+                        m.meta["seen_before"] = f"first_run = {s.first_run}"
+                next_cursor: dict[str, Any] = {
+                    "uidvalidity": uidvalidity, "last_uid": chunk[-1],
+                    # Only what was taken is acknowledged: mail from before is left as it is.
+                    "pending_ack": [u for u in chunk if u > until or u in taken],
+                }
+                if chunk[-1] < until:
+                    next_cursor["baseline"] = baseline
+                yield Batch(messages, next_cursor)
+            if not uids and (renumbered or not cursor):
                 yield Batch([], {"uidvalidity": uidvalidity, "last_uid": last_uid})
         finally:
             self.close()
+
+    @staticmethod
+    def _search(box: MailBoxUnencrypted | MailBox, criteria: str, above: int) -> list[int]:
+        try:
+            found = box.uids(criteria)
+        except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
+            raise TransientError(f"IMAP search: {_reason(exc)}") from None
+        # "N:*" always includes the highest UID, even when it is below N.
+        return sorted(int(u) for u in found if int(u) > above)
+
+    def _first_run_taken(self, box: MailBoxUnencrypted | MailBox, backlog: list[int]) -> set[int]:
+        """The UIDs of the backlog that `first_run` takes (the others are seen before)."""
+        if not backlog:
+            return set()
+        mode, day = first_run_rule(self.section.first_run)
+        if mode == "all":
+            return set(backlog)
+        span = f"UID {backlog[0]}:{backlog[-1]}"
+        if mode == "unseen":
+            criteria = f"{span} UNSEEN"
+        else:  # SINCE compares the INTERNALDATE (when the server received the mail)
+            assert day is not None
+            criteria = f"{span} SINCE {day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+        wanted = set(backlog)
+        return {u for u in self._search(box, criteria, backlog[0] - 1) if u in wanted}
 
     def _fetch_chunk(
         self, box: MailBoxUnencrypted | MailBox, chunk: list[int], uidvalidity: int
@@ -279,6 +353,9 @@ class EmailAdapter(Adapter):
             notes=list(mail.notes),
             extra=extra,
         )
+        no_receipt = _no_receipt_reason(mail.headers)
+        if no_receipt:  # read by routing.acknowledge: a complaint, but no receipt
+            content.reply_ref["no_receipt"] = no_receipt
         if oversized:
             size = _human_size(int(meta.get("size", 0)))
             content.text = (
@@ -296,6 +373,21 @@ class EmailAdapter(Adapter):
         elif mail.auto_submitted or any(desk in loop for loop in mail.x_loop):
             content.kind = "auto_reply"
         return content
+
+
+def _no_receipt_reason(headers: dict[str, str]) -> str | None:
+    """Why a mail must get no automatic receipt, from its headers (RFC 3834 section 2).
+
+    Auto-replies and Precedence bulk/list/junk never become complaints (`mailparse`); mail
+    that came through a mailing list or newsletter still may, but answering it would write
+    to the list."""
+    for name in ("list-id", "list-unsubscribe", "list-post"):
+        if headers.get(name):
+            return f"mailing list ({name})"
+    precedence = headers.get("precedence", "").strip().lower()
+    if precedence in ("bulk", "list", "junk"):
+        return f"bulk mail (Precedence: {precedence})"
+    return None
 
 
 def _message_id(raw: bytes) -> str | None:

@@ -236,7 +236,7 @@ def _parts(desk: Desk, row: sqlite3.Row, complaint: sqlite3.Row | None = None) -
     ]
     if c is not None:
         headers.append(("X-Lapakd-Ticket", c["ticket"]))
-    if row["kind"] != "forward":
+    if row["kind"] != "forward" and "Auto-Submitted" not in extra.get("headers", {}):
         headers.append(("Auto-Submitted", "auto-generated"))
     for name, value in extra.get("headers", {}).items():
         if value:

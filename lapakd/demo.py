@@ -1009,7 +1009,7 @@ def report(
     print(f"  {cmd} show {ticket} --config {cfg}")
     print(f"  {cmd} status --config {cfg}")
     print(f"  {cmd} rules test 'jalan berlubang di Kembaran' --config {cfg}")
-    print(f"  every email sent (forwards and triage notes) is in {_shown(outbox)}/")
+    print(f"  every email sent (forwards, triage notes, receipts) is in {_shown(outbox)}/")
     if trouble:
         print("\nlapakd did not handle every sample as expected:", file=sys.stderr)
         for line in trouble:

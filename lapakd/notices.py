@@ -43,16 +43,12 @@ def _day(desk: Desk, value: str | None) -> str:
 # -- relay: the answer, in the citizen's own thread --------------------------------------------
 
 
-def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    import json
-
-    from lapakd import compose, lifecycle
+def _in_thread(desk: Desk, c: sqlite3.Row, ref: dict, ticket: str) -> tuple[str, dict]:
+    """Subject ("Re: <theirs> [ticket]") and threading headers of a reply to the citizen's
+    own mail."""
+    from lapakd import compose
     from lapakd.replies import _ids
 
-    if c is None:
-        raise _permanent("relay without a complaint")
-    ref = payload.get("reply_ref") or json.loads(c["reply_ref"] or "{}")
-    ticket = payload.get("ticket") or c["ticket"]
     original = compose.header_text(ref.get("subject") or c["subject"] or "", 180)
     subject = original or "Aduan Anda"
     if not subject.lower().startswith("re:"):
@@ -63,6 +59,23 @@ def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
     refs = _ids(ref.get("references"))
     if parent and parent not in refs:
         refs.append(parent)
+    headers = {
+        "In-Reply-To": f"<{parent}>" if parent else "",
+        "References": " ".join(f"<{r}>" for r in refs[-20:]),
+    }
+    return subject, headers
+
+
+def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    import json
+
+    from lapakd import compose, lifecycle
+
+    if c is None:
+        raise _permanent("relay without a complaint")
+    ref = payload.get("reply_ref") or json.loads(c["reply_ref"] or "{}")
+    ticket = payload.get("ticket") or c["ticket"]
+    subject, headers = _in_thread(desk, c, ref, ticket)
     body = compose._env.get_template("relay.txt.j2").render(
         name=c["sender_name"] or "Bapak/Ibu",
         note=payload.get("note"),
@@ -73,10 +86,38 @@ def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
         link=lifecycle.public_link(desk, ticket),
         desk=desk.config.desk,
     )
-    headers = {
-        "In-Reply-To": f"<{parent}>" if parent else "",
-        "References": " ".join(f"<{r}>" for r in refs[-20:]),
-    }
+    return subject, body, [], {"headers": headers}
+
+
+# -- receipt: the ticket, in reply to an emailing citizen's complaint ------------------------------
+
+
+def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    import json
+
+    from lapakd import compose, lifecycle, routing
+
+    if c is None:
+        raise _permanent("receipt without a complaint")
+    subject, headers = _in_thread(desk, c, json.loads(c["reply_ref"] or "{}"), c["ticket"])
+    # RFC 3834: an automatic answer to a message says so, and asks Exchange not to answer it.
+    headers |= {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
+    agencies = payload.get("agencies") or []
+    body = compose._env.get_template("receipt.txt.j2").render(
+        name=c["sender_name"] or "Bapak/Ibu",
+        ticket=c["ticket"],
+        received=_day(desk, c["received_at"]),
+        forwarded=bool(payload.get("forwarded")),
+        agencies=", ".join(agencies[:-1]) + (" dan " if len(agencies) > 1 else "")
+        + (agencies[-1] if agencies else ""),
+        due=_day(desk, payload["due_at"]) if payload.get("due_at") else None,
+        budget_dependent=bool(payload.get("budget_dependent")),
+        sla_days=payload.get("sla_days") or routing.DEFAULT_SLA_DAYS,
+        sla_unit="hari kerja" if desk.config.desk.sla_calendar == "working" else "hari",
+        public=payload.get("public", True),
+        link=lifecycle.public_link(desk, c["ticket"]),
+        desk=desk.config.desk,
+    )
     return subject, body, [], {"headers": headers}
 
 
@@ -202,6 +243,7 @@ def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
 
 BUILDERS = {
     "relay": _relay,
+    "receipt": _receipt,
     "reminder": _reminder,
     "escalation": _escalation,
     "digest": _digest,

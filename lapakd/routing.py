@@ -8,6 +8,7 @@ own), so a complaint is never routed without its forwards, nor forwarded twice.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -151,13 +152,22 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
             payload={},
         )
     if decision.action != "ignore":
-        acknowledge(desk, complaint, forwarded=decision.action == "forward")
+        acknowledge(desk, complaint, decision, due_at)
 
 
-def acknowledge(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> None:
-    """Queue the citizen's receipt (ticket + public link) on their channel, once per complaint."""
+def acknowledge(
+    desk: Desk, complaint: sqlite3.Row, decision: Decision, due_at: str | None = None
+) -> None:
+    """Queue the citizen's receipt (ticket + public link) on their channel, once per complaint.
+
+    Never for what the rules ignore (a receipt would confirm a spammer's address) nor for a
+    quarantined complaint: neither gets here."""
+    forwarded = decision.action == "forward"
     section = desk.config.channels.get(complaint["channel"])
     if section is None or not section.get("acknowledge", False):
+        return
+    if complaint["channel"] == "email":
+        _email_receipt(desk, complaint, decision, due_at)
         return
     outbox.enqueue(
         desk.store, desk, kind="ack", complaint=complaint, transport=complaint["channel"],
@@ -166,6 +176,55 @@ def acknowledge(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> None:
         payload={
             "reply_ref": json.loads(complaint["reply_ref"]),
             "text": ack_text(desk, complaint, forwarded),
+        },
+    )
+
+
+# Local parts of addresses no person reads (RFC 2142 roles, notification senders).
+_AUTOMATED_LOCAL = re.compile(
+    r"(?:no|do[-_.]?not)[-_.]?reply.*|(?:mailer[-_.]?daemon|postmaster|bounces?)(?:[-_.+].*)?",
+    re.I,
+)
+
+
+def receipt_blocked(desk: Desk, address: str, reply_ref: dict) -> str | None:
+    """Why an email receipt must not go to `address` (None: it may)."""
+    if not address or "@" not in address:
+        return "no address to answer"
+    if reply_ref.get("no_receipt"):
+        return str(reply_ref["no_receipt"])
+    local = address.rpartition("@")[0]
+    if _AUTOMATED_LOCAL.fullmatch(local):
+        return f"automated address ({address})"
+    if address == desk.config.desk.email.strip().lower():
+        return "the desk's own address"
+    return None
+
+
+def _email_receipt(
+    desk: Desk, complaint: sqlite3.Row, decision: Decision, due_at: str | None
+) -> None:
+    """The receipt of an emailing citizen: a reply to their mail (compose builds it)."""
+    ref = json.loads(complaint["reply_ref"] or "{}")
+    address = str(ref.get("address") or complaint["sender"] or "").strip().lower()
+    reason = receipt_blocked(desk, address, ref)
+    if reason:
+        desk.store.event("receipt_skipped", complaint_id=complaint["id"], reason=reason)
+        return
+    forwarded = decision.action == "forward"
+    outbox.enqueue(
+        desk.store, desk, kind="receipt", complaint=complaint, recipients=[address],
+        dedupe_key=f"ack:{complaint['id']}",
+        payload={
+            "forwarded": forwarded,
+            "agencies": [
+                desk.rules.agencies[k].name if k in desk.rules.agencies else k
+                for k in decision.agencies
+            ] if forwarded else [],
+            "due_at": due_at,
+            "sla_days": effective_sla(desk, decision),
+            "budget_dependent": bool(decision.budget_dependent) and forwarded,
+            "public": bool(decision.public),
         },
     )
 

@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lapakd.errors import RulesError
+from lapakd.intake import duplicates_dropped
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:
@@ -61,6 +62,15 @@ def list_complaints(
                 "agencies": [], "category": None, "rule": None,
                 "received_at": m["received_at"], "due_at": None, "subject": "",
                 "text": m["error"] or "",
+            })
+    if status == "seen_before" and not agency and not overdue:
+        # Mail that was in the mailbox before lapakd's first poll: kept, not processed.
+        for m in store.all("SELECT * FROM messages WHERE state = 'seen_before' ORDER BY id"):
+            out.append({
+                "id": f"msg-{m['id']}", "channel": m["channel"], "status": "seen_before",
+                "agencies": [], "category": None, "rule": None,
+                "received_at": m["received_at"], "due_at": None, "subject": "",
+                "text": json.loads(m["meta"]).get("seen_before") or "",
             })
     return out
 
@@ -246,6 +256,10 @@ def status(desk: Desk) -> dict[str, Any]:
             "state": (h["state"] if h else "ok") if enabled else "disabled",
             "messages_stored": store.one(
                 "SELECT count(*) n FROM messages WHERE channel = ?", (name,))["n"],
+            "seen_before": store.one(
+                "SELECT count(*) n FROM messages WHERE channel = ? AND state = 'seen_before'",
+                (name,))["n"],
+            "duplicates_dropped": duplicates_dropped(store, name),
             "last_success": h["last_success"] if h else None,
             "last_error": h["last_error"] if h else None,
             "last_error_at": h["last_error_at"] if h else None,
@@ -294,8 +308,13 @@ def format_status(data: dict[str, Any]) -> str:
         err = f"  last error: {ch['last_error']}" if failing else ""
         if ch.get("paused_until") and ch["enabled"]:
             err = f"  paused until {ch['paused_until']}{err}"
+        extra = "".join(
+            f" {label} {ch[key]}" for key, label in
+            (("seen_before", "seen-before"), ("duplicates_dropped", "duplicates-dropped"))
+            if ch.get(key)
+        )
         lines.append(f"  {name:<10} {ch['state']:<12} stored {ch['messages_stored']:<6} "
-                     f"last success {ch['last_success'] or '-'}{err}")
+                     f"last success {ch['last_success'] or '-'}{extra}{err}")
     lines.append("complaints: " + (", ".join(
         f"{k} {v}" for k, v in sorted(data["complaints"].items())) or "none"))
     lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))

@@ -123,7 +123,10 @@ def test_forwards_are_in_outbox_mail(first_run: tuple[Path, dict[str, Any]]) -> 
     assert files and len(files) == sum(summary["sent"].values())
     mails = [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in files]
     pothole = by_subject(complaints(demo_dir), "Jalan berlubang")
-    [forward] = [m for m in mails if m["X-Lapakd-Ticket"] == pothole["id"]]
+    mine = [m for m in mails if m["X-Lapakd-Ticket"] == pothole["id"]]
+    [forward] = [m for m in mine if m["Auto-Submitted"] is None]
+    [receipt] = [m for m in mine if m["Auto-Submitted"] == "auto-replied"]  # to the citizen
+    assert receipt["Subject"].endswith(f"[{pothole['id']}]")
     assert forward["From"].addresses[0].addr_spec == "aduan@lapak.test"
     [photo] = list(forward.iter_attachments())
     data = photo.get_payload(decode=True)
