@@ -41,6 +41,9 @@ class WhatsAppAdapter(GraphChannel):
         "phone_number_id": Field(str, ""),
         **graph_fields(),
         "media_max_bytes": Field(int, 16 * 1024 * 1024),
+        # `lapakd status` exits 1 when no webhook arrived for this long (Meta stopped calling:
+        # an expired subscription, a broken proxy, a changed callback URL).
+        "silence_alert_hours": Field(int, 24),
     }
 
 

@@ -62,13 +62,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lapakd import daemon
 
     desk = _desk(args)
+    problems: list[str] = []
     try:
         if args.once:
-            daemon.run_once(desk)
+            problems = daemon.run_once(desk)
         else:
             daemon.run_forever(desk)
     finally:
         desk.close()
+    if problems:  # what succeeded stays done; cron and monitoring see the exit status
+        print(f"lapakd: run --once: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     return 0
 
 

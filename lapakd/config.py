@@ -196,6 +196,12 @@ def parse_config(raw: dict[str, Any], cfg_path: Path) -> Config:
         channels[name] = Section(
             f"channels.{name}", validate_section(f"channels.{name}", values, spec, cfg_path, base)
         )
+    whatsapp = channels.get("whatsapp")
+    if whatsapp is not None and whatsapp.silence_alert_hours <= 0:
+        raise ConfigError(
+            f"{cfg_path}: channels.whatsapp.silence_alert_hours must be > 0 (hours without a "
+            f"webhook before `lapakd status` says so), got {whatsapp.silence_alert_hours}"
+        )
     try:
         ZoneInfo(sections["desk"].timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import schedule
 import structlog
 
-from lapakd import intake, outbox, process, routing, scheduled
+from lapakd import intake, outbox, process, routing, runs, scheduled
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -104,9 +104,13 @@ def poll(desk: Desk, channels: list[str]) -> None:
         burst.finish()
 
 
-def run_once(desk: Desk) -> None:
-    """Every job once, until nothing is left that can be done now (cron and tests)."""
+def run_once(desk: Desk) -> list[str]:
+    """Every job once, until nothing is left that can be done now (cron and tests).
+
+    Returns what failed during the run, one line each (a failing channel, sends deferred or
+    failed); the work that succeeded stays done."""
     desk.store.lock_runner()
+    run = runs.Run(desk, "once")
     outbox.recover_orphans(desk.store)
     desk.reload_rules_if_changed()
     poll(desk, pollers(desk))
@@ -119,10 +123,12 @@ def run_once(desk: Desk) -> None:
     for _, _, job in EXTRA_JOBS:
         job(desk)
     outbox.send_due(desk)
+    return run.finish()
 
 
 def run_forever(desk: Desk) -> None:
     desk.store.lock_runner()
+    run = runs.Run(desk, "daemon")
     outbox.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
     _install_signals(desk)
@@ -159,6 +165,7 @@ def run_forever(desk: Desk) -> None:
     finally:
         if hook is not None:
             hook.stop()
+    run.finish()
     log.info("daemon.stopped")
 
 
