@@ -4,12 +4,14 @@ during an SMTP outage, bulk requeue, rate-limited alerts."""
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from deskenv import make_mail
+import time_machine
+from deskenv import ADMIN_EMAIL, make_mail
 
 from lapakd import daemon
+from lapakd.app import Desk
 from lapakd.store import iso, utcnow
 
 TEXTS = [
@@ -235,3 +237,65 @@ def test_requeue_takes_several_ids_and_checks_them_all_first(desk_env):
     desk_env.run_once()
     sent = {r["ticket"] for r in _outbox(desk_env) if r["status"] == "sent"}
     assert sent == {tickets[0], tickets[2]}
+
+
+# -- failed sends: one admin alert per hour at most, with the count ----------------------------
+
+
+def _run_at(desk_env, when: datetime) -> list[str]:
+    with time_machine.travel(when, tick=True):
+        desk = Desk.open(str(desk_env.config))
+        try:
+            return daemon.run_once(desk)
+        finally:
+            desk.close()
+
+
+def _alerts(desk_env) -> list:
+    return [m for m in desk_env.sink.messages if m.rcpt_tos == [ADMIN_EMAIL]]
+
+
+def test_failed_forwards_make_one_alert_an_hour_with_the_count(desk_env):
+    t0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    desk_env.sink.fail_recipient("dlh@banyumas.example", 550, "5.1.1 mailbox unknown")
+    sampah = [("Sampah", "sampah numpuk di TPS RT {i}, bau sampe rumah warga")]
+    desk_env.append_many(sampah, 30)
+    problems = _run_at(desk_env, t0)
+    [problem] = problems
+    assert problem.startswith("30 send(s) failed (last error: permanent: SMTP 127.0.0.1:")
+    assert problem.endswith("dlh@banyumas.example: 550 5.1.1 mailbox unknown)")
+    [alert] = _alerts(desk_env)
+    assert alert.message["Subject"] == "[lapakd] Pengiriman gagal: 30 pesan"
+    body = alert.message.get_body(("plain",)).get_content()
+    assert body.startswith("30 pesan gagal terkirim")
+    assert body.count("(forward) ke dlh@banyumas.example: permanent: SMTP") == 30
+    assert "lapakd requeue --failed" in body
+    # More failures within the hour wait for the next alert...
+    desk_env.append_many(sampah, 4)
+    _run_at(desk_env, t0 + timedelta(minutes=20))
+    assert len(_alerts(desk_env)) == 1
+    # ... which goes out an hour after the first, with their count.
+    _run_at(desk_env, t0 + timedelta(minutes=61))
+    [_, second] = _alerts(desk_env)
+    assert second.message["Subject"] == "[lapakd] Pengiriman gagal: 4 pesan"
+    # Long after, the next failure is told at once.
+    desk_env.append_many(sampah, 1)
+    _run_at(desk_env, t0 + timedelta(hours=5))
+    [_, _, third] = _alerts(desk_env)
+    assert third.message["Subject"] == "[lapakd] Pengiriman gagal: 1 pesan"
+    with desk_env.db() as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 3
+
+
+def test_an_alert_that_bounces_is_not_alerted_about(desk_env):
+    desk_env.sink.fail_recipient("dlh@banyumas.example", 550, "5.1.1 mailbox unknown")
+    desk_env.sink.fail_recipient(ADMIN_EMAIL, 550, "5.1.1 admin mailbox unknown")
+    desk_env.append(make_mail("Sampah", "sampah di kali Logawa, banyu dadi ireng"))
+    assert desk_env.cli("run", "--once", check=False).returncode == 1
+    for _ in range(2):
+        with desk_env.db() as db:
+            db.execute("UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00+00:00'")
+        desk_env.cli("run", "--once", check=False)
+    with desk_env.db() as db:
+        rows = db.execute("SELECT kind, status FROM outbox ORDER BY id").fetchall()
+    assert [tuple(r) for r in rows] == [("forward", "failed"), ("alert", "failed")]
