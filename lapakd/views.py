@@ -309,8 +309,10 @@ def _silent_channels(desk: Desk, channels: dict[str, Any], daemon: dict[str, Any
         hours = desk.config.channels[name].get("silence_alert_hours")
         if not hours:
             continue
-        last_hook = desk.store.one(
-            "SELECT max(stored_at) FROM messages WHERE channel = ?", (name,))[0]
+        last_hook = desk.store.one(  # the newest row is the last stored (the index walk)
+            "SELECT stored_at FROM messages WHERE id ="
+            " (SELECT max(id) FROM messages WHERE channel = ?)", (name,))
+        last_hook = last_hook[0] if last_hook else None
         since = parse_iso(last_hook) or parse_iso(runs.first_enabled_at(desk, name))
         if since is not None and now - since > timedelta(hours=hours):
             what = f"since {last_hook}" if last_hook else f"at all since {iso(since)}"
