@@ -28,7 +28,7 @@ from lapakd.adapters.base import (
 from lapakd.adapters.facebook import _ext, as_dict, graph_time, jdump
 from lapakd.adapters.graph import GraphChannel, graph_fields
 
-from lapakd.config import Field, size_bytes
+from lapakd.config import Field, between, size_bytes
 from lapakd.filenames import safe_filename
 
 MEDIA_TYPES = ("image", "document", "video", "audio", "voice", "sticker")
@@ -45,6 +45,9 @@ class WhatsAppAdapter(GraphChannel):
         "phone_number_id": Field(str, ""),
         **graph_fields(),
         "media_max_bytes": Field(int, 16 * 1024 * 1024, check=size_bytes()),
+        # `lapakd status` exits 1 when no webhook arrived for this long (Meta stopped calling:
+        # an expired subscription, a broken proxy, a changed callback URL).
+        "silence_alert_hours": Field(int, 24, check=between(1, 24 * 90, "hours")),
     }
 
 

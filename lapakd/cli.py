@@ -62,13 +62,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lapakd import daemon
 
     desk = _desk(args)
+    problems: list[str] = []
     try:
         if args.once:
-            daemon.run_once(desk)
+            problems = daemon.run_once(desk)
         else:
             daemon.run_forever(desk)
     finally:
         desk.close()
+    if problems:  # what succeeded stays done; cron and monitoring see the exit status
+        print(f"lapakd: run --once: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -201,21 +205,55 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @command("requeue")
 def cmd_requeue(args: argparse.Namespace) -> int:
-    from lapakd import process, routing
+    from lapakd import outbox, process, routing
 
+    if not args.ids and not args.failed:
+        raise LapakdError("requeue: give one or more ids (LA-2026-000123, msg-17) or --failed")
+    if (args.since or args.agency) and not args.failed:
+        raise LapakdError("requeue: --since and --agency go with --failed")
     desk = _desk(args)
     try:
-        ref = args.id.strip()
-        if ref.lower().startswith("msg-"):
-            row = desk.store.message(ref)
-            process.requeue_message(desk.store, row["id"], args.by)
-            print(f"msg-{row['id']}: queued for processing again")
-        else:
-            c = desk.store.complaint(ref)
-            print(f"{c['ticket']}: {routing.requeue_complaint(desk, c, args.by)}")
+        since = _since(desk, args.since) if args.since else None
+        if args.agency and args.agency not in desk.rules.agencies:
+            raise LapakdError(f"requeue: --agency {args.agency}: no such agency in "
+                              f"{desk.config.rules_dir}/agencies.yaml")
+        # Every id is looked up before anything changes: a typo requeues nothing.
+        refs = []
+        for ref in (r.strip() for r in args.ids):
+            if ref.lower().startswith("msg-"):
+                refs.append(("message", desk.store.message(ref)))
+            else:
+                refs.append(("complaint", desk.store.complaint(ref)))
+        for kind, row in refs:
+            if kind == "message":
+                process.requeue_message(desk.store, row["id"], args.by)
+                print(f"msg-{row['id']}: queued for processing again")
+            else:
+                print(f"{row['ticket']}: {routing.requeue_complaint(desk, row, args.by)}")
+        if args.failed:
+            rows, complaints = outbox.requeue_failed(
+                desk.store, args.by, since=since, agency=args.agency)
+            print(f"{rows} failed message(s) of {complaints} complaint(s) queued for sending "
+                  "again (same Message-IDs)")
     finally:
         desk.close()
     return 0
+
+
+def _since(desk: Any, value: str) -> str:
+    """--since: a date (midnight in the desk's time zone) or a date and time, as ISO UTC."""
+    from datetime import datetime
+
+    from lapakd.store import iso
+
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise LapakdError(f"requeue: --since {value!r} is not a date "
+                          "(YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=desk.config.tz)
+    return iso(when)  # type: ignore[return-value]
 
 
 @command("status")
@@ -292,8 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", parents=[common], help="a complaint's story")
     p.add_argument("id", help="ticket (LA-2026-000123) or message (msg-17)")
 
-    p = sub.add_parser("requeue", parents=[common, actor], help="retry a quarantined item")
-    p.add_argument("id", help="ticket (LA-2026-000123) or message (msg-17)")
+    p = sub.add_parser("requeue", parents=[common, actor],
+                       help="retry quarantined items and failed sends")
+    p.add_argument("ids", nargs="*", metavar="ID",
+                   help="tickets (LA-2026-000123) or messages (msg-17)")
+    p.add_argument("--failed", action="store_true",
+                   help="every failed outgoing message (same Message-IDs)")
+    p.add_argument("--since", help="with --failed: only those that failed from this date "
+                   "(YYYY-MM-DD, desk time zone) or time on")
+    p.add_argument("--agency", help="with --failed: only those for this agency key")
 
     sub.add_parser("status", parents=[common], help="health of channels, queues, complaints")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import schedule
 import structlog
 
-from lapakd import intake, outbox, process, routing, scheduled
+from lapakd import intake, outbox, process, routing, runs, scheduled
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -155,9 +155,13 @@ def poll_all(desk: Desk, channels: list[str]) -> None:
         worker.join()
 
 
-def run_once(desk: Desk) -> None:
-    """Every job once, until nothing is left that can be done now (cron and tests)."""
+def run_once(desk: Desk) -> list[str]:
+    """Every job once, until nothing is left that can be done now (cron and tests).
+
+    Returns what failed during the run, one line each (a failing channel, sends deferred or
+    failed); the work that succeeded stays done."""
     desk.store.lock_runner()
+    run = runs.Run(desk, "once")
     outbox.recover_orphans(desk.store)
     desk.reload_rules_if_changed()
     poll_all(desk, pollers(desk))
@@ -170,10 +174,12 @@ def run_once(desk: Desk) -> None:
     for _, _, job in EXTRA_JOBS:
         job(desk)
     outbox.send_due(desk)
+    return run.finish()
 
 
 def run_forever(desk: Desk) -> None:
     desk.store.lock_runner()
+    run = runs.Run(desk, "daemon")
     outbox.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
     _install_signals(desk)
@@ -216,6 +222,7 @@ def run_forever(desk: Desk) -> None:
     if waiting:
         log.warning("daemon.abandoned", channels=waiting,
                     note="still waiting for the server; the next start polls again")
+    run.finish()
     log.info("daemon.stopped")
     if waiting:
         # A thread blocked in a socket read cannot be interrupted; rather than wait for its

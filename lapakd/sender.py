@@ -26,10 +26,10 @@ import argparse
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -191,7 +191,43 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _send_until_done(desk: Desk, connections: int, done: threading.Event) -> int:
+class ParentPipe:
+    """The parent's pipeline is done when the child's stdin (the parent's pipe) reaches EOF.
+
+    Looked at with select() and os.read() on the descriptor from the sending thread itself,
+    never from a thread reading `sys.stdin`: such a (daemon) thread sits in the buffered
+    reader's read() holding its lock, and when the child ends before the parent closed the
+    pipe (the SMTP server refused connections, so there is nothing to send), interpreter
+    finalisation cannot take that lock to close sys.stdin and aborts the process with
+    "Fatal Python error: _enter_buffered_busy" (SIGABRT)."""
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self._done = False
+
+    def is_set(self) -> bool:
+        return self.wait(0)
+
+    def wait(self, timeout: float) -> bool:
+        """Up to `timeout` seconds for EOF (or a broken pipe); True once it came."""
+        deadline = time.monotonic() + timeout
+        while not self._done:
+            remaining = deadline - time.monotonic()
+            try:
+                readable, _, _ = select.select([self.fd], [], [], max(remaining, 0.0))
+                data = os.read(self.fd, 65536) if readable else None
+            except OSError:
+                data = b""
+            if data is None:
+                break
+            if not data:
+                self._done = True
+            elif remaining <= 0:
+                break
+        return self._done
+
+
+def _send_until_done(desk: Desk, connections: int, done: ParentPipe) -> int:
     """Send the due smtp rows on `connections` SMTP connections at once (smtp.send_many)
     until the parent is done and nothing is left; return the rows sent."""
     from lapakd import outbox, smtp
@@ -241,17 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    done = threading.Event()
-
-    def watch_parent() -> None:
-        try:
-            while sys.stdin.buffer.read(65536):  # EOF: the parent's pipeline is done
-                pass
-        except OSError:
-            pass
-        done.set()
-
-    threading.Thread(target=watch_parent, name="sender-stdin", daemon=True).start()
+    done = ParentPipe(sys.stdin.fileno())
     failed = False
     sent = 0
     try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from lapakd import runs
 from lapakd.errors import RulesError
 from lapakd.intake import duplicates_dropped
-from lapakd.store import now_iso
+from lapakd.store import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -280,25 +282,93 @@ def status(desk: Desk) -> dict[str, Any]:
                                        "agencies": len(rules.agencies)}
     except RulesError as exc:
         rules_state = {"ok": False, "problems": exc.problems}
-    reasons = []
+    daemon = runs.summary(desk)
+    retrying = _retrying(desk)
+    problems = []
     for name, ch in channels.items():
         if ch["enabled"] and ch["state"] != "ok":
-            reasons.append(f"channel {name} is {ch['state']}: {ch['last_error']}")
+            problems.append(f"channel {name} is {ch['state']}: {ch['last_error']}")
+    problems += _silent_channels(desk, channels, daemon)
+    if retrying["count"]:
+        problems.append(
+            f"{retrying['count']} outgoing message(s) waiting for a retry after a failed attempt"
+            f" (last error: {retrying['last_error']}; next try {retrying['next_attempt_at']})")
     if outbox["failed"]:
-        reasons.append(f"{outbox['failed']} outgoing message(s) failed (lapakd list, requeue)")
+        problems.append(f"{outbox['failed']} outgoing message(s) failed "
+                        "(lapakd list, lapakd requeue --failed)")
     if quarantined:
-        reasons.append(f"{quarantined} item(s) quarantined (lapakd list --status quarantined)")
+        problems.append(f"{quarantined} item(s) quarantined (lapakd list --status quarantined)")
     if not rules_state["ok"]:
-        reasons.append("rules have errors (lapakd rules check)")
+        problems.append("rules have errors (lapakd rules check)")
+    if not daemon["runs"]:
+        problems.append("the daemon has never run on this store "
+                        "(start lapakd run, or lapakd run --once from cron)")
     return {
         "channels": channels,
         "complaints": complaints,
         "outbox": outbox,
+        "retrying": retrying["count"],
         "quarantined": quarantined,
         "rules": rules_state,
-        "needs_admin": bool(reasons),
-        "reasons": reasons,
+        "daemon": daemon,
+        "needs_admin": bool(problems),
+        "problems": problems,
+        "reasons": problems,  # the name before `problems`, kept for scripts that read it
     }
+
+
+# A polled channel whose last success is older than this many poll intervals is stale.
+STALE_POLLS = 3
+
+
+def _retrying(desk: Desk) -> dict[str, Any]:
+    """Outbox rows waiting after a failed attempt (SMTP unreachable, refusing, deferring)."""
+    row = desk.store.one(
+        "SELECT count(*) n, min(next_attempt_at) next_at, max(id) last FROM outbox"
+        " WHERE status = 'pending' AND attempts > 0 AND last_error IS NOT NULL")
+    last = desk.store.one("SELECT last_error FROM outbox WHERE id = ?", (row["last"],))
+    return {"count": row["n"], "next_attempt_at": row["next_at"],
+            "last_error": last["last_error"] if last else None}
+
+
+def _silent_channels(desk: Desk, channels: dict[str, Any], daemon: dict[str, Any]) -> list[str]:
+    """Enabled channels that stopped bringing anything: a polled one whose last success is
+    older than STALE_POLLS poll intervals, a push-only one (WhatsApp) without a webhook for
+    `silence_alert_hours`. A channel already failing is told once, by its state."""
+    if not daemon["runs"]:
+        return []  # "never run" says it
+    now = utcnow()
+    out = []
+    for name, ch in channels.items():
+        if not ch["enabled"] or ch["state"] != "ok":
+            continue
+        adapter = desk.adapter(name)
+        if adapter.polls:
+            interval = adapter.poll_seconds
+            last = parse_iso(ch["last_success"])
+            if last is None:
+                since = parse_iso(runs.first_enabled_at(desk, name))
+                if since is not None and now - since > timedelta(seconds=STALE_POLLS * interval):
+                    out.append(f"channel {name} has never fetched successfully since "
+                               f"{iso(since)}")
+            elif now - last > timedelta(seconds=STALE_POLLS * interval):
+                out.append(f"channel {name} last fetched at {iso(last)}, more than "
+                           f"{STALE_POLLS} × poll_seconds ({interval} s) ago: is lapakd running?")
+            continue
+        hours = desk.config.channels[name].get("silence_alert_hours")
+        if not hours:
+            continue
+        last_hook = desk.store.one(  # the newest row is the last stored (the index walk)
+            "SELECT stored_at FROM messages WHERE id ="
+            " (SELECT max(id) FROM messages WHERE channel = ?)", (name,))
+        last_hook = last_hook[0] if last_hook else None
+        since = parse_iso(last_hook) or parse_iso(runs.first_enabled_at(desk, name))
+        if since is not None and now - since > timedelta(hours=hours):
+            what = f"since {last_hook}" if last_hook else f"at all since {iso(since)}"
+            out.append(f"channel {name}: no webhook arrived {what} (more than "
+                       f"silence_alert_hours = {hours}; check the app's webhook subscription "
+                       "and the proxy)")
+    return out
 
 
 def format_status(data: dict[str, Any]) -> str:
@@ -319,12 +389,15 @@ def format_status(data: dict[str, Any]) -> str:
         f"{k} {v}" for k, v in sorted(data["complaints"].items())) or "none"))
     lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))
     lines.append(f"quarantined: {data['quarantined']}")
+    d = data["daemon"]
+    lines.append(f"runs: {d['runs']}, the last ({d['last_mode']}) started {d['last_started_at']}"
+                 f", finished {d['last_finished_at'] or '-'}" if d["runs"] else "runs: none")
     r = data["rules"]
     lines.append(f"rules: {r['rules']} rules, {r['agencies']} agencies" if r["ok"]
                  else "rules: BROKEN — run lapakd rules check")
-    if data["reasons"]:
+    if data["problems"]:
         lines.append("needs an admin:")
-        lines.extend(f"  - {x}" for x in data["reasons"])
+        lines.extend(f"  - {x}" for x in data["problems"])
     else:
         lines.append("all good")
     return "\n".join(lines)

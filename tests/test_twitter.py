@@ -357,9 +357,10 @@ def test_real_rate_limit_window_runs_out_and_resets(desk_env):
 def test_401_marks_needs_reauth_alerts_once_and_leaks_no_token(env, x):
     x.seed_sample()
     x.revoke_tokens()
-    runs = [env.cli("run", "--once", "--log-level", "debug")]
+    runs = [env.cli("run", "--once", "--log-level", "debug", check=False)]
     unpause(env)
-    runs.append(env.cli("run", "--once", "--log-level", "debug"))
+    runs.append(env.cli("run", "--once", "--log-level", "debug", check=False))
+    assert [r.returncode for r in runs] == [1, 1]  # the channel failed during each run
     h = health(env)
     assert h["state"] == "needs_reauth" and "401" in h["last_error"]
     text = env.cli("status", check=False).stdout

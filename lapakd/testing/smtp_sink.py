@@ -9,7 +9,8 @@ Used by the tests (real SMTP over TCP, nothing mocked) and by ``lapakd demo``::
 
 Modes: plain (default), ``tls="starttls"`` (STARTTLS offered on the plain port)
 and ``tls="ssl"`` (implicit TLS from the first byte).  Failures can be injected
-with :meth:`SmtpSink.fail_next` / :meth:`SmtpSink.fail_recipient`, and AUTH
+with :meth:`SmtpSink.fail_next` / :meth:`SmtpSink.fail_recipient` /
+:meth:`SmtpSink.fail_always`, and AUTH
 can be required with :meth:`SmtpSink.require_auth`.
 """
 
@@ -181,6 +182,7 @@ class SmtpSink:
             s: collections.deque() for s in _STAGES
         }
         self._bad_recipients: dict[str, str] = {}
+        self._always: dict[str, str] = {}  # stage -> reply, from fail_always()
         self._credentials: tuple[str, str] | None = None
         # False: EHLO does not offer 8BITMIME (from the next connection on), as some old
         # servers; a client must then send 7-bit bodies.
@@ -270,6 +272,7 @@ class SmtpSink:
             for queue in self._failures.values():
                 queue.clear()
             self._bad_recipients.clear()
+            self._always.clear()
             self._credentials = None
             self.offer_8bitmime = True
 
@@ -333,10 +336,24 @@ class SmtpSink:
         with self._cond:
             self._bad_recipients[address.lower()] = _reply(code, text)
 
+    def fail_always(self, code: int, text: str, *, stage: Stage = "MAIL") -> None:
+        """Answer every command of *stage* (MAIL by default: every mail) with ``code text``
+        until :meth:`accept_again` or :meth:`reset`, e.g. 554 for a relay that refuses
+        everything."""
+        if stage not in _STAGES:
+            raise ValueError(f"stage must be one of {_STAGES}")
+        with self._cond:
+            self._always[stage] = _reply(code, text)
+
+    def accept_again(self) -> None:
+        """Undo :meth:`fail_always` (queued and per-recipient failures stay)."""
+        with self._cond:
+            self._always.clear()
+
     def _pop_failure(self, stage: str) -> str | None:
         with self._cond:
             queue = self._failures[stage]
-            return queue.popleft() if queue else None
+            return queue.popleft() if queue else self._always.get(stage)
 
     def _recipient_failure(self, address: str) -> str | None:
         with self._cond:
