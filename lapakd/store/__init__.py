@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +85,28 @@ def in_transactions(
     return done
 
 
+# Open stores, so that a forked child can let go of their locks (below).
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _drop_locks_in_child() -> None:
+    """In a forked child (the export's worker pool): close the inherited runner and writer
+    lock files. flock() belongs to the open file, which a fork shares: a worker that kept it
+    would hold `lapakd.lock` after its parent died, and the next runner would be refused. The
+    sender is started by fork+exec without this hook and is handed the runner lock on purpose
+    (sender.py)."""
+    for store in list(_STORES):
+        for name in ("_lock_fd", "_writer"):
+            fd = getattr(store, name)
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            setattr(store, name, None)
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
 class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
@@ -113,6 +136,7 @@ class Store:
         self.conn.execute("PRAGMA mmap_size=268435456")
         self._lock_fd: int | None = None
         self._writer: int | None = None  # _writer_fd(), opened on the first write
+        _STORES.add(self)
         self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------
