@@ -283,3 +283,15 @@ def test_the_site_stays_readable_by_the_web_server_under_umask_077(desk, tmp_pat
 def test_unit_sets_a_private_umask():
     unit = Path(__file__).resolve().parent.parent / "systemd" / "lapakd.service"
     assert "UMask=0077" in unit.read_text().splitlines()
+
+
+def test_a_store_made_before_is_made_private(tmp_path):
+    """A store left group/world-readable by an older lapakd is closed on the next open."""
+    var = tmp_path / "var"
+    Store(var).close()
+    (var / "attachments").mkdir()
+    os.chmod(var / "attachments", 0o755)
+    os.chmod(var / "lapakd.sqlite3", 0o644)
+    Store(var).close()
+    assert stat.S_IMODE((var / "lapakd.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((var / "attachments").stat().st_mode) == 0o700
