@@ -32,7 +32,8 @@ block of 100 complaints, the block's part of aduan.json, aduan.csv and data/cari
 open data is concatenated from 1,000 cached blocks instead of re-serialized. `.manifest.json`
 (in each build) maps each file to a content key; an unchanged build file is hard-linked from the
 previous build. The pages directory holds a token (`.lapakd-pages`) that `public_state` also
-records: if they differ (directory deleted, another target), every page is rebuilt.
+records: if they differ (directory deleted, another target, or another target exported since:
+only the last target's row is kept), every page is rebuilt.
 
 Full builds (and any run with many changed complaints) build records and render pages in a
 pool of worker processes (one per CPU, fork), each reading the store on its own connection and
