@@ -295,3 +295,23 @@ def test_a_store_made_before_is_made_private(tmp_path):
     Store(var).close()
     assert stat.S_IMODE((var / "lapakd.sqlite3").stat().st_mode) == 0o600
     assert stat.S_IMODE((var / "attachments").stat().st_mode) == 0o700
+
+
+def test_a_complaint_hidden_while_another_site_was_exported_leaves_both(desk, tmp_path):
+    """One store, two targets: the cache follows the last one exported, so the other is rebuilt
+    in full next time, and a page hidden in between is gone from it too."""
+    keep = add_complaint(desk, "Pasar becek, saluran ora mili")
+    gone = add_complaint(desk, "Aduan sing arep didhelikake admin")
+    a, b = tmp_path / "www" / "site-a", tmp_path / "www" / "site-b"
+    export.export(desk, a)
+    export.export(desk, b)
+    with desk.store.transaction() as conn:
+        conn.execute("UPDATE complaints SET hidden = 1, updated_at = '2099-01-01'"
+                     " WHERE ticket = ?", (gone,))
+    export.export(desk, b)
+    assert not (b / "aduan" / f"{gone}.html").exists()
+    again = export.export(desk, a)
+    assert again.rebuilt == 1  # in full: the cache described site-b
+    assert not (a / "aduan" / f"{gone}.html").exists()
+    assert (a / "aduan" / f"{keep}.html").is_file()
+    assert gone not in (a / "aduan.json").read_text()

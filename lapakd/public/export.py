@@ -628,6 +628,14 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
             pool.terminate()
             pool.join()
         _CTX.clear()
+    if full:
+        # Pages the cache no longer knows of (it described another target, or the token was
+        # lost): every `<ticket>.html` of this target's marked pages directory that is not
+        # published now. They were all written here.
+        live = {f"{t}.html" for (t,) in conn.execute("SELECT ticket FROM public_index") if t}
+        with os.scandir(pages_dir) as entries:
+            b.removed_pages += [Path(e.path) for e in entries
+                                if e.name.endswith(".html") and e.name not in live]
     for page in b.removed_pages:  # hidden or merged: gone once no list links to it
         with contextlib.suppress(FileNotFoundError):
             page.unlink()
