@@ -315,3 +315,17 @@ def test_a_complaint_hidden_while_another_site_was_exported_leaves_both(desk, tm
     assert not (a / "aduan" / f"{gone}.html").exists()
     assert (a / "aduan" / f"{keep}.html").is_file()
     assert gone not in (a / "aduan.json").read_text()
+
+
+def test_dot_dot_and_the_root_are_refused(desk, tmp_path):
+    www = tmp_path / "www"
+    (www / "site").mkdir(parents=True)
+    (www / "notes.txt").write_text("operator notes")
+    before = listing(www)
+    with pytest.raises(LapakdError, match=f"{www} is a folder with files in it"):
+        export.export(desk, www / "site" / "..")
+    with pytest.raises(LapakdError, match="root folder"):
+        export.export(desk, "/")
+    assert listing(www) == before
+    assert not [p for p in tmp_path.iterdir() if "build" in p.name or "aduan" in p.name]
+    assert not os.path.lexists("/..lock")

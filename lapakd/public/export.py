@@ -339,7 +339,9 @@ def export(desk: Desk, out: str | os.PathLike[str] | None = None, *, full: bool 
            now: datetime | None = None) -> ExportResult:
     started = time.monotonic()
     target = Path(out) if out else desk.config.public_dir
-    target = target.parent.absolute() / target.name
+    target = Path(os.path.abspath(target))  # `.` and `..` too; the last part is not resolved
+    if target.parent == target:
+        raise _refuse(target, "is the root folder")
     _make_dirs(target.parent)
     with _locked(target.parent / f".{target.name}.lock"):
         return _export(desk, target, full=full, now=now, started=started)
