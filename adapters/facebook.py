@@ -79,7 +79,7 @@ class FacebookAdapter(GraphChannel):
         **graph_fields(),
         "poll_seconds": Field(int, 300, check=seconds()),
         # how far back the first poll reaches
-        "lookback_days": Field(int, 7, check=between(0, 3650, "days")),
+        "lookback_days": Field(int, 7, check=between(0, 36500, "days")),
         "max_pages_per_poll": Field(int, MAX_PAGES_PER_POLL, check=between(1, 1000, "pages")),
         "media_max_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes()),
     }

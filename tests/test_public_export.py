@@ -173,22 +173,26 @@ def test_failed_export_leaves_the_last_good_site(desk, monkeypatch):
     with pytest.raises(RuntimeError):
         export.export(desk)
     assert target.resolve() == before and (target / "index.html").read_text() == index
-    builds = sorted(p.name for p in target.parent.glob(".public-build-*"))
+    builds = sorted(p.name for p in target.parent.glob(".public.lapakd-build-*"))
     assert builds == [before.name]  # the failed build was removed
     monkeypatch.undo()
     export.export(desk)
     assert "Jalan rusak kedua" in (target / "aduan.json").read_text()
 
 
-def test_swap_replaces_a_real_directory_and_keeps_one_previous_build(desk):
+def test_a_real_directory_is_refused_and_one_previous_build_is_kept(desk):
     target = desk.config.public_dir
     target.mkdir(parents=True)
     (target / "old.html").write_text("old")
     add_complaint(desk, "Jalan rusak")
+    with pytest.raises(export.ExportRefused, match="not replace it"):
+        export.export(desk)  # not lapakd's: never moved aside, never deleted
+    assert (target / "old.html").read_text() == "old" and not target.is_symlink()
+    (target / "old.html").unlink()  # the operator moves it away: an empty folder is taken
     for _ in range(4):
         export.export(desk)
-    assert target.is_symlink() and not (target / "old.html").exists()
-    assert len(list(target.parent.glob(".public-build-*"))) <= 2 + 1  # + the moved-aside dir
+    assert target.is_symlink() and (target / "index.html").is_file()
+    assert len(list(target.parent.glob(".public.lapakd-build-*"))) == export.KEEP_BUILDS
 
 
 def test_incremental_rebuilds_only_what_changed(desk):

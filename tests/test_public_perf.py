@@ -45,7 +45,9 @@ def files(root: Path) -> dict[str, bytes]:
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
-        if p.is_file() and ".manifest" not in rel and export.PAGES_TOKEN not in rel:
+        if p.is_file() and ".manifest" not in rel and not any(
+                name in rel for name in (export.PAGES_TOKEN, export.BUILD_MARKER,
+                                         export.PAGES_MARKER)):
             out[rel] = p.read_bytes()
     return out
 

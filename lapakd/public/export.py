@@ -1,10 +1,19 @@
 """Build the public site into a fresh directory, then swap it in atomically.
 
-Layout: `public_dir` is a symlink to `.public-build-XXXX` next to it. A build is written
-completely (every page, open data, `.manifest.json`), then a temporary symlink to it replaces
-`public_dir` with one `os.replace` (rename(2), atomic): a web server whose root is `public_dir`
-sees the old site or the new one, never half of one. A failed build is deleted and the last
-good site stays. The previous build is kept (requests in flight), older ones are removed.
+Layout: `public_dir` is a symlink to `.<public_dir name>.lapakd-build-XXXX` next to it. A
+build is written completely (every page, open data, `.manifest.json`), then a temporary symlink
+to it replaces `public_dir` with one `os.replace` (rename(2), atomic): a web server whose root
+is `public_dir` sees the old site or the new one, never half of one. A failed build is deleted
+and the last good site stays. The previous build is kept (requests in flight), older ones are
+removed.
+
+Never delete what lapakd did not make: every build holds a marker (`.lapakd-build`, naming its
+target) written the moment it is created, and only marked builds of the same target are ever
+removed. A target that exists and is not lapakd's (a non-empty folder, a file, a symlink to
+anything but a marked build of this target) is refused (`ExportRefused`) before anything is
+written: never moved, never deleted. Every name lapakd makes beside the target (builds, the
+pages directory, the lock, the temporary symlink) starts with `.<target name>`, so two targets
+in one folder never touch each other.
 
 Detail pages (`aduan/<ticket>.html`, one per complaint — 100,000 files) are the exception:
 creating or hard-linking that many files per export is too slow, so they live in ONE shared
@@ -23,7 +32,8 @@ block of 100 complaints, the block's part of aduan.json, aduan.csv and data/cari
 open data is concatenated from 1,000 cached blocks instead of re-serialized. `.manifest.json`
 (in each build) maps each file to a content key; an unchanged build file is hard-linked from the
 previous build. The pages directory holds a token (`.lapakd-pages`) that `public_state` also
-records: if they differ (directory deleted, another target), every page is rebuilt.
+records: if they differ (directory deleted, another target, or another target exported since:
+only the last target's row is kept), every page is rebuilt.
 
 Full builds (and any run with many changed complaints) build records and render pages in a
 pool of worker processes (one per CPU, fork), each reading the store on its own connection and
@@ -38,6 +48,7 @@ import hashlib
 import importlib.resources
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import secrets
 import shutil
@@ -56,6 +67,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lapakd import boilerplate
 from lapakd import kecamatan as kec
+from lapakd.errors import LapakdError
 from lapakd.public import model, photos, stats
 from lapakd.store import iso, utcnow
 
@@ -72,8 +84,17 @@ KEEP_BUILDS = 2  # the current one and the previous one
 POOL_MIN = 2000  # changed complaints from which a worker pool is used
 TASK_BLOCKS = 10  # archive blocks per worker task
 PAGES_TOKEN = ".lapakd-pages"
+BUILD_MARKER = ".lapakd-build"  # in every build: {"target": <target name>}
+PAGES_MARKER = ".lapakd-aduan"  # in the pages directory: {"target": <target name>}
+LEGACY_PREFIX = ".public-build-"  # builds before the marker (one prefix for every target)
+SITE_FILE_MODE = 0o644  # the web server (another user) reads the site whatever the umask
+SITE_DIR_MODE = 0o755
 MONTHS = ["Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus",
           "September", "Oktober", "November", "Desember"]
+
+
+class ExportRefused(LapakdError):
+    """The target exists and is not lapakd's: nothing was written, moved or deleted."""
 
 
 @dataclass
@@ -189,7 +210,9 @@ class _Builder:
                 except OSError:
                     pass  # missing or another filesystem: render it
         data = render()
-        with open(dest, "wb") as fh:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SITE_FILE_MODE)
+        os.fchmod(fd, SITE_FILE_MODE)  # not narrowed by a private umask (UMask=0077)
+        with open(fd, "wb") as fh:
             if isinstance(data, list):  # chunks, written without joining them first
                 fh.writelines(data)
             else:
@@ -201,31 +224,116 @@ def _key(*parts: Any) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()
 
 
-def current_build(target: Path) -> Path | None:
+def build_prefix(target: Path) -> str:
+    return f".{target.name}.lapakd-build-"
+
+
+def _marker(folder: Path, name: str) -> str | None:
+    """The target named by the marker file `name` in `folder` (None: no readable marker)."""
+    try:
+        value = json.loads((folder / name).read_text(encoding="utf-8")).get("target")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _mark(folder: Path, name: str, target: Path) -> None:
+    _write(str(folder / name), json.dumps({"target": target.name, "made_by": "lapakd export"})
+           .encode("utf-8"))
+
+
+def _is_build_of(path: Path, target: Path) -> bool:
+    """A real directory beside `target`, named and marked as one of its builds."""
+    if path.parent != target.parent or path.is_symlink() or not path.is_dir():
+        return False
+    if not path.name.startswith((build_prefix(target), LEGACY_PREFIX)):
+        return False
+    return _marker(path, BUILD_MARKER) == target.name
+
+
+def _refuse(target: Path, what: str) -> ExportRefused:
+    return ExportRefused(
+        f"{target} {what} that lapakd did not make; the export will not replace it (nothing "
+        "was moved or deleted): export to a new or empty folder, or move it away first")
+
+
+def _empty(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return next(entries, None) is None
+
+
+def check_target(target: Path) -> Path | None:
+    """The live build `target` points at (None: no site yet), or ExportRefused when `target`
+    exists and is not lapakd's own.
+
+    lapakd's own: a symlink whose value is a plain name of one of this target's builds, either
+    marked for this target or gone (dangling). A build of the old layout (`.public-build-*`
+    with its `.manifest.json`, the one the target points at) is adopted: marked for it.
+    Absent or an empty folder: no site yet (the empty folder is replaced by the symlink)."""
     if target.is_symlink():
-        resolved = target.resolve()
-        return resolved if resolved.is_dir() else None
-    return target if target.is_dir() else None
+        value = os.readlink(target)
+        build = target.parent / value
+        if "/" in value or not value.startswith((build_prefix(target), LEGACY_PREFIX)):
+            raise _refuse(target, f"is a symlink (to {value})")
+        if not os.path.lexists(build):
+            return None  # our link, its build gone: the next build replaces it
+        if _is_build_of(build, target):
+            return build
+        if (value.startswith(LEGACY_PREFIX) and not build.is_symlink() and build.is_dir()
+                and _marker(build, BUILD_MARKER) is None
+                and (build / ".manifest.json").is_file()):
+            _mark(build, BUILD_MARKER, target)  # the old layout: this target's live build
+            return build
+        raise _refuse(target, f"is a symlink (to {value}, no build of this site)")
+    if not os.path.lexists(target):
+        return None
+    if target.is_dir():
+        if _empty(target):
+            return None
+        raise _refuse(target, "is a folder with files in it")
+    raise _refuse(target, "is a file")
+
+
+def _check_pages_dir(pages_dir: Path, target: Path) -> None:
+    """The shared detail pages directory: made here, or lapakd's for this target."""
+    if pages_dir.is_symlink() or (os.path.lexists(pages_dir) and not pages_dir.is_dir()):
+        raise _refuse(pages_dir, "is not a folder")
+    if not pages_dir.exists():
+        pages_dir.mkdir()
+        _mark(pages_dir, PAGES_MARKER, target)
+        return
+    marker = _marker(pages_dir, PAGES_MARKER)
+    if marker == target.name:
+        return
+    if marker is None and ((pages_dir / PAGES_TOKEN).is_file() or _empty(pages_dir)):
+        _mark(pages_dir, PAGES_MARKER, target)  # made before the marker existed, or empty
+        return
+    raise _refuse(pages_dir, "is a folder with files in it")
 
 
 def swap(target: Path, build: Path) -> None:
     """Point `target` at `build` with one atomic rename of a symlink."""
-    link = target.parent / f".public-link-{os.getpid()}"
+    link = target.parent / f".{target.name}.lapakd-link-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(link)
     os.symlink(build.name, link)
-    if target.exists() and not target.is_symlink():
-        # A real directory from before: move it aside once (the only non-atomic moment).
-        os.rename(target, target.parent / f".public-build-old-{int(time.time())}")
-    os.replace(link, target)
+    try:
+        check_target(target)  # again, at the last moment: never replace what is not ours
+        if target.is_dir() and not target.is_symlink():
+            os.rmdir(target)  # empty (checked); rmdir never removes a file in it
+        os.replace(link, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        raise
 
 
 def _cleanup(target: Path, keep: set[Path]) -> None:
-    for old in sorted(target.parent.glob(".public-build-*"), key=lambda p: p.stat().st_mtime,
-                      reverse=True):
-        if old.resolve() in keep or not old.is_dir():
-            continue
-        shutil.rmtree(old, ignore_errors=True)
+    """Remove this target's older builds: only those marked for it, never anything else."""
+    for old in target.parent.iterdir():
+        if old.name.startswith((build_prefix(target), LEGACY_PREFIX)) \
+                and _is_build_of(old, target) and old.resolve() not in keep:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 # -- the export -----------------------------------------------------------------------------
@@ -235,15 +343,40 @@ def export(desk: Desk, out: str | os.PathLike[str] | None = None, *, full: bool 
            now: datetime | None = None) -> ExportResult:
     started = time.monotonic()
     target = Path(out) if out else desk.config.public_dir
-    target = target.parent.absolute() / target.name
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(os.path.abspath(target))  # `.` and `..` too; the last part is not resolved
+    if target.parent == target:
+        raise _refuse(target, "is the root folder")
+    _make_dirs(target.parent)
     with _locked(target.parent / f".{target.name}.lock"):
         return _export(desk, target, full=full, now=now, started=started)
+
+
+def _make_dirs(folder: Path) -> None:
+    """mkdir -p, the folders made readable by the web server whatever the umask."""
+    if folder.is_dir():
+        return
+    _make_dirs(folder.parent)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir()
+        os.chmod(folder, SITE_DIR_MODE)
 
 
 # Worker context: set by the parent before the pool forks (workers inherit it), or used
 # in-process for small runs.
 _CTX: dict[str, Any] = {}
+
+
+def _pool() -> multiprocessing.pool.Pool:
+    """Worker processes (fork) that die with their parent. They hold no lock of the store:
+    `lapakd.store` closes the inherited runner and writer locks in every forked child."""
+    return multiprocessing.get_context("fork").Pool(
+        os.cpu_count() or 1, initializer=_worker_init, initargs=(os.getpid(),))
+
+
+def _worker_init(parent: int) -> None:
+    from lapakd.sender import _die_with_parent
+
+    _die_with_parent(parent)  # PR_SET_PDEATHSIG: a SIGKILLed runner leaves no worker behind
 
 
 def _conn() -> sqlite3.Connection:
@@ -255,8 +388,9 @@ def _conn() -> sqlite3.Connection:
 
 
 def _write(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SITE_FILE_MODE)
     try:
+        os.fchmod(fd, SITE_FILE_MODE)  # not narrowed by a private umask (UMask=0077)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -358,10 +492,11 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
     env = _env(tz)
     common = {"site": site, "agency_names": agency_names, "generated_at": now_s}
 
+    prev = check_target(target)  # refused before anything is written
     # The detail pages directory, and whether the cache describes it (else: rebuild all).
     pages_dir = target.parent / f".{target.name}-aduan"
-    pages_dir.mkdir(exist_ok=True)
-    os.chmod(pages_dir, 0o755)
+    _check_pages_dir(pages_dir, target)
+    os.chmod(pages_dir, SITE_DIR_MODE)
     state_name = f"pages:{pages_dir}"
     stored = conn.execute("SELECT value FROM public_state WHERE name = ?",
                           (state_name,)).fetchone()
@@ -383,7 +518,7 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
             "SELECT COUNT(*) FROM complaints WHERE kecamatan IS NULL AND status != 'new'"
         ).fetchone()[0]
         if pending >= POOL_MIN:
-            pool = multiprocessing.get_context("fork").Pool(os.cpu_count() or 1)
+            pool = _pool()
         backfill_kecamatan(desk, detect=pool.map if pool else None)
         if pool is not None:  # forked before the context below was complete
             pool.close()
@@ -399,18 +534,21 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
         gone = [cid for (cid,) in conn.execute("SELECT complaint_id FROM public_index")
                 if cid not in published]
         pages = max(1, (len(order) + PAGE_SIZE - 1) // PAGE_SIZE)
-        prev = current_build(target)
+        if prev is not None and not prev.is_dir():
+            prev = None
         prev_manifest: dict[str, str] = {}
         if prev is not None and not full:
             with contextlib.suppress(OSError, ValueError):
                 prev_manifest = json.loads(
                     (prev / ".manifest.json").read_text(encoding="utf-8"))
         old_parts = {} if full else dict(conn.execute("SELECT n, key FROM public_blocks"))
-        build = Path(tempfile.mkdtemp(prefix=".public-build-", dir=target.parent))
+        build = Path(tempfile.mkdtemp(prefix=build_prefix(target), dir=target.parent))
         try:
-            os.chmod(build, 0o755)
+            _mark(build, BUILD_MARKER, target)  # first: only marked builds are ever removed
+            os.chmod(build, SITE_DIR_MODE)
             for sub in ("halaman", "data", "static", "foto"):
                 (build / sub).mkdir()
+                os.chmod(build / sub, SITE_DIR_MODE)
             os.symlink(f"../{pages_dir.name}", build / "aduan")
             b = _Builder(build, prev, prev_manifest)
             work = []
@@ -439,7 +577,7 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
 
             # 2. Records, detail pages, archive pages and open-data parts of changed blocks.
             if pool is None and len(stale_set) >= POOL_MIN:
-                pool = multiprocessing.get_context("fork").Pool(os.cpu_count() or 1)
+                pool = _pool()
             tasks = [work[i:i + TASK_BLOCKS] for i in range(0, len(work), TASK_BLOCKS)]
             results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
             entries, parts = [], []
@@ -478,11 +616,15 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
                 tx.execute("DELETE FROM public_blocks WHERE n > ?", (pages,))
                 tx.execute("INSERT OR REPLACE INTO public_state (name, value) VALUES (?, ?)",
                            (state_name, token))
+                # The cache now describes this target's pages only: another target's pages
+                # are rebuilt in full at its next export.
+                tx.execute("DELETE FROM public_state WHERE name LIKE 'pages:%' AND name != ?",
+                           (state_name,))
             del entries, parts
             b.removed_pages = [pages_dir / f"{t}.html" for t in removed]
             _render(desk, b, env, order, agency_names, site, tz, now_s, version, pages,
                     data_keys, common)
-            (build / ".manifest.json").write_text(json.dumps(b.manifest), encoding="utf-8")
+            _write(str(build / ".manifest.json"), json.dumps(b.manifest).encode("utf-8"))
             swap(target, build)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
@@ -492,6 +634,14 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
             pool.terminate()
             pool.join()
         _CTX.clear()
+    if full:
+        # Pages the cache no longer knows of (it described another target, or the token was
+        # lost): every `<ticket>.html` of this target's marked pages directory that is not
+        # published now. They were all written here.
+        live = {f"{t}.html" for (t,) in conn.execute("SELECT ticket FROM public_index") if t}
+        with os.scandir(pages_dir) as entries:
+            b.removed_pages += [Path(e.path) for e in entries
+                                if e.name.endswith(".html") and e.name not in live]
     for page in b.removed_pages:  # hidden or merged: gone once no list links to it
         with contextlib.suppress(FileNotFoundError):
             page.unlink()

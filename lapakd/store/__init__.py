@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,15 +85,44 @@ def in_transactions(
     return done
 
 
+# Open stores, so that a forked child can let go of their locks (below).
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+def _drop_locks_in_child() -> None:
+    """In a forked child (the export's worker pool): close the inherited runner and writer
+    lock files. flock() belongs to the open file, which a fork shares: a worker that kept it
+    would hold `lapakd.lock` after its parent died, and the next runner would be refused. The
+    sender is started by fork+exec without this hook and is handed the runner lock on purpose
+    (sender.py)."""
+    for store in list(_STORES):
+        for name in ("_lock_fd", "_writer"):
+            fd = getattr(store, name)
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            setattr(store, name, None)
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
 class Store:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if not self.data_dir.is_dir():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                # Others may pass through (a public_dir kept inside data_dir, like the shipped
+                # `var/public`, stays reachable for the web server) but not list it; all that
+                # lapakd keeps in it is 0600/0700.
+                os.chmod(self.data_dir, DATA_DIR_MODE)
         except OSError as exc:
             raise StoreError(f"{self.data_dir}: cannot create data_dir: {exc.strerror}") from None
         self.path = self.data_dir / "lapakd.sqlite3"
         self.attachments_dir = self.data_dir / "attachments"
+        _make_private(self.path, self.attachments_dir,
+                      *(self.data_dir / f"lapakd.sqlite3{x}" for x in ("-wal", "-shm", "-journal")))
         try:
             self.conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30, check_same_thread=False
@@ -113,6 +143,7 @@ class Store:
         self.conn.execute("PRAGMA mmap_size=268435456")
         self._lock_fd: int | None = None
         self._writer: int | None = None  # _writer_fd(), opened on the first write
+        _STORES.add(self)
         self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -298,6 +329,41 @@ class Store:
         return row
 
 
+# The store is private to its user whatever the umask: citizens' messages, addresses and photos.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+DATA_DIR_MODE = 0o711
+
+
+def _make_private(db: Path, *others: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite gives its -wal, -shm and
+    -journal files the database file's mode), and take group and other access away from
+    these files when a store made before this rule left them open. Files of another user
+    (a read-only `lapakd list` by an admin) are left alone."""
+    try:
+        fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    except OSError:
+        pass  # it exists (or cannot be made here: connect() says why)
+    else:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        os.close(fd)
+    for path in (db, *others):
+        with contextlib.suppress(OSError):
+            st = path.lstat()
+            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                os.chmod(path, PRIVATE_DIR_MODE if path.is_dir() else PRIVATE_FILE_MODE)
+
+
+def _private_dirs(path: Path) -> None:
+    """mkdir -p for the attachments' folders: 0700 whatever the umask."""
+    if path.is_dir():
+        return
+    _private_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(PRIVATE_DIR_MODE)
+        os.chmod(path, PRIVATE_DIR_MODE)
+
+
 def blob_path(attachments_dir: Path, sha256: str) -> Path:
     """Where content-addressed bytes live: attachments/<first 2 hex>/<sha256>."""
     return attachments_dir / sha256[:2] / sha256
@@ -310,9 +376,10 @@ def save_blob(attachments_dir: Path, data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
     path = blob_path(attachments_dir, digest)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_dirs(path.parent)
         tmp = path.with_name(f".{digest}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+        with open(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
