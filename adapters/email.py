@@ -40,7 +40,7 @@ from lapakd.adapters.base import (
 )
 
 from lapakd.config import Field, port, seconds, size_bytes
-from lapakd.mailparse import MailParseError, external_id_for, headers_only, parse_email
+from lapakd.mail.parse import MailParseError, external_id_for, headers_only, parse_email
 
 BATCH_SIZE = 100
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -32,7 +32,7 @@ from lapakd.adapters.graph import GraphChannel, graph_fields
 from lapakd.adapters.paging import MAX_PAGES_PER_POLL, PAGE_CAP, RATE_LIMIT
 
 from lapakd.config import Field, between, seconds, size_bytes
-from lapakd.filenames import safe_filename
+from lapakd.mail.filenames import safe_filename
 
 BATCH_SIZE = 50
 RESUME = "_resume"  # cursor key suffix: where a walk stopped at its page cap goes on

@@ -50,7 +50,7 @@ from lapakd.adapters.paging import MAX_PAGES_PER_POLL, PAGE_CAP, PageWalk
 from requests.adapters import HTTPAdapter
 
 from lapakd.config import Field, between, http_url, seconds, size_bytes
-from lapakd.filenames import safe_filename
+from lapakd.mail.filenames import safe_filename
 from lapakd.store import blob_path, save_blob
 
 # tweepy logs request headers (the bearer token) at DEBUG: never let that reach our logs.

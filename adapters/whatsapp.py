@@ -29,7 +29,7 @@ from lapakd.adapters.facebook import _ext, as_dict, graph_time, jdump
 from lapakd.adapters.graph import GraphChannel, graph_fields
 
 from lapakd.config import Field, between, size_bytes
-from lapakd.filenames import safe_filename
+from lapakd.mail.filenames import safe_filename
 
 MEDIA_TYPES = ("image", "document", "video", "audio", "voice", "sticker")
 SERVICE_WINDOW = timedelta(hours=24)

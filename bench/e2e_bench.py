@@ -4,7 +4,7 @@
     .venv/bin/python bench/e2e_bench.py --quick          # N = 1000
     .venv/bin/python bench/e2e_bench.py --quick --profile lapakd.prof   # + cProfile of lapakd
 
-Starts a real Dovecot (lapakd.testing.dovecot) and an SMTP sink (lapakd.testing.smtp_sink, in a
+Starts a real Dovecot (tests/dovecot.py) and an SMTP sink (lapakd.embedded.smtp_sink, in a
 process of its own so that its parsing does not share lapakd's GIL), fills two fresh mailboxes
 with the same N realistic complaint emails (bench/corpus.py) and times, in the same run:
 
@@ -51,7 +51,9 @@ from typing import Any
 from corpus import DEFAULT_RULES, complaints
 from imap_tools import MailBoxUnencrypted, MailMessage
 
-from lapakd.testing.dovecot import Dovecot
+# The throwaway Dovecot is a test helper (tests/dovecot.py): the bench runs the same server.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from dovecot import Dovecot
 
 DESK_EMAIL = "lapakaduanbms@banyumas.example"
 ADMIN_EMAIL = "admin.lapakaduan@banyumas.example"
@@ -119,7 +121,7 @@ def check_mailbox(dc: Dovecot, user: str, mails: list[bytes]) -> None:
 
 def serve_sink() -> int:
     """`--serve-sink`: start an SmtpSink, print its port, answer `count` lines on stdin."""
-    from lapakd.testing.smtp_sink import SmtpSink
+    from lapakd.embedded.smtp_sink import SmtpSink
 
     sink = SmtpSink()
     sink.start()
@@ -407,7 +409,10 @@ def _in_process(config: Path, job: Callable[[Any], object], prof: cProfile.Profi
 
 def _staged(desk: Any, stages: dict[str, float], cpu: dict[str, float]) -> None:
     """Each stage to the end before the next one, timed (the same work as run_once)."""
-    from lapakd import intake, outbox, process, routing
+    from lapakd.intake import poll as intake
+    from lapakd.intake import process
+    from lapakd.outbox import queue as outbox
+    from lapakd.routing import route as routing
 
     desk.store.lock_runner()
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from publicenv import add_complaint, make_desk
 
-from lapakd.kecamatan import KECAMATAN
+from lapakd.routing.kecamatan import KECAMATAN
 from lapakd.store import iso
 
 WORDS = [

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 import schedule
 import structlog
 
-from lapakd import intake, outbox, process, routing, runs, scheduled
+from lapakd import runs
+from lapakd.intake import poll as intake
+from lapakd.intake import process
+from lapakd.lifecycle import scheduled
+from lapakd.outbox import queue as outbox
+from lapakd.routing import route as routing
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -102,7 +107,7 @@ def poll(desk: Desk, channels: list[str]) -> None:
 
     A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
     fetched, and sent meanwhile from a process of its own (lapakd/sender.py)."""
-    from lapakd.sender import Burst
+    from lapakd.outbox.sender import Burst
 
     with Burst(desk, SENDER_BACKLOG) as burst:
         for channel in channels:
@@ -198,7 +203,7 @@ def run_forever(desk: Desk) -> None:
     )
     for name, every, job in EXTRA_JOBS:
         scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
-    from lapakd import webhook
+    from lapakd.intake import webhook
 
     hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from certs import make_self_signed_cert
+from dovecot import Dovecot
 
-from lapakd.testing.certs import make_self_signed_cert
-from lapakd.testing.dovecot import Dovecot
-from lapakd.testing.smtp_sink import SmtpSink
+from lapakd.embedded.smtp_sink import SmtpSink
 
 # Fixtures that start a real server or a desk on real servers: a test using any of them (even
 # through another fixture) is marked `slow`, so `pytest -m "not slow"` is the quick inner loop.
@@ -116,7 +116,7 @@ def desk_env(tmp_path, dovecot: Dovecot, sink: SmtpSink):
 
 @pytest.fixture
 def replica():
-    from lapakd.testing.replica.graph import GraphReplica
+    from lapakd.embedded.replica.graph import GraphReplica
 
     with GraphReplica() as rep:
         yield rep

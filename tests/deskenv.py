@@ -21,9 +21,10 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-from lapakd.testing.dovecot import Dovecot
-from lapakd.testing.media import TINY_JPEG as TINY_JPEG  # re-exported for tests
-from lapakd.testing.smtp_sink import SmtpSink
+from dovecot import Dovecot
+
+from lapakd.embedded.media import TINY_JPEG as TINY_JPEG  # re-exported for tests
+from lapakd.embedded.smtp_sink import SmtpSink
 
 TESTS = Path(__file__).resolve().parent
 TEST_RULES = TESTS / "data" / "rules"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lapakd.testing.replica import graph as R
+from lapakd.embedded.replica import graph as R
 
 FB = {"enabled": True, "page_id": R.PAGE_ID, "access_token": R.TOKEN, "poll_seconds": 1}
 IG = {"enabled": True, "page_id": R.PAGE_ID, "ig_user_id": R.IG_USER_ID,
@@ -33,7 +33,7 @@ def configure(env: Any, replica: R.GraphReplica, *, email: bool = False, window:
 
 def start_webhook(env: Any):
     from lapakd.config import load_config
-    from lapakd.webhook import WebhookServer
+    from lapakd.intake.webhook import WebhookServer
 
     server = WebhookServer(load_config(env.config)).start()
     server.url = f"http://127.0.0.1:{server.port}/webhook"

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from deskenv import make_mail
 
-from lapakd import intake, process, routing
 from lapakd.app import Desk
+from lapakd.intake import poll as intake
+from lapakd.intake import process
+from lapakd.routing import route as routing
 
 
 def _desk_with_mails(desk_env, count: int) -> Desk:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lapakd import compose, outbox
-from lapakd.admin import add_complaint
 from lapakd.app import Desk
+from lapakd.lifecycle.admin import add_complaint
+from lapakd.mail import compose
+from lapakd.outbox import queue as outbox
 
 FIXED_DATE = "Sat, 28 Nov 2026 21:30:29 +0000"
 
@@ -158,7 +159,7 @@ def test_plain_mails_written_as_bytes_equal_the_email_message_path(tmp_path, mon
 
 
 def test_mails_with_attachments_take_the_email_message_path(tmp_path, monkeypatch):
-    from lapakd.testing.media import TINY_JPEG
+    from lapakd.embedded.media import TINY_JPEG
 
     monkeypatch.setattr(compose, "_date_now", lambda: FIXED_DATE)
     desk = _desk(tmp_path)

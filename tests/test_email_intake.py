@@ -10,8 +10,8 @@ import pytest
 from deskenv import ADMIN_EMAIL, DESK_EMAIL, make_mail
 from lapakd.adapters import email as email_adapter
 
-from lapakd import intake
 from lapakd.app import Desk
+from lapakd.intake import poll as intake
 
 SEEN = ("\\Seen",)
 

@@ -8,8 +8,8 @@ import pytest
 from deskenv import TINY_JPEG
 from metaenv import FB, complaints, configure, health, retry_now, rows, start_webhook
 
-from lapakd.testing.replica import graph as R
-from lapakd.testing.replica.graph import send_webhook
+from lapakd.embedded.replica import graph as R
+from lapakd.embedded.replica.graph import send_webhook
 
 
 @pytest.fixture

@@ -129,7 +129,7 @@ def test_failed_sends_are_reported(desk_env):
 
 
 def test_whatsapp_webhooks_that_stop_arriving_are_reported(desk_env, replica, hook):
-    from lapakd.testing.replica.graph import send_webhook
+    from lapakd.embedded.replica.graph import send_webhook
 
     assert desk_env.run_once().returncode == 0  # WhatsApp enabled from this run on
     assert _status(desk_env)[0] == 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from metaenv import IG, complaints, configure, health, retry_now, rows, start_webhook
 
-from lapakd.testing.replica import graph as R
-from lapakd.testing.replica.graph import send_webhook
+from lapakd.embedded.replica import graph as R
+from lapakd.embedded.replica.graph import send_webhook
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lapakd.kecamatan import KECAMATAN, detect
+from lapakd.routing.kecamatan import KECAMATAN, detect
 
 
 def test_all_27() -> None:
@@ -35,7 +35,7 @@ def test_spellings_and_ambiguity(text: str, expected: str | None) -> None:
 def test_ascii_fast_path_finds_what_the_regex_finds() -> None:
     import random
 
-    from lapakd.kecamatan import _RX, _search_ascii
+    from lapakd.routing.kecamatan import _RX, _search_ascii
 
     pieces = [
         "kec", "Kec.", "KECAMATAN", "kec ", "kecamatan_", "aji", "Aji Barang", "ajibarang",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lapakd.mailparse import (
+from lapakd.mail.parse import (
     CUT_MARKER,
     MailParseError,
     ParsedEmail,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lapakd import mailparse
-from lapakd.mailparse import MailParseError, parse_email
+from lapakd.mail import parse as mailparse
+from lapakd.mail.parse import MailParseError, parse_email
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
 BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"

@@ -13,8 +13,8 @@ import time
 
 from metaenv import FB, WA, complaints, configure, rows
 
-from lapakd.testing.replica import graph as R
-from lapakd.testing.replica.graph import send_webhook
+from lapakd.embedded.replica import graph as R
+from lapakd.embedded.replica.graph import send_webhook
 
 
 def free_port() -> int:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from metaenv import FB, configure, health
 
-from lapakd.testing.replica import graph as R
-from lapakd.testing.replica import x as xr
-from lapakd.testing.replica.x import XReplica
+from lapakd.embedded.replica import graph as R
+from lapakd.embedded.replica import x as xr
+from lapakd.embedded.replica.x import XReplica
 
 BIG_LIMITS = {k: 100_000 for k in xr.DEFAULT_LIMITS}
 

@@ -25,9 +25,9 @@ import pytest
 from deskenv import make_mail
 from metaenv import WA, configure, start_webhook
 
-from lapakd.testing.replica import x as xr
-from lapakd.testing.replica.graph import send_webhook
-from lapakd.testing.replica.x import XReplica
+from lapakd.embedded.replica import x as xr
+from lapakd.embedded.replica.graph import send_webhook
+from lapakd.embedded.replica.x import XReplica
 
 BIG_LIMITS = {k: 100_000 for k in xr.DEFAULT_LIMITS}
 

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from lapakd import boilerplate, compose
-from lapakd.replies import is_greeting, parse_reply, strip_reply
+from lapakd.lifecycle import boilerplate
+from lapakd.lifecycle.replies import is_greeting, parse_reply, strip_reply
+from lapakd.mail import compose
 
 CONTACT = "Sri Wahyuni <sri.wahyuni77@example.com> (Email)"
 COMPLAINT = (

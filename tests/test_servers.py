@@ -8,10 +8,10 @@ import ssl
 from email.message import EmailMessage
 
 import pytest
+from dovecot import Dovecot
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 
-from lapakd.testing.dovecot import Dovecot
-from lapakd.testing.smtp_sink import SmtpSink
+from lapakd.embedded.smtp_sink import SmtpSink
 
 
 def _mail(subject: str = "Jalan rusak di Sokaraja", to: str = "dinas@lapak.test") -> bytes:

@@ -10,8 +10,8 @@ from collections import Counter, defaultdict
 import pytest
 from deskenv import ADMIN_EMAIL, TINY_JPEG
 
-from lapakd.testing.replica import x as xr
-from lapakd.testing.replica.x import XReplica
+from lapakd.embedded.replica import x as xr
+from lapakd.embedded.replica.x import XReplica
 
 BIG_LIMITS = {k: 100_000 for k in xr.DEFAULT_LIMITS}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from metaenv import WA, configure, rows, start_webhook
 
-from lapakd.testing.replica import graph as R
-from lapakd.testing.replica.graph import merge, send_webhook
-from lapakd.webhook import signature
+from lapakd.embedded.replica import graph as R
+from lapakd.embedded.replica.graph import merge, send_webhook
+from lapakd.intake.webhook import signature
 
 VECTOR = Path("/work/shared/reference/meta/whatsapp_signature_vector")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from deskenv import TINY_JPEG
 from metaenv import complaints, rows
 
-from lapakd.testing.replica import graph as R
-from lapakd.testing.replica.graph import send_webhook
+from lapakd.embedded.replica import graph as R
+from lapakd.embedded.replica.graph import send_webhook
 
 PHONE = "6281234567001"
 

@@ -65,10 +65,10 @@ from zoneinfo import ZoneInfo
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from lapakd import boilerplate
-from lapakd import kecamatan as kec
 from lapakd.errors import LapakdError
+from lapakd.lifecycle import boilerplate
 from lapakd.public import model, photos, stats
+from lapakd.routing import kecamatan as kec
 from lapakd.store import iso, utcnow
 
 if TYPE_CHECKING:
@@ -118,12 +118,12 @@ def _code_version(extra: Any) -> str:
     """Hash of the templates, the code that shapes the output and the site settings."""
     h = hashlib.sha256(FORMAT.encode())
     root = importlib.resources.files("lapakd.public")
-    for name in ("model.py", "stats.py", "export.py", "photos.py"):
+    for name in ("model.py", "stats.py", "export.py", "photos.py", "redact.py"):
         h.update((root / name).read_bytes())
-    for name in ("redact.py", "boilerplate.py"):
-        h.update(importlib.resources.files("lapakd").joinpath(name).read_bytes())
+    h.update(importlib.resources.files("lapakd.lifecycle").joinpath("boilerplate.py").read_bytes())
+    mail_templates = importlib.resources.files("lapakd.mail").joinpath("templates")
     for name in boilerplate.TEMPLATES:  # the answer guard's markers come from them
-        h.update(importlib.resources.files("lapakd").joinpath("templates", name).read_bytes())
+        h.update(mail_templates.joinpath(name).read_bytes())
     tpl = Path(str(root / "templates"))
     for path in sorted(tpl.rglob("*")):
         if path.is_file():
@@ -374,7 +374,7 @@ def _pool() -> multiprocessing.pool.Pool:
 
 
 def _worker_init(parent: int) -> None:
-    from lapakd.sender import _die_with_parent
+    from lapakd.outbox.sender import _die_with_parent
 
     _die_with_parent(parent)  # PR_SET_PDEATHSIG: a SIGKILLed runner leaves no worker behind
 

@@ -1,0 +1,384 @@
+"""The `lapakd` command line. Every verb takes --config; --json gives machine output.
+
+Errors an admin can fix are printed as one line (file, line, fix) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lapakd import log as logsetup
+from lapakd.errors import LapakdError, RulesError
+
+Command = Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Command] = {}
+
+# Modules that add their own verbs: each has `add_verbs(sub, common, actor)`, registering
+# handlers with @command. One line here per feature module.
+VERB_MODULES: list[str] = [
+    "lapakd.public.cli",  # export, hide, publish-text
+    "lapakd.lifecycle.admin",  # add, assign, set-status, note, reply, merge
+]
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _desk(args: argparse.Namespace) -> Any:
+    from lapakd.app import Desk
+
+    return Desk.open(args.config)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2, default=str))
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "admin"
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from lapakd import daemon
+
+    desk = _desk(args)
+    problems: list[str] = []
+    try:
+        if args.once:
+            problems = daemon.run_once(desk)
+        else:
+            daemon.run_forever(desk)
+    finally:
+        desk.close()
+    if problems:  # what succeeded stays done; cron and monitoring see the exit status
+        print(f"lapakd: run --once: {'; '.join(problems)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- rules ----------------------------------------------------------------------------------
+
+
+@command("rules check")
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from lapakd.config import load_config
+    from lapakd.routing.rules import check_examples, load_rules
+
+    cfg = load_config(args.config)
+    try:
+        rules = load_rules(cfg.rules_dir, display_root=Path.cwd())
+    except RulesError as exc:
+        if args.json:
+            _print_json({"ok": False, "problems": exc.problems, "failures": []})
+        else:
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            print(f"{len(exc.problems)} problem(s) in {cfg.rules_dir}", file=sys.stderr)
+        return 1
+    failures = check_examples(rules)
+    if args.json:
+        _print_json({
+            "ok": not failures, "problems": [], "failures": failures,
+            "rules": len(rules.rules), "agencies": len(rules.agencies),
+            "examples": len(rules.examples),
+        })
+    else:
+        for f in failures:
+            print(f, file=sys.stderr)
+        print(
+            f"{len(rules.rules)} rules, {len(rules.agencies)} agencies, "
+            f"{len(rules.examples) - len(failures)}/{len(rules.examples)} examples pass"
+        )
+    return 1 if failures else 0
+
+
+@command("rules test")
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from lapakd.config import load_config
+    from lapakd.routing.rules import load_rules
+
+    cfg = load_config(args.config)
+    rules = load_rules(cfg.rules_dir, display_root=Path.cwd())
+    if args.file:
+        source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        with source:
+            texts = [line.rstrip("\n") for line in source if line.strip()]
+    elif args.text:
+        texts = [" ".join(args.text)]
+    else:
+        raise LapakdError("give a TEXT or --file FILE (one text per line)")
+    for text in texts:
+        d = rules.evaluate(text, args.channel, args.sender)
+        out = {
+            "text": text, "action": d.action, "agencies": d.agencies, "category": d.category,
+            "rule": d.rule, "matched": d.matched,
+        }
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False))
+            continue
+        target = ", ".join(d.agencies) if d.action == "forward" else d.action
+        why = (
+            f"rule {d.rule!r} ({d.hits[0]['where']}) matched {', '.join(d.matched) or '-'}"
+            if d.rule else "no rule matched"
+        )
+        prefix = f"{text[:60]!r}: " if len(texts) > 1 else ""
+        print(f"{prefix}{d.action} → {target} · {d.category or '-'} · {why}")
+    return 0
+
+
+# -- list / show / requeue / status -----------------------------------------------------------
+
+
+@command("list")
+def cmd_list(args: argparse.Namespace) -> int:
+    from lapakd.cli import views
+
+    desk = _desk(args)
+    try:
+        if args.unreviewed:
+            rows = views.unreviewed(desk)
+        else:
+            rows = views.list_complaints(
+                desk, status=args.status, agency=args.agency, overdue=args.overdue,
+                limit=args.limit
+            )
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    if args.unreviewed:
+        for r in rows:
+            text = " ".join(r["public_text"].split())[:60]
+            if r["review"] == "answer":
+                print(f"{r['id']:<17} answer    {r['ticket']:<17} {r['agency'] or '-':<9} {text}")
+            else:
+                print(f"{r['id']:<17} complaint {r['status']:<17} "
+                      f"{','.join(r['agencies']) or '-':<9} {text}")
+        print(f"{len(rows)} awaiting review (lapakd publish ID, lapakd hide ID)")
+        return 0
+    if not rows:
+        print("no complaints")
+        return 0
+    for r in rows:
+        agencies = ",".join(r["agencies"]) or "-"
+        text = " ".join(r["text"].split())[:60]
+        print(f"{r['id']:<17} {r['status']:<12} {r['channel']:<9} {agencies:<14} {text}")
+    return 0
+
+
+@command("show")
+def cmd_show(args: argparse.Namespace) -> int:
+    from lapakd.cli import views
+
+    desk = _desk(args)
+    try:
+        data = views.show(desk, args.id)
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_show(data))
+    return 0
+
+
+@command("requeue")
+def cmd_requeue(args: argparse.Namespace) -> int:
+    from lapakd.intake import process
+    from lapakd.outbox import queue as outbox
+    from lapakd.routing import route as routing
+
+    if not args.ids and not args.failed:
+        raise LapakdError("requeue: give one or more ids (LA-2026-000123, msg-17) or --failed")
+    if (args.since or args.agency) and not args.failed:
+        raise LapakdError("requeue: --since and --agency go with --failed")
+    desk = _desk(args)
+    try:
+        since = _since(desk, args.since) if args.since else None
+        if args.agency and args.agency not in desk.rules.agencies:
+            raise LapakdError(f"requeue: --agency {args.agency}: no such agency in "
+                              f"{desk.config.rules_dir}/agencies.yaml")
+        # Every id is looked up before anything changes: a typo requeues nothing.
+        refs = []
+        for ref in (r.strip() for r in args.ids):
+            if ref.lower().startswith("msg-"):
+                refs.append(("message", desk.store.message(ref)))
+            else:
+                refs.append(("complaint", desk.store.complaint(ref)))
+        for kind, row in refs:
+            if kind == "message":
+                process.requeue_message(desk.store, row["id"], args.by)
+                print(f"msg-{row['id']}: queued for processing again")
+            else:
+                print(f"{row['ticket']}: {routing.requeue_complaint(desk, row, args.by)}")
+        if args.failed:
+            rows, complaints = outbox.requeue_failed(
+                desk.store, args.by, since=since, agency=args.agency)
+            print(f"{rows} failed message(s) of {complaints} complaint(s) queued for sending "
+                  "again (same Message-IDs)")
+    finally:
+        desk.close()
+    return 0
+
+
+def _since(desk: Any, value: str) -> str:
+    """--since: a date (midnight in the desk's time zone) or a date and time, as ISO UTC."""
+    from datetime import datetime
+
+    from lapakd.store import iso
+
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise LapakdError(f"requeue: --since {value!r} is not a date "
+                          "(YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=desk.config.tz)
+    return iso(when)  # type: ignore[return-value]
+
+
+@command("status")
+def cmd_status(args: argparse.Namespace) -> int:
+    from lapakd.cli import views
+
+    desk = _desk(args)
+    try:
+        data = views.status(desk)
+    finally:
+        desk.close()
+    if args.json:
+        _print_json(data)
+    else:
+        print(views.format_status(data))
+    return 1 if data["needs_admin"] else 0
+
+
+@command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lapakd import demo
+
+    return demo.main(args)
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def options(suppress: bool) -> argparse.ArgumentParser:
+        # Sub-commands must not reset what was given before the verb: SUPPRESS their defaults.
+        def default(value: Any) -> Any:
+            return argparse.SUPPRESS if suppress else value
+
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--config", default=default(None),
+                       help="path to lapakd.toml (else $LAPAKD_CONFIG, ./lapakd.toml)")
+        p.add_argument("--json", action="store_true", default=default(False),
+                       help="machine-readable output")
+        p.add_argument("--log-level", default=default("info"),
+                       choices=["debug", "info", "warning", "error"])
+        return p
+
+    top, common = options(False), options(True)
+    actor = argparse.ArgumentParser(add_help=False)
+    actor.add_argument("--by", default=default_actor(), help="who does this (recorded)")
+
+    parser = argparse.ArgumentParser(
+        prog="lapakd", description="Complaint desk daemon for Lapak Aduan Banyumas.",
+        parents=[top],
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon")
+    p.add_argument("--once", action="store_true", help="run every job once, then exit")
+
+    rules = sub.add_parser("rules", help="check and try the routing rules")
+    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test", required=True)
+    rsub.add_parser("check", parents=[common], help="validate rules/ and run every example")
+    p = rsub.add_parser("test", parents=[common], help="show how a text would be routed")
+    p.add_argument("text", nargs="*", help="the complaint text")
+    p.add_argument("--file", help="one text per line (- for stdin)")
+    p.add_argument("--channel", help="pretend the text came on this channel")
+    p.add_argument("--sender", help="pretend the text came from this sender")
+
+    p = sub.add_parser("list", parents=[common], help="list complaints")
+    p.add_argument("--status")
+    p.add_argument("--agency")
+    p.add_argument("--overdue", action="store_true", help="only complaints past their deadline")
+    p.add_argument("--unreviewed", action="store_true",
+                   help="complaints and answers waiting for `publish` ([public] review)")
+    p.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
+
+    p = sub.add_parser("show", parents=[common], help="a complaint's story")
+    p.add_argument("id", help="ticket (LA-2026-000123) or message (msg-17)")
+
+    p = sub.add_parser("requeue", parents=[common, actor],
+                       help="retry quarantined items and failed sends")
+    p.add_argument("ids", nargs="*", metavar="ID",
+                   help="tickets (LA-2026-000123) or messages (msg-17)")
+    p.add_argument("--failed", action="store_true",
+                   help="every failed outgoing message (same Message-IDs)")
+    p.add_argument("--since", help="with --failed: only those that failed from this date "
+                   "(YYYY-MM-DD, desk time zone) or time on")
+    p.add_argument("--agency", help="with --failed: only those for this agency key")
+
+    sub.add_parser("status", parents=[common], help="health of channels, queues, complaints")
+
+    for module_name in VERB_MODULES:
+        importlib.import_module(module_name).add_verbs(sub, common, actor)
+
+    p = sub.add_parser("demo", parents=[common], help="run the demo against embedded servers")
+    p.add_argument("--dir", default="demo", help="where to leave the demo's store (default demo/)")
+    p.add_argument("--keep-running", action="store_true", help="keep the servers up afterwards")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    key = f"rules {args.rules_verb}" if args.verb == "rules" else args.verb
+    logsetup.setup(args.log_level)
+    try:
+        return COMMANDS[key](args)
+    except RulesError as exc:
+        for problem in exc.problems:
+            print(f"lapakd: {problem}", file=sys.stderr)
+        return 2
+    except LapakdError as exc:
+        print(f"lapakd: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:
+        if args.log_level == "debug":
+            raise
+        print(f"lapakd: the store's database failed: {exc} (check data_dir's disk and "
+              "permissions; --log-level debug shows the traceback)", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    # Run the imported module, not __main__: VERB_MODULES register into lapakd.cli.COMMANDS.
+    sys.exit(importlib.import_module("lapakd.cli").main())

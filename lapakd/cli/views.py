@@ -1,0 +1,403 @@
+"""What the admin's CLI verbs show: read-only views over the store."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from lapakd import runs
+from lapakd.errors import RulesError
+from lapakd.intake.poll import duplicates_dropped
+from lapakd.store import iso, now_iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+OUTBOX_STATES = ("pending", "sending", "sent", "failed")
+
+
+def complaint_summary(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["ticket"],
+        "channel": row["channel"],
+        "status": row["status"],
+        "agencies": json.loads(row["agencies"]),
+        "category": row["category"],
+        "rule": row["rule"],
+        "received_at": row["received_at"],
+        "due_at": row["due_at"],
+        "subject": row["subject"],
+        "text": row["text"],
+    }
+
+
+def list_complaints(
+    desk: Desk,
+    *,
+    status: str | None = None,
+    agency: str | None = None,
+    overdue: bool = False,
+    limit: int = 0,
+) -> list[dict[str, Any]]:
+    store = desk.store
+    where, params = ["1 = 1"], []
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if agency:
+        where.append("EXISTS (SELECT 1 FROM json_each(complaints.agencies) WHERE value = ?)")
+        params.append(agency)
+    if overdue:
+        # Past the deadline and not answered yet (deadlines.RUNNING); duplicates excluded.
+        where.append("due_at IS NOT NULL AND due_at < ? AND status = 'forwarded'"
+                     " AND merged_into IS NULL")
+        params.append(now_iso())
+    sql = f"SELECT * FROM complaints WHERE {' AND '.join(where)} ORDER BY id"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    out = [complaint_summary(r) for r in store.all(sql, tuple(params))]
+    if status in (None, "quarantined") and not agency and not overdue:
+        for m in store.all("SELECT * FROM messages WHERE state = 'quarantined' ORDER BY id"):
+            out.append({
+                "id": f"msg-{m['id']}", "channel": m["channel"], "status": "quarantined",
+                "agencies": [], "category": None, "rule": None,
+                "received_at": m["received_at"], "due_at": None, "subject": "",
+                "text": m["error"] or "",
+            })
+    if status == "seen_before" and not agency and not overdue:
+        # Mail that was in the mailbox before lapakd's first poll: kept, not processed.
+        for m in store.all("SELECT * FROM messages WHERE state = 'seen_before' ORDER BY id"):
+            out.append({
+                "id": f"msg-{m['id']}", "channel": m["channel"], "status": "seen_before",
+                "agencies": [], "category": None, "rule": None,
+                "received_at": m["received_at"], "due_at": None, "subject": "",
+                "text": json.loads(m["meta"]).get("seen_before") or "",
+            })
+    return out
+
+
+def unreviewed(desk: Desk) -> list[dict[str, Any]]:
+    """The review queue ([public] review): complaints and agency answers that would be on the
+    site but wait for `lapakd publish`, each with the text as it would be published."""
+    from lapakd.public import model
+
+    store = desk.store
+    where = model.publishable_sql(model.columns(store.conn, "complaints"), reviewed=False)
+    out: list[dict[str, Any]] = [
+        complaint_summary(r) | {
+            "review": "complaint",
+            "public_text": model.public_text(r["subject"], r["text"], r["public_text"]),
+        }
+        for r in store.all(
+            f"SELECT * FROM complaints WHERE awaiting_review = 1 AND {where} ORDER BY id")
+    ]
+    c_where = " AND ".join(f"c.{cond}" for cond in where.split(" AND "))
+    out += [
+        {"id": f"upd-{u['id']}", "review": "answer", "ticket": u["ticket"], "at": u["at"],
+         "agency": u["agency"], "by": u["actor"], "status": u["status_set"],
+         "complaint_waiting": bool(u["c_waiting"]), "public_text": u["text"]}
+        for u in store.all(
+            "SELECT u.*, c.ticket, c.awaiting_review AS c_waiting FROM updates u"
+            " JOIN complaints c ON c.id = u.complaint_id"
+            f" WHERE u.awaiting_review = 1 AND u.public = 1 AND {c_where} ORDER BY u.id")
+    ]
+    return out
+
+
+def show(desk: Desk, ref: str) -> dict[str, Any]:
+    store = desk.store
+    if ref.strip().lower().startswith("msg-"):
+        m = store.message(ref)
+        return {
+            "type": "message",
+            "id": f"msg-{m['id']}",
+            "channel": m["channel"],
+            "external_id": m["external_id"],
+            "state": m["state"],
+            "kind": m["kind"],
+            "error": m["error"],
+            "received_at": m["received_at"],
+            "meta": json.loads(m["meta"]),
+            "raw_bytes": len(m["raw"]),
+            "complaint": _ticket(desk, m["complaint_id"]),
+            "events": _events(desk, "message_id", m["id"]),
+        }
+    c = store.complaint(ref)
+    data = complaint_summary(c) | {
+        "type": "complaint",
+        "sender": c["sender"],
+        "sender_name": c["sender_name"],
+        "matched": json.loads(c["matched"]),
+        "budget_dependent": bool(c["budget_dependent"]),
+        "notes": json.loads(c["notes"]),
+        "messages": [
+            {"id": f"msg-{m['id']}", "external_id": m["external_id"], "state": m["state"],
+             "received_at": m["received_at"]}
+            for m in store.all(
+                "SELECT id, external_id, state, received_at FROM messages"
+                " WHERE complaint_id = ? ORDER BY id", (c["id"],))
+        ],
+        "attachments": [
+            {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"],
+             "sha256": a["sha256"]}
+            for a in store.all(
+                "SELECT * FROM attachments WHERE complaint_id = ? ORDER BY id", (c["id"],))
+        ],
+        "outbox": [
+            {"id": o["id"], "kind": o["kind"], "to": json.loads(o["recipients"]),
+             "status": o["status"], "attempts": o["attempts"], "message_id": o["message_id"],
+             "last_error": o["last_error"], "sent_at": o["sent_at"]}
+            for o in store.all("SELECT * FROM outbox WHERE complaint_id = ? ORDER BY id",
+                               (c["id"],))
+        ],
+        "updates": _updates(desk, c["id"]),
+        "events": _events(desk, "complaint_id", c["id"]),
+    }
+    data["awaiting_review"] = bool(c["awaiting_review"])  # [public] review
+    return data
+
+
+def _updates(desk: Desk, complaint_id: int) -> list[dict[str, Any]]:
+    """Public updates (agency answers, desk replies) — table from 0002_lifecycle."""
+    return [
+        {"id": f"upd-{u['id']}", "at": u["at"], "source": u["source"], "agency": u["agency"],
+         "by": u["actor"], "status": u["status_set"], "text": u["text"],
+         "public": "awaiting review" if u["awaiting_review"] else
+                   "published" if u["public"] else "hidden"}
+        for u in desk.store.all(
+            "SELECT * FROM updates WHERE complaint_id = ? ORDER BY id", (complaint_id,))
+    ]
+
+
+def _ticket(desk: Desk, complaint_id: int | None) -> str | None:
+    if complaint_id is None:
+        return None
+    row = desk.store.one("SELECT ticket FROM complaints WHERE id = ?", (complaint_id,))
+    return row["ticket"] if row else None
+
+
+def _events(desk: Desk, column: str, value: int) -> list[dict[str, Any]]:
+    return [
+        {"at": e["at"], "type": e["type"], "actor": e["actor"], **json.loads(e["data"])}
+        for e in desk.store.all(
+            f"SELECT * FROM events WHERE {column} = ? ORDER BY id", (value,)
+        )
+    ]
+
+
+def format_show(data: dict[str, Any]) -> str:
+    lines = []
+    if data["type"] == "message":
+        lines.append(f"{data['id']}  {data['channel']}  {data['state']}  kind={data['kind']}")
+        lines.append(f"external id: {data['external_id']}  received {data['received_at']}")
+        if data["error"]:
+            lines.append(f"error: {data['error']}")
+        if data["complaint"]:
+            lines.append(f"complaint: {data['complaint']}")
+    else:
+        waiting = "  AWAITING REVIEW (lapakd publish)" if data.get("awaiting_review") else ""
+        lines.append(f"{data['id']}  [{data['status']}]  {data['channel']}  "
+                     f"received {data['received_at']}{waiting}")
+        who = data["sender_name"] or ""
+        lines.append(f"from: {who} <{data['sender'] or '-'}>".replace(" <", " <", 1).strip())
+        lines.append(f"category: {data['category'] or '-'}   agencies: "
+                     f"{', '.join(data['agencies']) or '-'}   due: {data['due_at'] or '-'}")
+        lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
+        if data["subject"]:
+            lines.append(f"subject: {data['subject']}")
+        lines.append("")
+        lines.extend("  " + t for t in (data["text"] or "").splitlines()[:40])
+        lines.append("")
+        for a in data["attachments"]:
+            lines.append(f"attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+        for u in data.get("updates") or []:
+            who = u.get("agency") or u.get("source")
+            status = f" [status → {u['status']}]" if u.get("status") else ""
+            state = f" ({u['public']})" if u.get("public") not in (None, "published") else ""
+            lines.append(f"update {u.get('id', '')} {u.get('at')} from {who}{status}{state}: "
+                         f"{' '.join((u.get('text') or '').split())[:200]}")
+        for o in data["outbox"]:
+            err = f"  error: {o['last_error']}" if o["last_error"] else ""
+            lines.append(f"outbox #{o['id']} {o['kind']} → {', '.join(o['to']) or 'admin'}: "
+                         f"{o['status']} (attempts {o['attempts']}){err}")
+    lines.append("history:")
+    for e in data["events"]:
+        extra = {k: v for k, v in e.items() if k not in ("at", "type", "actor")}
+        detail = _event_detail(e["type"], extra)
+        lines.append(f"  {e['at']}  {e['type']:<16} {e['actor']:<10} {detail}")
+    return "\n".join(lines)
+
+
+def _event_detail(type_: str, data: dict[str, Any]) -> str:
+    if type_ == "routed":
+        target = ", ".join(data.get("agencies") or []) or data.get("action", "")
+        hits = data.get("hits") or []
+        where = f" at {hits[0]['where']}" if hits and hits[0].get("where") else ""
+        return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}{where}"
+                f" (matched: {', '.join(data.get('matched') or []) or '-'})")
+    if type_ == "sent":
+        to = ", ".join(data.get("to") or [])
+        return f"{data.get('kind')} to {to} <{data.get('rfc_message_id')}>"
+    return ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, [], {}, ""))
+
+
+def status(desk: Desk) -> dict[str, Any]:
+    store = desk.store
+    channels: dict[str, Any] = {}
+    names = list(desk.config.channels)
+    for row in store.all("SELECT DISTINCT channel FROM messages"):
+        if row["channel"] not in names:
+            names.append(row["channel"])
+    for name in names:
+        h = store.one("SELECT * FROM channel_health WHERE channel = ?", (name,))
+        section = desk.config.channels.get(name)
+        enabled = bool(section and section.enabled)
+        channels[name] = {
+            "enabled": enabled,
+            "state": (h["state"] if h else "ok") if enabled else "disabled",
+            "messages_stored": store.one(
+                "SELECT count(*) n FROM messages WHERE channel = ?", (name,))["n"],
+            "seen_before": store.one(
+                "SELECT count(*) n FROM messages WHERE channel = ? AND state = 'seen_before'",
+                (name,))["n"],
+            "duplicates_dropped": duplicates_dropped(store, name),
+            "last_success": h["last_success"] if h else None,
+            "last_error": h["last_error"] if h else None,
+            "last_error_at": h["last_error_at"] if h else None,
+            # Rate limited: this channel (only it) waits until then; the others go on.
+            "paused_until": h["next_try_at"] if h and h["state"] == "paused" else None,
+        }
+    complaints = {r["status"]: r["n"] for r in store.all(
+        "SELECT status, count(*) n FROM complaints GROUP BY status")}
+    counts = {r["status"]: r["n"] for r in store.all(
+        "SELECT status, count(*) n FROM outbox GROUP BY status")}
+    outbox = {s: counts.get(s, 0) for s in OUTBOX_STATES}
+    quarantined = store.one(
+        "SELECT count(*) n FROM messages WHERE state = 'quarantined'")["n"] + complaints.get(
+        "quarantined", 0)
+    try:
+        rules = desk.rules
+        rules_state: dict[str, Any] = {"ok": True, "rules": len(rules.rules),
+                                       "agencies": len(rules.agencies)}
+    except RulesError as exc:
+        rules_state = {"ok": False, "problems": exc.problems}
+    daemon = runs.summary(desk)
+    retrying = _retrying(desk)
+    problems = []
+    for name, ch in channels.items():
+        if ch["enabled"] and ch["state"] != "ok":
+            problems.append(f"channel {name} is {ch['state']}: {ch['last_error']}")
+    problems += _silent_channels(desk, channels, daemon)
+    if retrying["count"]:
+        problems.append(
+            f"{retrying['count']} outgoing message(s) waiting for a retry after a failed attempt"
+            f" (last error: {retrying['last_error']}; next try {retrying['next_attempt_at']})")
+    if outbox["failed"]:
+        problems.append(f"{outbox['failed']} outgoing message(s) failed "
+                        "(lapakd list, lapakd requeue --failed)")
+    if quarantined:
+        problems.append(f"{quarantined} item(s) quarantined (lapakd list --status quarantined)")
+    if not rules_state["ok"]:
+        problems.append("rules have errors (lapakd rules check)")
+    if not daemon["runs"]:
+        problems.append("the daemon has never run on this store "
+                        "(start lapakd run, or lapakd run --once from cron)")
+    return {
+        "channels": channels,
+        "complaints": complaints,
+        "outbox": outbox,
+        "retrying": retrying["count"],
+        "quarantined": quarantined,
+        "rules": rules_state,
+        "daemon": daemon,
+        "needs_admin": bool(problems),
+        "problems": problems,
+        "reasons": problems,  # the name before `problems`, kept for scripts that read it
+    }
+
+
+# A polled channel whose last success is older than this many poll intervals is stale.
+STALE_POLLS = 3
+
+
+def _retrying(desk: Desk) -> dict[str, Any]:
+    """Outbox rows waiting after a failed attempt (SMTP unreachable, refusing, deferring)."""
+    row = desk.store.one(
+        "SELECT count(*) n, min(next_attempt_at) next_at, max(id) last FROM outbox"
+        " WHERE status = 'pending' AND attempts > 0 AND last_error IS NOT NULL")
+    last = desk.store.one("SELECT last_error FROM outbox WHERE id = ?", (row["last"],))
+    return {"count": row["n"], "next_attempt_at": row["next_at"],
+            "last_error": last["last_error"] if last else None}
+
+
+def _silent_channels(desk: Desk, channels: dict[str, Any], daemon: dict[str, Any]) -> list[str]:
+    """Enabled channels that stopped bringing anything: a polled one whose last success is
+    older than STALE_POLLS poll intervals, a push-only one (WhatsApp) without a webhook for
+    `silence_alert_hours`. A channel already failing is told once, by its state."""
+    if not daemon["runs"]:
+        return []  # "never run" says it
+    now = utcnow()
+    out = []
+    for name, ch in channels.items():
+        if not ch["enabled"] or ch["state"] != "ok":
+            continue
+        adapter = desk.adapter(name)
+        if adapter.polls:
+            interval = adapter.poll_seconds
+            last = parse_iso(ch["last_success"])
+            if last is None:
+                since = parse_iso(runs.first_enabled_at(desk, name))
+                if since is not None and now - since > timedelta(seconds=STALE_POLLS * interval):
+                    out.append(f"channel {name} has never fetched successfully since "
+                               f"{iso(since)}")
+            elif now - last > timedelta(seconds=STALE_POLLS * interval):
+                out.append(f"channel {name} last fetched at {iso(last)}, more than "
+                           f"{STALE_POLLS} × poll_seconds ({interval} s) ago: is lapakd running?")
+            continue
+        hours = desk.config.channels[name].get("silence_alert_hours")
+        if not hours:
+            continue
+        last_hook = desk.store.one(  # the newest row is the last stored (the index walk)
+            "SELECT stored_at FROM messages WHERE id ="
+            " (SELECT max(id) FROM messages WHERE channel = ?)", (name,))
+        last_hook = last_hook[0] if last_hook else None
+        since = parse_iso(last_hook) or parse_iso(runs.first_enabled_at(desk, name))
+        if since is not None and now - since > timedelta(hours=hours):
+            what = f"since {last_hook}" if last_hook else f"at all since {iso(since)}"
+            out.append(f"channel {name}: no webhook arrived {what} (more than "
+                       f"silence_alert_hours = {hours}; check the app's webhook subscription "
+                       "and the proxy)")
+    return out
+
+
+def format_status(data: dict[str, Any]) -> str:
+    lines = ["channels:"]
+    for name, ch in data["channels"].items():
+        failing = ch["last_error"] and ch["state"] != "ok"
+        err = f"  last error: {ch['last_error']}" if failing else ""
+        if ch.get("paused_until") and ch["enabled"]:
+            err = f"  paused until {ch['paused_until']}{err}"
+        extra = "".join(
+            f" {label} {ch[key]}" for key, label in
+            (("seen_before", "seen-before"), ("duplicates_dropped", "duplicates-dropped"))
+            if ch.get(key)
+        )
+        lines.append(f"  {name:<10} {ch['state']:<12} stored {ch['messages_stored']:<6} "
+                     f"last success {ch['last_success'] or '-'}{extra}{err}")
+    lines.append("complaints: " + (", ".join(
+        f"{k} {v}" for k, v in sorted(data["complaints"].items())) or "none"))
+    lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))
+    lines.append(f"quarantined: {data['quarantined']}")
+    d = data["daemon"]
+    lines.append(f"runs: {d['runs']}, the last ({d['last_mode']}) started {d['last_started_at']}"
+                 f", finished {d['last_finished_at'] or '-'}" if d["runs"] else "runs: none")
+    r = data["rules"]
+    lines.append(f"rules: {r['rules']} rules, {r['agencies']} agencies" if r["ok"]
+                 else "rules: BROKEN — run lapakd rules check")
+    if data["problems"]:
+        lines.append("needs an admin:")
+        lines.extend(f"  - {x}" for x in data["problems"])
+    else:
+        lines.append("all good")
+    return "\n".join(lines)

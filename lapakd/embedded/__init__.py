@@ -1,0 +1,1 @@
+"""Real servers embedded for the demo and the tests: the SMTP sink and the X/Graph API replicas."""

@@ -1,0 +1,1 @@
+"""Intake: polling the channels, receiving webhooks, turning stored messages into complaints."""

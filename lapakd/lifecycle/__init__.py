@@ -1,0 +1,1 @@
+"""Lifecycle: after forwarding — replies, statuses, deadlines, reminders, digest, admin verbs."""

@@ -1,0 +1,255 @@
+"""Email builders for the follow-up mail: relay to citizens, reminders, escalations, digest.
+
+Registered in `compose.BUILDERS`. Like compose's own builders each returns
+`(subject, text body, attachments)`, plus a dict of extras: threading headers for the relay,
+the HTML part and its embedded PNG bars for the digest.
+
+This module imports compose lazily: compose imports this module while it is being built.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from lapakd.store import parse_iso
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+_html_env = Environment(
+    loader=PackageLoader("lapakd.mail", "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+)
+
+
+def _permanent(message: str) -> Exception:
+    from lapakd.adapters.base import PermanentError
+
+    return PermanentError(message)
+
+
+def _day(desk: Desk, value: str | None) -> str:
+    from lapakd.mail.compose import tanggal
+
+    return tanggal(parse_iso(value), desk.config.tz, time=False)
+
+
+# -- relay: the answer, in the citizen's own thread --------------------------------------------
+
+
+def _in_thread(desk: Desk, c: sqlite3.Row, ref: dict, ticket: str) -> tuple[str, dict]:
+    """Subject ("Re: <theirs> [ticket]") and threading headers of a reply to the citizen's
+    own mail."""
+    from lapakd.lifecycle.replies import _ids
+    from lapakd.mail import compose
+
+    original = compose.header_text(ref.get("subject") or c["subject"] or "", 180)
+    subject = original or "Aduan Anda"
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    if f"[{ticket}]".lower() not in subject.lower():
+        subject = f"{subject} [{ticket}]"
+    parent = (ref.get("message_id") or "").strip("<> ")
+    refs = _ids(ref.get("references"))
+    if parent and parent not in refs:
+        refs.append(parent)
+    headers = {
+        "In-Reply-To": f"<{parent}>" if parent else "",
+        "References": " ".join(f"<{r}>" for r in refs[-20:]),
+    }
+    return subject, headers
+
+
+def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    import json
+
+    from lapakd.lifecycle import status as lifecycle
+    from lapakd.mail import compose
+
+    if c is None:
+        raise _permanent("relay without a complaint")
+    ref = payload.get("reply_ref") or json.loads(c["reply_ref"] or "{}")
+    ticket = payload.get("ticket") or c["ticket"]
+    subject, headers = _in_thread(desk, c, ref, ticket)
+    body = compose._env.get_template("relay.txt.j2").render(
+        name=c["sender_name"] or "Bapak/Ibu",
+        note=payload.get("note"),
+        text=payload.get("text") or "",
+        sender=payload.get("from") or desk.config.desk.name,
+        status_label=payload.get("status_label") or lifecycle.label(c["status"]),
+        ticket=ticket,
+        link=lifecycle.public_link(desk, ticket),
+        desk=desk.config.desk,
+    )
+    return subject, body, [], {"headers": headers}
+
+
+# -- receipt: the ticket, in reply to an emailing citizen's complaint ------------------------------
+
+
+def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    import json
+
+    from lapakd.lifecycle import status as lifecycle
+    from lapakd.mail import compose
+    from lapakd.routing import route as routing
+
+    if c is None:
+        raise _permanent("receipt without a complaint")
+    subject, headers = _in_thread(desk, c, json.loads(c["reply_ref"] or "{}"), c["ticket"])
+    # RFC 3834: an automatic answer to a message says so, and asks Exchange not to answer it.
+    headers |= {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
+    agencies = payload.get("agencies") or []
+    body = compose._env.get_template("receipt.txt.j2").render(
+        name=c["sender_name"] or "Bapak/Ibu",
+        ticket=c["ticket"],
+        received=_day(desk, c["received_at"]),
+        forwarded=bool(payload.get("forwarded")),
+        agencies=", ".join(agencies[:-1]) + (" dan " if len(agencies) > 1 else "")
+        + (agencies[-1] if agencies else ""),
+        due=_day(desk, payload["due_at"]) if payload.get("due_at") else None,
+        budget_dependent=bool(payload.get("budget_dependent")),
+        sla_days=payload.get("sla_days") or routing.DEFAULT_SLA_DAYS,
+        sla_unit="hari kerja" if desk.config.desk.sla_calendar == "working" else "hari",
+        public=payload.get("public", True),
+        link=lifecycle.public_link(desk, c["ticket"]),
+        desk=desk.config.desk,
+    )
+    return subject, body, [], {"headers": headers}
+
+
+# -- reminders and escalation ---------------------------------------------------------------------
+
+
+def _reminder(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    from lapakd.mail import compose
+
+    agency = desk.rules.agencies.get(payload["agency"])
+    if agency is None:
+        raise _permanent(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    items = [i | {"due": _day(desk, i["due_at"])} for i in payload["items"]]
+    overdue = [i for i in items if i["overdue_days"] > 0]
+    soon = [i for i in items if i["overdue_days"] <= 0]
+    day = datetime.combine(date.fromisoformat(payload["date"]), time(12), tzinfo=desk.config.tz)
+    today = compose.tanggal(day, desk.config.tz, time=False)
+    body = compose._env.get_template("reminder.txt.j2").render(
+        agency=agency, overdue=overdue, soon=soon, today=today, desk=desk.config.desk,
+        escalate_after_days=desk.config.desk.escalate_after_days,
+    )
+    parts = []
+    if overdue:
+        parts.append(f"{len(overdue)} melewati tenggat")
+    if soon:
+        parts.append(f"{len(soon)} mendekati tenggat")
+    subject = f"Pengingat aduan belum ditanggapi: {', '.join(parts)} ({today})"
+    return subject, body, []
+
+
+def _escalation(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    from lapakd.mail import compose
+
+    if c is None:
+        raise _permanent("escalation without a complaint")
+    names = [
+        desk.rules.agencies[k].name if k in desk.rules.agencies else k
+        for k in payload.get("agencies", [])
+    ]
+    body = compose._env.get_template("escalation.txt.j2").render(
+        c=c, agencies=", ".join(names) or "-", received=_day(desk, c["received_at"]),
+        due=_day(desk, payload.get("due_at")), overdue_days=payload.get("overdue_days", 0),
+        link=payload.get("link"), text=c["text"], desk=desk.config.desk,
+        escalate_after_days=desk.config.desk.escalate_after_days,
+    )
+    subject = (f"[{c['ticket']}] Eskalasi: belum ditanggapi "
+               f"{', '.join(payload.get('agencies', [])) or ''}, terlambat "
+               f"{payload.get('overdue_days', 0)} hari kerja")
+    return subject, body, []
+
+
+# -- the weekly digest -----------------------------------------------------------------------------
+
+
+def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    from lapakd.lifecycle import pngbars
+    from lapakd.lifecycle import status as lifecycle
+    from lapakd.mail import compose
+
+    d = payload
+    tz = desk.config.tz
+    start, end = parse_iso(d["start"]), parse_iso(d["end"])
+    period = (f"{compose.tanggal(start, tz, time=False)} – "
+              f"{compose.tanggal(end - timedelta(seconds=1), tz, time=False)}"
+              if start and end else "-")
+    images: list[tuple[str, bytes]] = []
+    domain = desk.desk_domain
+
+    def image(name: str, data: bytes) -> str:
+        cid = f"{name}.{row['id']}@{domain}"
+        images.append((cid, data))
+        return cid
+
+    width = 300
+    status_items = list(d["open_by_status"].items())
+    px = pngbars.scale([n for _, n in status_items], width)
+    statuses = [
+        {"label": lifecycle.label(st), "n": n, "px": max(p, 1), "bar": "█" * round(p / 12),
+         "cid": image(f"status-{st}", pngbars.bar([(p, pngbars.BLUE)], max(p, 1)))}
+        for (st, n), p in zip(status_items, px, strict=True)
+    ]
+    agency_width = 200
+    totals = [a["answered"] + a["overdue"] for a in d["agencies"]]
+    top = max(totals, default=0) or 1
+    agencies = []
+    for a in d["agencies"]:
+        segs = [
+            (a["on_time"], pngbars.GREEN),
+            (a["answered"] - a["on_time"], pngbars.AMBER),
+            (a["overdue"], pngbars.RED),
+        ]
+        pixels = [(round(n * agency_width / top), col) for n, col in segs]
+        agencies.append(a | {
+            "px": agency_width,
+            "cid": image(f"agency-{a['key']}", pngbars.bar(pixels, agency_width)),
+        })
+
+    def ranked(name: str, pairs: list) -> list[dict[str, Any]]:
+        px = pngbars.scale([n for _, n in pairs], 220)
+        return [
+            {"name": k, "n": n, "px": max(p, 1),
+             "cid": image(f"{name}-{i}", pngbars.bar([(p, pngbars.GREY)], max(p, 1)))}
+            for i, ((k, n), p) in enumerate(zip(pairs, px, strict=True))
+        ]
+
+    legend = {
+        "green": image("legend-green", pngbars.bar([(12, pngbars.GREEN)], 12, 12)),
+        "amber": image("legend-amber", pngbars.bar([(12, pngbars.AMBER)], 12, 12)),
+        "red": image("legend-red", pngbars.bar([(12, pngbars.RED)], 12, 12)),
+    }
+    ctx = {
+        "d": d, "period": period, "statuses": statuses, "agencies": agencies,
+        "categories": ranked("category", d["top_categories"]),
+        "kecamatan": ranked("kecamatan", d["top_kecamatan"]),
+        "open_total": sum(d["open_by_status"].values()),
+        "overdue_total": sum(a["overdue"] for a in d["agencies"]),
+        "legend": legend, "desk": desk.config.desk,
+    }
+    text = compose._env.get_template("digest.txt.j2").render(ctx)
+    html = _html_env.get_template("digest.html.j2").render(ctx)
+    subject = (f"Ringkasan mingguan Lapak Aduan: {d['new']} aduan baru, "
+               f"{ctx['open_total']} terbuka, {ctx['overdue_total']} lewat tenggat")
+    return subject, text, [], {"html": html, "images": images}
+
+
+BUILDERS = {
+    "relay": _relay,
+    "receipt": _receipt,
+    "reminder": _reminder,
+    "escalation": _escalation,
+    "digest": _digest,
+}

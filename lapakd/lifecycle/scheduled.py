@@ -1,0 +1,274 @@
+"""Scheduled mail: morning reminders to agencies, escalation of late complaints, weekly digest.
+
+Each job runs often (daemon.EXTRA_JOBS) and does nothing until its time of day has come. What it
+sends goes through the outbox with a dedupe_key naming the period — `reminder:<agency>:<date>`,
+`escalate:<complaint>`, `digest:<iso-week>` — so it is sent once per period even across restarts,
+and a desk that was down at 08:00 catches up when it starts. Nothing to say: nothing is queued.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from lapakd.errors import ConfigError
+from lapakd.lifecycle import status as lifecycle
+from lapakd.lifecycle.deadlines import Calendar, end_of_day
+from lapakd.mail.compose import first_words
+from lapakd.outbox import queue as outbox
+from lapakd.store import iso, now_iso, parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
+
+log = structlog.get_logger("lapakd.lifecycle.scheduled")
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+JOB_SECONDS = 60
+
+
+def reminder_clock(desk: Desk) -> time:
+    value = desk.config.desk.reminder_time
+    try:
+        hh, mm = value.split(":")
+        return time(int(hh), int(mm))
+    except ValueError:
+        raise ConfigError(
+            f"{desk.config.path}: desk.reminder_time = {value!r} must be HH:MM, e.g. \"08:00\""
+        ) from None
+
+
+def _local_now(desk: Desk) -> datetime:
+    return utcnow().astimezone(desk.config.tz)
+
+
+# -- reminders and escalation -------------------------------------------------------------------
+
+
+def _late_rows(desk: Desk, until: datetime) -> list[Any]:
+    """Forwarded, unanswered complaints due before `until` (not merged duplicates)."""
+    return desk.store.all(
+        "SELECT * FROM complaints WHERE status = 'forwarded' AND due_at IS NOT NULL"
+        " AND due_at <= ? AND merged_into IS NULL ORDER BY due_at, id",
+        (iso(until),),
+    )
+
+
+def _item(desk: Desk, c: Any, today: date, cal: Calendar) -> dict[str, Any]:
+    tz = desk.config.tz
+    due = parse_iso(c["due_at"])
+    due_day = due.astimezone(tz).date() if due else today
+    return {
+        "ticket": c["ticket"],
+        "summary": first_words(c["subject"] or c["text"], 10),
+        "category": c["category"],
+        "received_at": c["received_at"],
+        "due_at": c["due_at"],
+        "overdue_days": cal.days_between(due_day, today) if due_day < today else 0,
+        "link": lifecycle.public_link(desk, c["ticket"]),
+    }
+
+
+def morning(desk: Desk) -> int:
+    """After reminder_time: reminders (working days) and escalations. Returns rows queued."""
+    now = _local_now(desk)
+    if now.time() < reminder_clock(desk):
+        return 0
+    cal = Calendar.for_desk(desk)
+    today = now.date()
+    queued = escalate(desk, today, cal)
+    if cal.is_working_day(today):
+        queued += remind(desk, today, cal)
+    return queued
+
+
+def remind(desk: Desk, today: date, cal: Calendar) -> int:
+    """One email per agency with overdue or due-by-next-working-day complaints, once a day."""
+    tz = desk.config.tz
+    horizon = end_of_day(cal.next_working_day(today), tz)
+    per_agency: dict[str, list[dict[str, Any]]] = {}
+    for c in _late_rows(desk, horizon):
+        for key in json.loads(c["agencies"]):
+            per_agency.setdefault(key, []).append(_item(desk, c, today, cal))
+    queued = 0
+    store = desk.store
+    with store.transaction():
+        for key, items in sorted(per_agency.items()):
+            agency = desk.rules.agencies.get(key)
+            if agency is None:
+                continue
+            row = outbox.enqueue(
+                store, desk, kind="reminder", recipients=list(agency.addresses),
+                dedupe_key=f"reminder:{key}:{today.isoformat()}",
+                payload={"agency": key, "date": today.isoformat(), "items": items},
+            )
+            if row:
+                queued += 1
+                store.event("reminder_queued", outbox_id=row, agency=key,
+                            tickets=[i["ticket"] for i in items])
+    if queued:
+        log.info("reminders.queued", agencies=queued, date=today.isoformat())
+    return queued
+
+
+def escalate(desk: Desk, today: date, cal: Calendar) -> int:
+    """Complaints overdue by escalate_after_days go to the admin and leadership, once each."""
+    d = desk.config.desk
+    tz = desk.config.tz
+    now = utcnow()
+    recipients = [d.admin_email, *([d.leadership_email] if d.leadership_email else [])]
+    queued = 0
+    store = desk.store
+    with store.transaction():
+        for c in _late_rows(desk, now):
+            due_day = (parse_iso(c["due_at"]) or now).astimezone(tz).date()
+            threshold = end_of_day(cal.add_days(due_day, d.escalate_after_days), tz)
+            if threshold >= now:
+                continue
+            row = outbox.enqueue(
+                store, desk, kind="escalation", complaint=c, recipients=recipients,
+                dedupe_key=f"escalate:{c['id']}",
+                payload=_item(desk, c, today, cal) | {"agencies": json.loads(c["agencies"])},
+            )
+            if row:
+                queued += 1
+                store.event("escalated", complaint_id=c["id"], outbox_id=row, to=recipients,
+                            due_at=c["due_at"])
+    if queued:
+        log.info("escalations.queued", complaints=queued)
+    return queued
+
+
+# -- the weekly digest --------------------------------------------------------------------------
+
+
+def weekly(desk: Desk) -> int:
+    """On digest_day after reminder_time: the digest to leadership_email, once per ISO week."""
+    d = desk.config.desk
+    if not d.leadership_email:
+        return 0
+    now = _local_now(desk)
+    if WEEKDAYS[now.weekday()] != d.digest_day or now.time() < reminder_clock(desk):
+        return 0
+    year, week, _ = now.date().isocalendar()
+    key = f"digest:{year}-W{week:02d}"
+    store = desk.store
+    if store.one("SELECT 1 FROM outbox WHERE dedupe_key = ?", (key,)):
+        return 0
+    end = datetime.combine(now.date(), time(0), tzinfo=desk.config.tz)
+    data = digest_data(desk, end - timedelta(days=7), end)
+    if not data["new"] and not sum(data["open_by_status"].values()):
+        return 0  # nothing to say
+    with store.transaction():
+        row = outbox.enqueue(store, desk, kind="digest", recipients=[d.leadership_email],
+                             dedupe_key=key, payload=data)
+        if row:
+            store.event("digest_queued", outbox_id=row, week=f"{year}-W{week:02d}")
+    return 1 if row else 0
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
+    """The digest's numbers for [start, end) — also what the tests check against the store.
+
+    - new: complaints received in the period (not ignored, not merged duplicates)
+    - open_by_status: open complaints now, by status
+    - per agency: received (forwarded to it, received in the period); answered (first answers
+      from it given in the period), of which on_time (at or before the deadline, or no
+      deadline); overdue (forwarded, unanswered and past the deadline now); median_days from
+      receipt to its first answer, over those answered in the period
+    - top categories and kecamatan of the new complaints; the oldest open complaints
+    """
+    store = desk.store
+    s, e, now = iso(start), iso(end), now_iso()
+    counted = "status NOT IN ('ignored', 'new', 'quarantined') AND merged_into IS NULL"
+    new_rows = store.all(
+        f"SELECT * FROM complaints WHERE received_at >= ? AND received_at < ? AND {counted}",
+        (s, e),
+    )
+    open_by_status = {st: 0 for st in lifecycle.OPEN_STATUSES}
+    for r in store.all(
+        "SELECT status, count(*) AS n FROM complaints WHERE merged_into IS NULL"
+        f" AND status IN ({', '.join('?' * len(lifecycle.OPEN_STATUSES))}) GROUP BY status",
+        lifecycle.OPEN_STATUSES,
+    ):
+        open_by_status[r["status"]] = r["n"]
+
+    first_answers = store.all(
+        "SELECT u.agency, u.complaint_id, min(u.at) AS at, c.received_at, c.due_at"
+        " FROM updates u JOIN complaints c ON c.id = u.complaint_id"
+        " WHERE u.source = 'agency' AND c.merged_into IS NULL GROUP BY u.agency, u.complaint_id"
+    )
+    agencies: dict[str, dict[str, Any]] = {}
+
+    def slot(key: str) -> dict[str, Any]:
+        agency = desk.rules.agencies.get(key)
+        return agencies.setdefault(key, {
+            "key": key, "name": agency.name if agency else key, "received": 0, "answered": 0,
+            "on_time": 0, "overdue": 0, "median_days": None, "_days": [],
+        })
+
+    for c in new_rows:
+        for key in json.loads(c["agencies"]):
+            slot(key)["received"] += 1
+    for fa in first_answers:
+        if not (s <= fa["at"] < e):
+            continue
+        a = slot(fa["agency"])
+        a["answered"] += 1
+        if fa["due_at"] is None or fa["at"] <= fa["due_at"]:
+            a["on_time"] += 1
+        received = parse_iso(fa["received_at"])
+        answered = parse_iso(fa["at"])
+        if received and answered:
+            a["_days"].append((answered - received).total_seconds() / 86400)
+    for c in store.all(
+        "SELECT agencies FROM complaints WHERE status = 'forwarded' AND due_at IS NOT NULL"
+        " AND due_at < ? AND merged_into IS NULL", (now,),
+    ):
+        for key in json.loads(c["agencies"]):
+            slot(key)["overdue"] += 1
+    for a in agencies.values():
+        a["median_days"] = _median(a.pop("_days"))
+
+    categories = Counter(c["category"] or "Belum dikategorikan" for c in new_rows)
+    kecamatan = Counter(c["kecamatan"] for c in new_rows if c["kecamatan"])
+    oldest = store.all(
+        "SELECT * FROM complaints WHERE merged_into IS NULL"
+        f" AND status IN ({', '.join('?' * len(lifecycle.OPEN_STATUSES))})"
+        " ORDER BY received_at, id LIMIT 10",
+        lifecycle.OPEN_STATUSES,
+    )
+    today = end.date()
+    return {
+        "start": s,
+        "end": e,
+        "new": len(new_rows),
+        "open_by_status": open_by_status,
+        "agencies": sorted(agencies.values(),
+                           key=lambda a: (-a["overdue"], -a["received"], a["key"])),
+        "top_categories": categories.most_common(5),
+        "top_kecamatan": kecamatan.most_common(5),
+        "oldest_open": [
+            {
+                "ticket": c["ticket"], "status": c["status"],
+                "status_label": lifecycle.label(c["status"]),
+                "agencies": json.loads(c["agencies"]),
+                "days_open": (today - (parse_iso(c["received_at"]) or end)
+                              .astimezone(desk.config.tz).date()).days,
+                "summary": first_words(c["subject"] or c["text"], 10),
+            }
+            for c in oldest
+        ],
+    }
+
+
+JOBS = [("reminders", JOB_SECONDS, morning), ("digest", JOB_SECONDS, weekly)]

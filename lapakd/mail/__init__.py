@@ -1,0 +1,1 @@
+"""Mail: parsing what comes in, composing what goes out, and SMTP."""

@@ -1,0 +1,1 @@
+"""Routing: the rules engine (`rules/`) and applying its decisions to complaints."""
