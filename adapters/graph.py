@@ -279,14 +279,7 @@ def retry_after(headers: dict[str, str]) -> float | None:
     """Seconds until access returns, from Graph's usage headers (the largest one given)."""
     lowered = {k.lower(): v for k, v in headers.items()}
     best: float | None = None
-    for name in USAGE_HEADERS:
-        raw = lowered.get(name)
-        if not raw:
-            continue
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            continue
+    for value in _usage_values(lowered):
         for minutes in _regain_minutes(value):
             seconds = float(minutes) * 60.0
             best = seconds if best is None else max(best, seconds)
@@ -305,17 +298,20 @@ def usage_full(headers: dict[str, str]) -> bool:
     """A usage header (x-app-usage, x-business-use-case-usage, ...) at 100% or more: the
     next calls would be throttled."""
     lowered = {k.lower(): v for k, v in headers.items()}
+    return any(any(percent >= 100 for percent in _percents(value))
+               for value in _usage_values(lowered))
+
+
+def _usage_values(lowered: dict[str, str]) -> Iterator[Any]:
+    """The parsed JSON of each usage header present (headers with lower-case names)."""
     for name in USAGE_HEADERS:
         raw = lowered.get(name)
         if not raw:
             continue
         try:
-            value = json.loads(raw)
+            yield json.loads(raw)
         except ValueError:
             continue
-        if any(percent >= 100 for percent in _percents(value)):
-            return True
-    return False
 
 
 def _percents(value: Any) -> Iterator[float]:
