@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lapakd.adapters.base import Adapter
-    from lapakd.config import Field
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,9 @@ def adapter_class(key: str) -> type[Adapter]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def config_schema(key: str) -> dict[str, Field]:
-    """The settings of `[channels.<key>]`, as its adapter declares them."""
+def config_schema(key: str) -> dict[str, Any]:
+    """The settings of `[channels.<key>]` (name -> `config.Field`), as its adapter declares
+    them. Typed loosely so that config.py, which asks, is not imported back from here."""
     return adapter_class(key).CONFIG
 
 
