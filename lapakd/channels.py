@@ -53,7 +53,7 @@ register(Channel("walkin", "Datang langsung", "Datang langsung ke posko"))
 register(Channel("phone", "Telepon"))
 
 
-def keys() -> list[str]:
+def known() -> list[str]:
     """Every channel a complaint may come from (the rules' `when: channel:` accepts these)."""
     return list(REGISTRY)
 

@@ -131,3 +131,26 @@ def test_a_pushed_toy_channel_is_received_by_the_webhook(desk_env, toy, tmp_path
     [c] = _complaints(desk_env)
     assert c["channel"] == "toy" and c["status"] == "forwarded" and c["sender"] == "warga-web"
     assert [s["kind"] for s in SENT] == ["ack"]
+
+
+def test_the_registry_is_the_one_place_that_knows_the_channels(toy):
+    assert channels.webhook_objects() == {
+        "page": "facebook", "instagram": "instagram",
+        "whatsapp_business_account": "whatsapp", "toy": "toy"}
+    assert "toy" in channels.configurable() and "toy" in channels.known()
+    assert channels.config_schema("toy") is ToyAdapter.CONFIG
+    assert channels.label("toy") == channels.long_label("toy") == "Mainan"
+    assert channels.labels()["twitter"] == "X" and channels.long_label("twitter") == "X (Twitter)"
+    assert channels.entered_by_hand() == ["walkin", "phone"]
+
+
+def test_one_label_per_status_for_mails_and_the_site():
+    from lapakd import statuses
+
+    for key in statuses.KEYS:
+        assert statuses.heading(key).lower() == statuses.label(key)
+    groups = (statuses.OPEN, statuses.CLOSED, statuses.ANSWERS, statuses.SETTLED,
+              statuses.SETTABLE, statuses.AWAITING_ANSWER, statuses.DEADLINE_RUNNING,
+              statuses.UNPUBLISHED)
+    assert all(set(g) <= set(statuses.KEYS) for g in groups)
+    assert statuses.heading("answered") == "Ditanggapi"

@@ -129,7 +129,10 @@ def _code_version(extra: Any) -> str:
     for path in sorted(tpl.rglob("*")):
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
-    h.update(json.dumps(extra, sort_keys=True, ensure_ascii=False).encode())
+    # The names the pages print and the page layout live outside lapakd/public.
+    shared = {"statuses": statuses.headings(), "channels": channels.labels(),
+              "ticket_path": links.ticket_path("{ticket}")}
+    h.update(json.dumps([extra, shared], sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()[:16]
 
 

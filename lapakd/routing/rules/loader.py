@@ -11,7 +11,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from lapakd.channels import keys as channel_keys
+from lapakd.channels import known as channel_keys
 from lapakd.errors import RulesError
 from lapakd.routing.rules.engine import Agency, Rule, RuleSet
 from lapakd.routing.rules.language import LANGUAGES
