@@ -1,9 +1,12 @@
-"""The one interface every channel implements.
+"""The one interface every channel implements: `Adapter`, and the errors it may raise.
 
-A channel moves raw messages into the store (`fetch` for polled channels, `receive_webhook` for
-pushed ones), turns a stored raw message into `Content` (`parse`), and sends what the outbox asks
-it to send on that channel (`send`). Failures are reported as `TransientError` (retry later) or
-`PermanentError` (give up, tell the admin); `NeedsReauth` marks the channel's credentials dead.
+A channel moves raw messages into the store — `fetch`/`acknowledge` when lapakd polls it,
+`webhook_messages` when Meta pushes to `/webhook` — turns a stored raw message into `Content`
+(`parse`), and sends what the outbox asks it to send on that channel (`send`). It declares its
+settings (`CONFIG`), whether it is polled (`polls`) and its Meta webhook `object`
+(`webhook_object`). Registered with one line in `lapakd/channels.py`. Failures are reported as
+`TransientError` (retry later) or `PermanentError` (give up, tell the admin); `NeedsReauth`
+marks the channel's credentials dead.
 """
 
 from __future__ import annotations
@@ -91,11 +94,19 @@ class Content:
 
 
 class Adapter:
-    """Base class for channel adapters. Subclasses set `name` and `CONFIG`."""
+    """Base class for channel adapters: each attribute and method below is a hook a channel
+    may provide; the docstring is its contract. Subclasses set `name` and `CONFIG`."""
 
+    # The channel's key, as registered in `lapakd/channels.py`.
     name: ClassVar[str]
+    # The settings of `[channels.<name>]` (`enabled` is added for every channel).
     CONFIG: ClassVar[dict[str, Field]] = {}
+    # True: the daemon calls `fetch` every `poll_seconds`. False: it only receives webhooks.
     polls: ClassVar[bool] = True
+    # Meta's webhook `object` for this channel ("page", "whatsapp_business_account"...): bodies
+    # with it go to `webhook_messages`, and the channel's `app_secret`/`verify_token` (in its
+    # CONFIG) check `/webhook`. None: nothing is pushed to this channel.
+    webhook_object: ClassVar[str | None] = None
 
     def __init__(self, config: Config, section: Section) -> None:
         self.config = config
@@ -106,14 +117,20 @@ class Adapter:
         return int(self.section.get("poll_seconds", 60))
 
     def fetch(self, cursor: dict[str, Any] | None) -> Iterator[Batch]:
-        """Yield batches newer than `cursor`. The caller stores each batch with its cursor in
-        one transaction and calls `acknowledge` before asking for the next batch."""
+        """Polled: yield batches newer than `cursor`. The caller stores each batch with its cursor
+        in one transaction and calls `acknowledge` before asking for the next batch."""
         return iter(())
 
     def acknowledge(self, batch: Batch) -> None:
-        """Tell the server the batch is safe (e.g. IMAP \\Seen). Default: nothing to do."""
+        """Polled: tell the server the batch is safe (e.g. IMAP \\Seen). Default: nothing."""
+
+    def webhook_messages(self, body: dict[str, Any]) -> list[Inbound]:
+        """Pushed: split one signed webhook body (parsed JSON, `object` == `webhook_object`) into
+        messages, one per message id; raise ValueError/ChannelError when it cannot be read."""
+        raise PermanentError(f"channel {self.name} does not receive webhooks")
 
     def parse(self, raw: bytes, meta: dict[str, Any]) -> Content:
+        """Turn a stored raw message (and the `meta` stored with it) into `Content`."""
         raise NotImplementedError
 
     def send(self, kind: str, payload: dict[str, Any], idempotency_key: str) -> dict[str, Any]:

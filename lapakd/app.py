@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from lapakd.adapters import adapter_class
+from lapakd import channels
 from lapakd.config import Config, load_config
 from lapakd.errors import RulesError
 from lapakd.routing.rules import RuleSet, rules_signature
@@ -103,17 +103,16 @@ class Desk:
         if channel not in self._adapters:
             section = self.config.channels.get(channel)
             if section is None:
-                from lapakd.adapters import channel_config_schema
                 from lapakd.config import Section, validate_section
 
-                spec = channel_config_schema(channel)
+                spec = channels.config_schema(channel)
                 section = Section(
                     f"channels.{channel}",
                     {"enabled": False, **validate_section(
                         f"channels.{channel}", {}, spec, self.config.path, self.config.path.parent
                     )},
                 )
-            self._adapters[channel] = adapter_class(channel)(self.config, section)
+            self._adapters[channel] = channels.adapter_class(channel)(self.config, section)
         return self._adapters[channel]
 
     @cached_property

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from lapakd import channels as registry
 from lapakd.errors import ConfigError
 
 CONFIG_ENV = "LAPAKD_CONFIG"
@@ -289,8 +290,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def parse_config(raw: dict[str, Any], cfg_path: Path) -> Config:
-    from lapakd.adapters import channel_config_schema, known_channels
-
     base = cfg_path.parent
     for name in raw:
         if name not in SECTIONS and name != "channels":
@@ -307,14 +306,14 @@ def parse_config(raw: dict[str, Any], cfg_path: Path) -> Config:
     if not isinstance(raw_channels, dict):
         raise ConfigError(f"{cfg_path}: [channels] must be a table of [channels.<name>] sections")
     for name, values in raw_channels.items():
-        if name not in known_channels():
+        if name not in registry.configurable():
             raise ConfigError(
                 f"{cfg_path}: unknown channel [channels.{name}] "
-                f"(known: {', '.join(known_channels())})"
+                f"(known: {', '.join(registry.configurable())})"
             )
         if not isinstance(values, dict):
             raise ConfigError(f"{cfg_path}: [channels.{name}] must be a table")
-        spec = {"enabled": Field(bool, False), **channel_config_schema(name)}
+        spec = {"enabled": Field(bool, False), **registry.config_schema(name)}
         channels[name] = Section(
             f"channels.{name}", validate_section(f"channels.{name}", values, spec, cfg_path, base)
         )

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from lapakd import runs
+from lapakd import runs, statuses
 from lapakd.errors import RulesError
 from lapakd.intake.poll import duplicates_dropped
 from lapakd.store import iso, now_iso, parse_iso, utcnow
@@ -49,8 +49,9 @@ def list_complaints(
         where.append("EXISTS (SELECT 1 FROM json_each(complaints.agencies) WHERE value = ?)")
         params.append(agency)
     if overdue:
-        # Past the deadline and not answered yet (deadlines.RUNNING); duplicates excluded.
-        where.append("due_at IS NOT NULL AND due_at < ? AND status = 'forwarded'"
+        # Past the deadline and not answered yet; duplicates excluded.
+        where.append("due_at IS NOT NULL AND due_at < ?"
+                     f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"
                      " AND merged_into IS NULL")
         params.append(now_iso())
     sql = f"SELECT * FROM complaints WHERE {' AND '.join(where)} ORDER BY id"

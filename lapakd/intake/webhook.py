@@ -35,6 +35,7 @@ from urllib.parse import parse_qs
 
 import structlog
 
+from lapakd import channels
 from lapakd.adapters.base import ChannelError, Inbound
 from lapakd.store import Store
 
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("lapakd.intake.webhook")
 
 PATH = "/webhook"
-# Meta's `object` → lapakd channel.
-OBJECTS = {"whatsapp_business_account": "whatsapp", "page": "facebook", "instagram": "instagram"}
-META_CHANNELS = tuple(OBJECTS.values())
 QUARANTINE_CHANNEL = "whatsapp"  # where an unreadable body is kept (its parse says why)
 
 
@@ -57,10 +55,11 @@ def signature(secret: str, body: bytes) -> str:
 
 
 def _secrets(config: Config, key: str) -> list[str]:
+    """`key` (app_secret, verify_token) of every enabled channel Meta pushes to."""
     out = []
-    for name in META_CHANNELS:
-        section = config.channels.get(name)
-        if section is not None and section.enabled and section.get(key):
+    for name, section in config.channels.items():
+        pushed = channels.adapter_class(name).webhook_object
+        if pushed and section.enabled and section.get(key):
             out.append(section.get(key))
     return out
 
@@ -158,13 +157,14 @@ class WebhookApp:
             if not isinstance(doc, dict):
                 raise ValueError("the body is not a JSON object")
             obj = doc.get("object")
-            channel = OBJECTS.get(obj) if isinstance(obj, str) else None
+            # Meta's `object` -> the channel whose adapter declares it (the registry).
+            channel = channels.webhook_objects().get(obj) if isinstance(obj, str) else None
             if channel is None:
                 raise ValueError(f"unknown webhook object {obj!r}")
             section = self.config.channels.get(channel)
             if section is None or not section.enabled:
                 return None, [], obj
-            adapter: Any = self.desk.adapter(channel)
+            adapter = self.desk.adapter(channel)
             return channel, adapter.webhook_messages(doc), None
         except (ValueError, ChannelError, AttributeError, TypeError) as exc:
             problem = f"malformed webhook body: {str(exc)[:200]}"

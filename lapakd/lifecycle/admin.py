@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from lapakd import channels, statuses
 from lapakd.cli import _desk, _print_json, command
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import replies
@@ -24,7 +25,7 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
     p = sub.add_parser("add", parents=[common, actor],
                        help="record a complaint brought to the posko in person or by phone")
     p.add_argument("--text", required=True, help="the complaint, as the citizen told it")
-    p.add_argument("--channel", choices=("walkin", "phone"), default="walkin")
+    p.add_argument("--channel", choices=channels.entered_by_hand(), default="walkin")
     p.add_argument("--contact", help="the citizen's phone or email (private)")
     p.add_argument("--name", help="the citizen's name (private)")
     p.add_argument("--photo", nargs="+", default=[], metavar="FILE", help="photos to attach")
@@ -36,7 +37,7 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
 
     p = sub.add_parser("set-status", parents=[common, actor], help="change a complaint's status")
     p.add_argument("id")
-    p.add_argument("status", choices=lifecycle.SETTABLE)
+    p.add_argument("status", choices=statuses.SETTABLE)
     p.add_argument("--note", default="",
                    help="public explanation, shown on the site and sent to the citizen")
 
@@ -188,7 +189,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
         c = lifecycle.canonical(desk, desk.store.complaint(args.id))
         with desk.store.transaction():
             status = None
-            if c["status"] in ("forwarded", "triage") and lifecycle.set_status(
+            if c["status"] in statuses.AWAITING_ANSWER and lifecycle.set_status(
                 desk, c, "answered", actor=args.by, reason="desk reply"
             ):
                 status = "answered"

@@ -21,9 +21,6 @@ from lapakd.store import iso, utcnow
 if TYPE_CHECKING:
     from lapakd.app import Desk
 
-# Statuses in which a deadline runs: forwarded and not answered yet.
-RUNNING = ("forwarded",)
-
 
 @lru_cache(maxsize=64)
 def _national(year: int) -> frozenset[date]:

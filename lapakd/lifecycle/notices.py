@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from lapakd import statuses
+from lapakd.links import ticket_url
 from lapakd.store import parse_iso
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ _html_env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
 )
+_html_env.globals["ticket_url"] = ticket_url
 
 
 def _permanent(message: str) -> Exception:
@@ -69,7 +72,6 @@ def _in_thread(desk: Desk, c: sqlite3.Row, ref: dict, ticket: str) -> tuple[str,
 def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
     import json
 
-    from lapakd.lifecycle import status as lifecycle
     from lapakd.mail import compose
 
     if c is None:
@@ -82,9 +84,9 @@ def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
         note=payload.get("note"),
         text=payload.get("text") or "",
         sender=payload.get("from") or desk.config.desk.name,
-        status_label=payload.get("status_label") or lifecycle.label(c["status"]),
+        status_label=payload.get("status_label") or statuses.label(c["status"]),
         ticket=ticket,
-        link=lifecycle.public_link(desk, ticket),
+        link=ticket_url(desk.config.desk.public_url, ticket),
         desk=desk.config.desk,
     )
     return subject, body, [], {"headers": headers}
@@ -96,7 +98,6 @@ def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
 def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
     import json
 
-    from lapakd.lifecycle import status as lifecycle
     from lapakd.mail import compose
     from lapakd.routing import route as routing
 
@@ -118,7 +119,7 @@ def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
         sla_days=payload.get("sla_days") or routing.DEFAULT_SLA_DAYS,
         sla_unit="hari kerja" if desk.config.desk.sla_calendar == "working" else "hari",
         public=payload.get("public", True),
-        link=lifecycle.public_link(desk, c["ticket"]),
+        link=ticket_url(desk.config.desk.public_url, c["ticket"]),
         desk=desk.config.desk,
     )
     return subject, body, [], {"headers": headers}
@@ -177,7 +178,6 @@ def _escalation(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: di
 
 def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
     from lapakd.lifecycle import pngbars
-    from lapakd.lifecycle import status as lifecycle
     from lapakd.mail import compose
 
     d = payload
@@ -197,8 +197,8 @@ def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
     width = 300
     status_items = list(d["open_by_status"].items())
     px = pngbars.scale([n for _, n in status_items], width)
-    statuses = [
-        {"label": lifecycle.label(st), "n": n, "px": max(p, 1), "bar": "█" * round(p / 12),
+    status_rows = [
+        {"label": statuses.label(st), "n": n, "px": max(p, 1), "bar": "█" * round(p / 12),
          "cid": image(f"status-{st}", pngbars.bar([(p, pngbars.BLUE)], max(p, 1)))}
         for (st, n), p in zip(status_items, px, strict=True)
     ]
@@ -232,7 +232,7 @@ def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
         "red": image("legend-red", pngbars.bar([(12, pngbars.RED)], 12, 12)),
     }
     ctx = {
-        "d": d, "period": period, "statuses": statuses, "agencies": agencies,
+        "d": d, "period": period, "statuses": status_rows, "agencies": agencies,
         "categories": ranked("category", d["top_categories"]),
         "kecamatan": ranked("kecamatan", d["top_kecamatan"]),
         "open_total": sum(d["open_by_status"].values()),

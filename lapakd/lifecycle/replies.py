@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from lapakd import statuses
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.lifecycle import status as lifecycle
@@ -324,7 +325,7 @@ def agency_reply(
     parsed = parse_reply(content.text)
     if parsed.status:
         target = parsed.status
-    elif c["status"] in ("forwarded", "triage"):
+    elif c["status"] in statuses.AWAITING_ANSWER:
         target = "answered"
     else:
         target = None  # a further comment on a closed / budget-bound complaint
@@ -437,7 +438,7 @@ def desk_status(desk: Desk, c: sqlite3.Row, status: str, text: str, *, actor: st
                 message_id: int | None = None) -> None:
     """The desk sets a status; answer statuses become a public update relayed to the citizen."""
     changed = lifecycle.set_status(desk, c, status, actor=actor, reason=text or None)
-    if status in lifecycle.ANSWER_STATUSES and (changed or text):
+    if status in statuses.ANSWERS and (changed or text):
         lifecycle.add_update(
             desk, lifecycle.reload(desk, c), source="desk", actor=actor,
             text=text.strip() or lifecycle.status_sentence(status), status_set=status,

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from lapakd import statuses
 from lapakd.errors import ConfigError
-from lapakd.lifecycle import status as lifecycle
 from lapakd.lifecycle.deadlines import Calendar, end_of_day
+from lapakd.links import ticket_url
 from lapakd.mail.compose import first_words
 from lapakd.outbox import queue as outbox
 from lapakd.store import iso, now_iso, parse_iso, utcnow
@@ -53,8 +54,9 @@ def _local_now(desk: Desk) -> datetime:
 def _late_rows(desk: Desk, until: datetime) -> list[Any]:
     """Forwarded, unanswered complaints due before `until` (not merged duplicates)."""
     return desk.store.all(
-        "SELECT * FROM complaints WHERE status = 'forwarded' AND due_at IS NOT NULL"
-        " AND due_at <= ? AND merged_into IS NULL ORDER BY due_at, id",
+        "SELECT * FROM complaints WHERE due_at IS NOT NULL AND due_at <= ?"
+        f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"
+        " AND merged_into IS NULL ORDER BY due_at, id",
         (iso(until),),
     )
 
@@ -70,7 +72,7 @@ def _item(desk: Desk, c: Any, today: date, cal: Calendar) -> dict[str, Any]:
         "received_at": c["received_at"],
         "due_at": c["due_at"],
         "overdue_days": cal.days_between(due_day, today) if due_day < today else 0,
-        "link": lifecycle.public_link(desk, c["ticket"]),
+        "link": ticket_url(desk.config.desk.public_url, c["ticket"]),
     }
 
 
@@ -194,11 +196,11 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
         f"SELECT * FROM complaints WHERE received_at >= ? AND received_at < ? AND {counted}",
         (s, e),
     )
-    open_by_status = {st: 0 for st in lifecycle.OPEN_STATUSES}
+    open_by_status = {st: 0 for st in statuses.OPEN}
     for r in store.all(
         "SELECT status, count(*) AS n FROM complaints WHERE merged_into IS NULL"
-        f" AND status IN ({', '.join('?' * len(lifecycle.OPEN_STATUSES))}) GROUP BY status",
-        lifecycle.OPEN_STATUSES,
+        f" AND status IN ({', '.join('?' * len(statuses.OPEN))}) GROUP BY status",
+        statuses.OPEN,
     ):
         open_by_status[r["status"]] = r["n"]
 
@@ -231,8 +233,9 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
         if received and answered:
             a["_days"].append((answered - received).total_seconds() / 86400)
     for c in store.all(
-        "SELECT agencies FROM complaints WHERE status = 'forwarded' AND due_at IS NOT NULL"
-        " AND due_at < ? AND merged_into IS NULL", (now,),
+        "SELECT agencies FROM complaints WHERE due_at IS NOT NULL AND due_at < ?"
+        f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"
+        " AND merged_into IS NULL", (now,),
     ):
         for key in json.loads(c["agencies"]):
             slot(key)["overdue"] += 1
@@ -243,9 +246,9 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
     kecamatan = Counter(c["kecamatan"] for c in new_rows if c["kecamatan"])
     oldest = store.all(
         "SELECT * FROM complaints WHERE merged_into IS NULL"
-        f" AND status IN ({', '.join('?' * len(lifecycle.OPEN_STATUSES))})"
+        f" AND status IN ({', '.join('?' * len(statuses.OPEN))})"
         " ORDER BY received_at, id LIMIT 10",
-        lifecycle.OPEN_STATUSES,
+        statuses.OPEN,
     )
     today = end.date()
     return {
@@ -260,7 +263,7 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
         "oldest_open": [
             {
                 "ticket": c["ticket"], "status": c["status"],
-                "status_label": lifecycle.label(c["status"]),
+                "status_label": statuses.label(c["status"]),
                 "agencies": json.loads(c["agencies"]),
                 "days_open": (today - (parse_iso(c["received_at"]) or end)
                               .astimezone(desk.config.tz).date()).days,

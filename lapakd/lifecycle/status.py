@@ -12,41 +12,14 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING
 
+from lapakd import statuses
 from lapakd.errors import LapakdError
+from lapakd.links import ticket_url
 from lapakd.outbox import queue as outbox
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
-
-# Status names are fixed; citizens and agencies see the Indonesian labels.
-STATUS_LABELS = {
-    "new": "baru",
-    "triage": "menunggu verifikasi",
-    "forwarded": "diteruskan",
-    "answered": "ditanggapi",
-    "resolved": "selesai",
-    "rejected": "ditolak",
-    "waiting_budget": "menunggu anggaran",
-    "ignored": "diabaikan",
-    "quarantined": "dikarantina",
-}
-OPEN_STATUSES = ("triage", "forwarded", "answered", "waiting_budget")
-CLOSED_STATUSES = ("resolved", "rejected", "ignored")
-# Statuses an admin may set by hand (`new`/`quarantined` belong to the pipeline).
-SETTABLE = ("triage", "forwarded", "answered", "resolved", "rejected", "waiting_budget",
-            "ignored")
-# Statuses that are an answer to the citizen: setting one is a public update, relayed.
-ANSWER_STATUSES = ("answered", "resolved", "rejected", "waiting_budget")
-
-
-def label(status: str) -> str:
-    return STATUS_LABELS.get(status, status)
-
-
-def public_link(desk: Desk, ticket: str) -> str:
-    return f"{desk.config.desk.public_url.rstrip('/')}/aduan/{ticket}.html"
-
 
 def reload(desk: Desk, c: sqlite3.Row) -> sqlite3.Row:
     row = desk.store.one("SELECT * FROM complaints WHERE id = ?", (c["id"],))
@@ -70,8 +43,8 @@ def set_status(
     desk: Desk, c: sqlite3.Row, status: str, *, actor: str, reason: str | None = None
 ) -> bool:
     """Change the status (and its duplicates'); an event records who and why. False: no-op."""
-    if status not in STATUS_LABELS:
-        raise LapakdError(f"unknown status {status!r} (one of: {', '.join(SETTABLE)})")
+    if status not in statuses.LABELS:
+        raise LapakdError(f"unknown status {status!r} (one of: {', '.join(statuses.SETTABLE)})")
     if c["status"] == status:
         return False
     store, now = desk.store, now_iso()
@@ -80,7 +53,7 @@ def set_status(
     if status == "waiting_budget":  # budget-bound: no deadline any more
         sets += ["due_at = NULL", "budget_dependent = 1"]
     sets.append("closed_at = ?")
-    params.append(now if status in CLOSED_STATUSES else None)
+    params.append(now if status in statuses.CLOSED else None)
     store.conn.execute(
         f"UPDATE complaints SET {', '.join(sets)} WHERE id = ? OR merged_into = ?",
         (*params, c["id"], c["id"]),
@@ -170,8 +143,9 @@ def _relay_one(
     store = desk.store
     ref = json.loads(c["reply_ref"] or "{}")
     payload = {
-        "text": text, "from": sender_label, "status": status, "status_label": label(status),
-        "reply_ref": ref, "ticket": canonical["ticket"], "note": note,
+        "text": text, "from": sender_label, "status": status,
+        "status_label": statuses.label(status), "reply_ref": ref,
+        "ticket": canonical["ticket"], "note": note,
     }
     dedupe_key = f"relay:{c['id']}:{key}"
     if c["channel"] == "email" or (c["channel"] in ("walkin", "phone") and ref.get("address")):
@@ -203,12 +177,12 @@ def relay_text(desk: Desk, c: sqlite3.Row, payload: dict) -> str:
     if payload.get("text"):
         parts.append(payload["text"])
     parts.append(f"Status: {payload['status_label']}.")
-    parts.append(f"Selengkapnya: {public_link(desk, payload['ticket'])}")
+    parts.append(f"Selengkapnya: {ticket_url(desk.config.desk.public_url, payload['ticket'])}")
     return "\n".join(parts)
 
 
 def status_sentence(status: str) -> str:
-    return f"Status aduan diubah menjadi: {label(status)}."
+    return f"Status aduan diubah menjadi: {statuses.label(status)}."
 
 
 def note(desk: Desk, c: sqlite3.Row, text: str, *, actor: str,

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from lapakd import channels
+from lapakd.links import ticket_url
 from lapakd.mail.filenames import safe_filename
 from lapakd.store import parse_iso, utcnow
 
@@ -105,15 +107,6 @@ class _Registry(HeaderRegistry):
 _POLICY = _Policy(header_factory=_Registry(), cte_type="7bit")
 _POLICY_SMTP = _POLICY.clone(linesep="\r\n")  # what goes on the wire
 
-CHANNEL_LABELS = {
-    "email": "Email",
-    "twitter": "X (Twitter)",
-    "facebook": "Facebook",
-    "instagram": "Instagram",
-    "whatsapp": "WhatsApp",
-    "walkin": "Datang langsung ke posko",
-    "phone": "Telepon",
-}
 _DAYS = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
 _MONTHS = (
     "Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September",
@@ -150,7 +143,7 @@ def first_words(text: str, count: int = 8) -> str:
 def _contact(c: sqlite3.Row) -> str:
     who = c["sender"] or "-"
     name = c["sender_name"]
-    label = CHANNEL_LABELS.get(c["channel"], c["channel"])
+    label = channels.long_label(c["channel"])
     return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
 
 
@@ -363,11 +356,11 @@ def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:
     return {
         "c": c,
         "desk": cfg.desk,
-        "channel_label": CHANNEL_LABELS.get(c["channel"], c["channel"]),
+        "channel_label": channels.long_label(c["channel"]),
         "received": tanggal(parse_iso(c["received_at"]), cfg.tz, tz_name),
         "text": c["text"],  # agencies get the full, unredacted text
         "contact": _contact(c),
-        "public_link": f"{cfg.desk.public_url.rstrip('/')}/aduan/{c['ticket']}.html",
+        "public_link": ticket_url(cfg.desk.public_url, c["ticket"]),
     }
 
 

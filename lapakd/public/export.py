@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from lapakd import channels, links, statuses
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.public import model, photos, stats
@@ -128,7 +129,10 @@ def _code_version(extra: Any) -> str:
     for path in sorted(tpl.rglob("*")):
         if path.is_file():
             h.update(path.name.encode() + path.read_bytes())
-    h.update(json.dumps(extra, sort_keys=True, ensure_ascii=False).encode())
+    # The names the pages print and the page layout live outside lapakd/public.
+    shared = {"statuses": statuses.headings(), "channels": channels.labels(),
+              "ticket_path": links.ticket_path("{ticket}")}
+    h.update(json.dumps([extra, shared], sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()[:16]
 
 
@@ -155,7 +159,8 @@ def _env(tz: ZoneInfo) -> Environment:
         return f"{MONTHS[int(month) - 1][:3]} {year}"
 
     env.filters.update(tanggal=tanggal, waktu=waktu, bulan=bulan)
-    env.globals.update(STATUS=model.STATUS_LABELS, CHANNEL=model.CHANNEL_LABELS)
+    env.globals.update(STATUS=statuses.headings(), CHANNEL=channels.labels(),
+                       ticket_path=links.ticket_path, ticket_url=links.ticket_url)
     return env
 
 
@@ -549,7 +554,7 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
             for sub in ("halaman", "data", "static", "foto"):
                 (build / sub).mkdir()
                 os.chmod(build / sub, SITE_DIR_MODE)
-            os.symlink(f"../{pages_dir.name}", build / "aduan")
+            os.symlink(f"../{pages_dir.name}", build / links.TICKET_DIR)
             b = _Builder(build, prev, prev_manifest)
             work = []
             data_keys: dict[int, str] = {}
@@ -699,7 +704,7 @@ def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
         "kecamatan": distinct("kecamatan"),
     }
     meta = {
-        "status": model.STATUS_LABELS, "channel": model.CHANNEL_LABELS,
+        "status": statuses.headings(), "channel": channels.labels(),
         "agency": agency_names, "fields": model.ROW_FIELDS, "total": len(order),
         "complete": len(order) <= INDEX_ROWS,
     }

@@ -17,31 +17,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from lapakd import statuses
 from lapakd.lifecycle.boilerplate import cut_desk_text
 from lapakd.public.redact import known_names, redact
-
-# Complaints in these states are not published: not routed yet (the rules may still say
-# `public: false`), spam, or broken.
-UNPUBLISHED = ("new", "ignored", "quarantined")
-OPEN = ("triage", "forwarded")  # still waiting for an answer: can be overdue
-ANSWERED = ("answered", "resolved", "rejected", "waiting_budget")
-SETTLED = ("resolved", "rejected")
-
-STATUS_LABELS = {
-    "new": "Baru",
-    "triage": "Diverifikasi admin",
-    "forwarded": "Diteruskan",
-    "answered": "Dijawab",
-    "resolved": "Selesai",
-    "rejected": "Ditolak",
-    "waiting_budget": "Menunggu anggaran",
-    "ignored": "Diabaikan",
-    "quarantined": "Tertahan",
-}
-CHANNEL_LABELS = {
-    "email": "Email", "x": "X", "twitter": "X", "facebook": "Facebook",
-    "instagram": "Instagram", "whatsapp": "WhatsApp", "web": "Web",
-}
 
 COLUMNS = [
     "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "due_at",
@@ -62,7 +40,8 @@ def columns(conn: sqlite3.Connection, table: str) -> set[str]:
 
 
 def is_overdue(status: str, due_at: str | None, now: str) -> bool:
-    return bool(due_at) and status in OPEN and due_at < now  # type: ignore[operator]
+    late = bool(due_at) and due_at < now  # type: ignore[operator]
+    return late and status in statuses.AWAITING_ANSWER
 
 
 def publishable_sql(cols: set[str], *, reviewed: bool = True) -> str:
@@ -70,7 +49,8 @@ def publishable_sql(cols: set[str], *, reviewed: bool = True) -> str:
     hidden = " AND hidden = 0" if "hidden" in cols else ""
     review = " AND awaiting_review = 0" if reviewed and "awaiting_review" in cols else ""
     return (
-        f"public = 1 AND merged_into IS NULL AND status NOT IN {UNPUBLISHED!r}{hidden}{review}"
+        "public = 1 AND merged_into IS NULL"
+        f" AND status NOT IN {statuses.UNPUBLISHED!r}{hidden}{review}"
     )
 
 
@@ -84,7 +64,7 @@ def source_keys(conn: sqlite3.Connection, now: str, version: str
         "(SELECT MAX(u.id) FROM updates u WHERE u.complaint_id = c.id)"
         if has_table(conn, "updates") else "NULL"
     )
-    open_states = ", ".join(f"'{s}'" for s in OPEN)
+    open_states = statuses.sql_list(statuses.AWAITING_ANSWER)
     where = " AND ".join(f"c.{cond}" for cond in publishable_sql(cols).split(" AND "))
     return conn.execute(
         "SELECT c.id, :version || '|' || COALESCE(c.updated_at, '') || '|'"
@@ -209,7 +189,7 @@ def build_records(
             if type_ == "routed":
                 action = json.loads(data or "{}").get("action")
                 status = {"triage": "triage"}.get(action)
-            if isinstance(status, str) and status in STATUS_LABELS:
+            if isinstance(status, str) and status in statuses.LABELS:
                 status_events.setdefault(cid, []).append((at, status))
         photo_rows: dict[int, list[dict[str, Any]]] = {}
         if photos:
@@ -259,6 +239,6 @@ def build_records(
             timeline.sort(key=lambda e: e["at"] or "")
             out[cid] = PublicComplaint(
                 cid=cid, record=record, timeline=timeline, photos=photo_rows.get(cid, []),
-                first_answer_at=first_answer, settled=c["status"] in SETTLED,
+                first_answer_at=first_answer, settled=c["status"] in statuses.SETTLED,
             )
     return out

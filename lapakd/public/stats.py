@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lapakd.public.model import ANSWERED
+from lapakd import statuses
 
 UNKNOWN = "(tidak diketahui)"
 BAR_WIDTH = 600
@@ -47,7 +47,7 @@ def compute(rows: list[list[Any]] | sqlite3.Connection, agency_names: dict[str, 
                 overdue_agency[name] += 1
             if first_answer:
                 answer_days[name].append(max(0.0, _days(received, first_answer)))
-        if first_answer or status in ANSWERED:
+        if first_answer or status in statuses.ANSWERS:
             answered += 1
         if is_settled:
             settled += 1
@@ -108,7 +108,7 @@ def _compute_cached(conn: sqlite3.Connection, agency_names: dict[str, str]) -> d
         return conn.execute(f"SELECT {column}, COUNT(*), MIN(complaint_id) FROM public_index"
                             f" GROUP BY {column}").fetchall()
 
-    answered_in = ", ".join(f"'{s}'" for s in ANSWERED)
+    answered_in = statuses.sql_list(statuses.ANSWERS)
     total, answered, settled, overdue = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM((first_answer_at IS NOT NULL AND first_answer_at != '')"
         f" OR status IN ({answered_in})), 0), COALESCE(SUM(settled), 0),"

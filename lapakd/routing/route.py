@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from lapakd.links import ticket_url
 from lapakd.outbox import queue as outbox
 from lapakd.routing.rules import Decision
 from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
@@ -230,7 +231,7 @@ def _email_receipt(
 
 
 def ack_text(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> str:
-    url = f"{desk.config.desk.public_url.rstrip('/')}/aduan/{complaint['ticket']}.html"
+    url = ticket_url(desk.config.desk.public_url, complaint['ticket'])
     step = "diteruskan ke instansi terkait" if forwarded else "sedang diverifikasi oleh admin"
     return (
         f"Terima kasih, aduan Anda sudah kami terima dengan nomor {complaint['ticket']} dan "

@@ -11,13 +11,13 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from lapakd.channels import known as channel_keys
 from lapakd.errors import RulesError
 from lapakd.routing.rules.engine import Agency, Rule, RuleSet
 from lapakd.routing.rules.language import LANGUAGES
 from lapakd.routing.rules.text import Keyword
 
 AGENCIES_FILE = "agencies.yaml"
-CHANNELS = ("email", "twitter", "facebook", "instagram", "whatsapp", "walkin", "phone")
 WHEN_KEYS = ("any", "all", "none", "regex", "channel", "sender", "language")
 RULE_KEYS = (
     "name", "category", "when", "forward", "ignore", "triage", "budget_dependent", "continue",
@@ -366,10 +366,11 @@ class _Loader:
             self.problem(path, _key_line(when, "channel"), "`channel:` must be a list")
             channels = []
         for ch in channels:
-            if ch not in CHANNELS:
+            if ch not in channel_keys():
                 self.problem(
                     path, _key_line(when, "channel"),
-                    f"unknown channel {ch!r} (one of {', '.join(CHANNELS)}){_hint(ch, CHANNELS)}",
+                    f"unknown channel {ch!r} (one of {', '.join(channel_keys())})"
+                    f"{_hint(ch, channel_keys())}",
                 )
         rule.channel = tuple(channels)
         senders = when.get("sender") or []
