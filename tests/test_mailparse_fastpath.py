@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lapakd.mail import parse as mailparse
-from lapakd.mail.parse import MailParseError, parse_email
+from lapakd.mail.parse import MailParseError, addresses, fastpath, headers_only, mime, parse_email
+from lapakd.mail.parse import headers as header_text
 
 MAIL_DIR = Path(__file__).parent / "data" / "mail"
 BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
@@ -37,7 +37,7 @@ def outcome(raw: bytes) -> str:
 
 def full_outcome(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
     with monkeypatch.context() as m:
-        m.setattr(mailparse, "_simple_text", lambda raw: None)
+        m.setattr(fastpath, "_simple_text", lambda raw: None)
         return outcome(raw)
 
 
@@ -45,7 +45,7 @@ def assert_same(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> bool:
     """Both paths agree on raw; returns whether the fast path took it."""
     fast = outcome(raw)
     assert fast == full_outcome(raw, monkeypatch), raw[:600]
-    return mailparse._simple_text(raw) is not None
+    return fastpath._simple_text(raw) is not None
 
 
 def crlf(raw: bytes) -> bytes:
@@ -280,7 +280,7 @@ def test_bench_corpus_takes_the_fast_path_with_the_same_result(
     assert all(assert_same(raw, monkeypatch) for raw in mails)
     # ... and parse_email itself goes that way (not only _simple_text when asked).
     taken = 0
-    real = mailparse._simple_text
+    real = fastpath._simple_text
 
     def spy(raw: bytes) -> object:
         nonlocal taken
@@ -288,7 +288,7 @@ def test_bench_corpus_takes_the_fast_path_with_the_same_result(
         taken += result is not None
         return result
 
-    monkeypatch.setattr(mailparse, "_simple_text", spy)
+    monkeypatch.setattr(fastpath, "_simple_text", spy)
     for raw in mails:
         parse_email(raw)
     assert taken == len(mails)
@@ -297,7 +297,7 @@ def test_bench_corpus_takes_the_fast_path_with_the_same_result(
 @pytest.mark.parametrize("name", sorted(p.name for p in MAIL_DIR.glob("*.eml")))
 def test_sample_mails_same_on_both_paths(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = (MAIL_DIR / name).read_bytes()
-    for data in (raw, crlf(raw), raw.replace(b"\r\n", b"\n"), mailparse.headers_only(raw)):
+    for data in (raw, crlf(raw), raw.replace(b"\r\n", b"\n"), headers_only(raw)):
         assert_same(data, monkeypatch)
     rng = random.Random(name)  # truncations and byte flips, as in test_mailparse
     for _ in range(60):
@@ -310,11 +310,11 @@ def test_sample_mails_same_on_both_paths(name: str, monkeypatch: pytest.MonkeyPa
 def test_simple_samples_take_the_fast_path() -> None:
     for name in ("plain.eml", "ooo_autoreply.eml", "auto_submitted_no.eml"):
         raw = (MAIL_DIR / name).read_bytes()
-        assert mailparse._simple_text(raw) is not None, name
-        assert mailparse._simple_text(crlf(raw)) is not None, name
+        assert fastpath._simple_text(raw) is not None, name
+        assert fastpath._simple_text(crlf(raw)) is not None, name
     for name in ("alternative.eml", "photo.eml", "bounce_dsn.eml", "html_only.eml",
                  "newsletter_bulk.eml", "broken_charset.eml"):
-        assert mailparse._simple_text((MAIL_DIR / name).read_bytes()) is None, name
+        assert fastpath._simple_text((MAIL_DIR / name).read_bytes()) is None, name
 
 
 def test_generated_variants_same_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,8 +345,8 @@ def test_odd_header_syntax_same_on_both_paths(
     ],
 )
 def test_fast_path_declines_what_it_does_not_handle(ctype: bytes) -> None:
-    assert mailparse._simple_text(build(BASE_HEADERS, ctype, None, b"isi")) is None
-    assert mailparse._simple_text(build(BASE_HEADERS, b"text/plain", None, b"isi")) is not None
+    assert fastpath._simple_text(build(BASE_HEADERS, ctype, None, b"isi")) is None
+    assert fastpath._simple_text(build(BASE_HEADERS, b"text/plain", None, b"isi")) is not None
 
 
 def test_address_and_header_shortcuts_match_the_general_code() -> None:
@@ -355,10 +355,10 @@ def test_address_and_header_shortcuts_match_the_general_code() -> None:
     alphabet = 'ab @.<>,;:"()\\ \t\r\n\x01\x85\u2028é'
     for _ in range(20_000):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 24)))
-        assert mailparse._scan_mailbox(text) == mailparse._scan_mailbox_chars(text), text
-        assert mailparse._split_addresses(text) == mailparse._split_addresses_chars(text), text
-        assert mailparse._collapse(text) == " ".join(
-            mailparse._HEADER_CONTROL_RE.sub(" ", text).split()
+        assert addresses._scan_mailbox(text) == addresses._scan_mailbox_chars(text), text
+        assert addresses._split_addresses(text) == addresses._split_addresses_chars(text), text
+        assert header_text._collapse(text) == " ".join(
+            header_text._HEADER_CONTROL_RE.sub(" ", text).split()
         ), text
 
 
@@ -369,5 +369,5 @@ def test_container_count_shortcut_matches_the_regex() -> None:
               b"MESSAGE/", b"messages/", b"bound", b"x", b" ", b"=", b"\n"]
     for _ in range(3_000):
         data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(0, 120)))
-        expected = len(mailparse._STRUCTURE_RE.findall(data)) > mailparse._MAX_MIME_CONTAINERS
-        assert mailparse._too_many_containers(data) == expected, data
+        expected = len(mime._STRUCTURE_RE.findall(data)) > mime._MAX_MIME_CONTAINERS
+        assert mime._too_many_containers(data) == expected, data

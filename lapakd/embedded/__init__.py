@@ -1,1 +1,2 @@
-"""Real servers embedded for the demo and the tests: the SMTP sink and the X/Graph API replicas."""
+"""Real servers embedded for the demo and the tests: the IMAP server (demo), the SMTP sink and the
+X/Graph API replicas."""

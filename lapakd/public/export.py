@@ -56,7 +56,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -478,11 +478,94 @@ def _work(blocks: list[tuple[int, list[int], list[int], bool, bool]]) -> dict[st
     return {"entries": entries, "parts": parts, "pages": written, "details": len(stale)}
 
 
+@dataclass
+class _BuildContext:
+    """What the steps of one export share: settings, the target, and what changed.
+
+    Made by `_begin` (settings, refusals, whether to rebuild all); `_plan` fills in which
+    complaints changed; the build directory itself is the `_Builder` made by `_start_build`."""
+
+    desk: Desk
+    target: Path
+    full: bool  # rebuild every record and page
+    now: str  # ISO time of this export
+    site: dict[str, Any]
+    agency_names: dict[str, str]
+    version: str  # of the code, templates and settings: part of every key
+    env: Environment
+    common: dict[str, Any]  # given to every template
+    prev: Path | None  # the live build (None: no site yet)
+    pages_dir: Path  # the shared detail pages directory
+    state_name: str  # its row in public_state
+    token: str  # the pages directory's token after this export
+    pool: multiprocessing.pool.Pool | None = None
+    # Filled by _plan:
+    order: list[int] = field(default_factory=list)  # published complaints, oldest first
+    keys: dict[int, str] = field(default_factory=dict)  # complaint -> source key
+    stale: set[int] = field(default_factory=set)  # complaints whose record is rebuilt
+    gone: list[int] = field(default_factory=list)  # published before, not any more
+    pages: int = 1  # archive pages (blocks of PAGE_SIZE)
+    prev_manifest: dict[str, str] = field(default_factory=dict)
+    old_parts: dict[int, str] = field(default_factory=dict)  # block -> key of its cached parts
+    data_keys: dict[int, str] = field(default_factory=dict)  # block -> key of its open data
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.desk.store.conn
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.desk.config.tz
+
+    def close_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+
 def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
             started: float) -> ExportResult:
+    ctx = _begin(desk, target, full=full, now=now)  # refused before anything is written
+    _CTX.clear()
+    _CTX.update(db=str(desk.store.path), conn=ctx.conn, pid=os.getpid(), now=ctx.now,
+                photos=ctx.site["photos"], env=ctx.env, common=ctx.common,
+                pages_dir=str(ctx.pages_dir), tz=ctx.tz)
+    try:
+        _backfill(ctx)
+        _plan(ctx)
+        files = _start_build(ctx)
+        try:
+            work = _plan_blocks(ctx, files)
+            entries, parts = _build_blocks(ctx, files, work)
+            _store_cache(ctx, files, entries, parts)
+            del entries, parts
+            _render(ctx, files)
+            _write(str(files.root / ".manifest.json"), json.dumps(files.manifest).encode("utf-8"))
+            swap(target, files.root)
+        except BaseException:
+            shutil.rmtree(files.root, ignore_errors=True)
+            raise
+    finally:
+        if ctx.pool is not None:
+            ctx.pool.terminate()
+            ctx.pool.join()
+        _CTX.clear()
+    _remove_pages(ctx, files)
+    _cleanup(target, {files.root.resolve(), *([ctx.prev.resolve()] if ctx.prev else [])})
+    res = ExportResult(
+        target=target, build=files.root, complaints=len(ctx.order), rebuilt=len(ctx.stale),
+        rendered=files.rendered, reused=files.reused,
+        seconds=round(time.monotonic() - started, 3),
+    )
+    log.info("public.exported", **res.as_dict())
+    return res
+
+
+def _begin(desk: Desk, target: Path, *, full: bool, now: datetime | None) -> _BuildContext:
+    """The settings of this export; refuses a target or pages directory that is not lapakd's."""
     cfg = desk.config
     tz = cfg.tz
-    conn = desk.store.conn
     now_s = iso(now or utcnow())
     assert now_s is not None
     try:
@@ -503,8 +586,8 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
     _check_pages_dir(pages_dir, target)
     os.chmod(pages_dir, SITE_DIR_MODE)
     state_name = f"pages:{pages_dir}"
-    stored = conn.execute("SELECT value FROM public_state WHERE name = ?",
-                          (state_name,)).fetchone()
+    stored = desk.store.conn.execute("SELECT value FROM public_state WHERE name = ?",
+                                     (state_name,)).fetchone()
     try:
         token = (pages_dir / PAGES_TOKEN).read_text(encoding="utf-8").strip()
     except OSError:
@@ -513,170 +596,179 @@ def _export(desk: Desk, target: Path, *, full: bool, now: datetime | None,
         full = True
     if full:
         token = secrets.token_hex(8)
+    return _BuildContext(
+        desk=desk, target=target, full=full, now=now_s, site=site, agency_names=agency_names,
+        version=version, env=env, common=common, prev=prev, pages_dir=pages_dir,
+        state_name=state_name, token=token,
+    )
 
-    _CTX.clear()
-    _CTX.update(db=str(desk.store.path), conn=conn, pid=os.getpid(), now=now_s,
-                photos=site["photos"], env=env, common=common, pages_dir=str(pages_dir), tz=tz)
-    pool = None
-    try:
-        pending = conn.execute(
-            "SELECT COUNT(*) FROM complaints WHERE kecamatan IS NULL AND status != 'new'"
-        ).fetchone()[0]
-        if pending >= POOL_MIN:
-            pool = _pool()
-        backfill_kecamatan(desk, detect=pool.map if pool else None)
-        if pool is not None:  # forked before the context below was complete
-            pool.close()
-            pool.join()
-            pool = None
 
-        # 1. Which complaints changed (keys in SQL), and the archive blocks they fall in.
-        sources = model.source_keys(conn, now_s, version)
-        order = [cid for cid, _k, _c in sources]  # oldest first
-        keys = {cid: key for cid, key, _c in sources}
-        stale_set = {cid for cid, key, cached in sources if full or cached != key}
-        published = set(order)
-        gone = [cid for (cid,) in conn.execute("SELECT complaint_id FROM public_index")
+def _backfill(ctx: _BuildContext) -> None:
+    """Detect missing kecamatan first (they are part of the records), in a pool when many."""
+    pending = ctx.conn.execute(
+        "SELECT COUNT(*) FROM complaints WHERE kecamatan IS NULL AND status != 'new'"
+    ).fetchone()[0]
+    if pending >= POOL_MIN:
+        ctx.pool = _pool()
+    backfill_kecamatan(ctx.desk, detect=ctx.pool.map if ctx.pool else None)
+    ctx.close_pool()  # forked before the worker context was complete
+
+
+def _plan(ctx: _BuildContext) -> None:
+    """1. Which complaints changed (keys in SQL), and what of the previous build is reusable."""
+    conn = ctx.conn
+    sources = model.source_keys(conn, ctx.now, ctx.version)
+    ctx.order = [cid for cid, _k, _c in sources]  # oldest first
+    ctx.keys = {cid: key for cid, key, _c in sources}
+    ctx.stale = {cid for cid, key, cached in sources if ctx.full or cached != key}
+    published = set(ctx.order)
+    ctx.gone = [cid for (cid,) in conn.execute("SELECT complaint_id FROM public_index")
                 if cid not in published]
-        pages = max(1, (len(order) + PAGE_SIZE - 1) // PAGE_SIZE)
-        if prev is not None and not prev.is_dir():
-            prev = None
-        prev_manifest: dict[str, str] = {}
-        if prev is not None and not full:
-            with contextlib.suppress(OSError, ValueError):
-                prev_manifest = json.loads(
-                    (prev / ".manifest.json").read_text(encoding="utf-8"))
-        old_parts = {} if full else dict(conn.execute("SELECT n, key FROM public_blocks"))
-        build = Path(tempfile.mkdtemp(prefix=build_prefix(target), dir=target.parent))
-        try:
-            _mark(build, BUILD_MARKER, target)  # first: only marked builds are ever removed
-            os.chmod(build, SITE_DIR_MODE)
-            for sub in ("halaman", "data", "static", "foto"):
-                (build / sub).mkdir()
-                os.chmod(build / sub, SITE_DIR_MODE)
-            os.symlink(f"../{pages_dir.name}", build / links.TICKET_DIR)
-            b = _Builder(build, prev, prev_manifest)
-            work = []
-            data_keys: dict[int, str] = {}
-            for n in range(1, pages + 1):
-                ids = order[(n - 1) * PAGE_SIZE:n * PAGE_SIZE]
-                member_keys = [keys[c] for c in ids]
-                rel = f"halaman/{n}.html"
-                page_key = _key(version, n, n == pages, *member_keys)
-                data_keys[n] = _key(version, *member_keys)
-                b.manifest[rel] = page_key
-                stale = [c for c in ids if c in stale_set]
-                page = True
-                if prev is not None and prev_manifest.get(rel) == page_key:
-                    try:
-                        os.link(prev / rel, build / rel)
-                        b.reused += 1
-                        page = False
-                    except OSError:
-                        pass
-                data = old_parts.get(n) != data_keys[n]
-                if stale or page or data:
-                    work.append((n, ids, stale, page, data))
-            _CTX.update(keys=keys, build=str(build), pages=pages, data_keys=data_keys)
-            b.reused += len(order) - len(stale_set)  # detail pages left alone
+    ctx.pages = max(1, (len(ctx.order) + PAGE_SIZE - 1) // PAGE_SIZE)
+    if ctx.prev is not None and not ctx.prev.is_dir():
+        ctx.prev = None
+    if ctx.prev is not None and not ctx.full:
+        with contextlib.suppress(OSError, ValueError):
+            ctx.prev_manifest = json.loads(
+                (ctx.prev / ".manifest.json").read_text(encoding="utf-8"))
+    ctx.old_parts = {} if ctx.full else dict(conn.execute("SELECT n, key FROM public_blocks"))
 
-            # 2. Records, detail pages, archive pages and open-data parts of changed blocks.
-            if pool is None and len(stale_set) >= POOL_MIN:
-                pool = _pool()
-            tasks = [work[i:i + TASK_BLOCKS] for i in range(0, len(work), TASK_BLOCKS)]
-            results = pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)
-            entries, parts = [], []
-            for res in results:
-                entries += res["entries"]
-                parts += res["parts"]
-                b.rendered += res["pages"] + res["details"]
-            if pool is not None:
-                pool.close()
-                pool.join()
-                pool = None
-            _write(str(pages_dir / PAGES_TOKEN), token.encode())
-            removed = []
-            with desk.store.transaction() as tx:
-                for chunk in model._chunks(gone):
-                    marks = ",".join("?" * len(chunk))
-                    removed += [t for (t,) in tx.execute(
-                        f"SELECT ticket FROM public_index WHERE complaint_id IN ({marks})",
-                        chunk) if t]
-                    for table in ("public_cache", "public_index"):
-                        tx.execute(f"DELETE FROM {table} WHERE complaint_id IN ({marks})",
-                                   chunk)
-                if full:
-                    tx.execute("DELETE FROM public_cache")
-                    tx.execute("DELETE FROM public_index")
-                tx.executemany(
-                    "INSERT OR REPLACE INTO public_cache (complaint_id, source_key, record, csv,"
-                    " row) VALUES (?, ?, ?, ?, ?)", [e[:5] for e in entries])
-                tx.executemany(
-                    "INSERT OR REPLACE INTO public_index (complaint_id, source_key, ticket,"
-                    " received_at, month, channel, category, agencies, kecamatan, status,"
-                    " overdue, first_answer_at, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [e[:2] + e[5:] for e in entries])
-                tx.executemany("INSERT OR REPLACE INTO public_blocks (n, key, json, csv, cari)"
-                               " VALUES (?, ?, ?, ?, ?)", parts)
-                tx.execute("DELETE FROM public_blocks WHERE n > ?", (pages,))
-                tx.execute("INSERT OR REPLACE INTO public_state (name, value) VALUES (?, ?)",
-                           (state_name, token))
-                # The cache now describes this target's pages only: another target's pages
-                # are rebuilt in full at its next export.
-                tx.execute("DELETE FROM public_state WHERE name LIKE 'pages:%' AND name != ?",
-                           (state_name,))
-            del entries, parts
-            b.removed_pages = [pages_dir / f"{t}.html" for t in removed]
-            _render(desk, b, env, order, agency_names, site, tz, now_s, version, pages,
-                    data_keys, common)
-            _write(str(build / ".manifest.json"), json.dumps(b.manifest).encode("utf-8"))
-            swap(target, build)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-        _CTX.clear()
-    if full:
+
+def _start_build(ctx: _BuildContext) -> _Builder:
+    """A fresh, marked build directory beside the target."""
+    target = ctx.target
+    build = Path(tempfile.mkdtemp(prefix=build_prefix(target), dir=target.parent))
+    try:
+        _mark(build, BUILD_MARKER, target)  # first: only marked builds are ever removed
+        os.chmod(build, SITE_DIR_MODE)
+        for sub in ("halaman", "data", "static", "foto"):
+            (build / sub).mkdir()
+            os.chmod(build / sub, SITE_DIR_MODE)
+        os.symlink(f"../{ctx.pages_dir.name}", build / links.TICKET_DIR)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return _Builder(build, ctx.prev, ctx.prev_manifest)
+
+
+def _plan_blocks(
+    ctx: _BuildContext, files: _Builder
+) -> list[tuple[int, list[int], list[int], bool, bool]]:
+    """The archive blocks that need work (see `_work`); unchanged archive pages are linked."""
+    build, prev = files.root, ctx.prev
+    work = []
+    for n in range(1, ctx.pages + 1):
+        ids = ctx.order[(n - 1) * PAGE_SIZE:n * PAGE_SIZE]
+        member_keys = [ctx.keys[c] for c in ids]
+        rel = f"halaman/{n}.html"
+        page_key = _key(ctx.version, n, n == ctx.pages, *member_keys)
+        ctx.data_keys[n] = _key(ctx.version, *member_keys)
+        files.manifest[rel] = page_key
+        stale = [c for c in ids if c in ctx.stale]
+        page = True
+        if prev is not None and ctx.prev_manifest.get(rel) == page_key:
+            try:
+                os.link(prev / rel, build / rel)
+                files.reused += 1
+                page = False
+            except OSError:
+                pass
+        data = ctx.old_parts.get(n) != ctx.data_keys[n]
+        if stale or page or data:
+            work.append((n, ids, stale, page, data))
+    _CTX.update(keys=ctx.keys, build=str(build), pages=ctx.pages, data_keys=ctx.data_keys)
+    files.reused += len(ctx.order) - len(ctx.stale)  # detail pages left alone
+    return work
+
+
+def _build_blocks(
+    ctx: _BuildContext, files: _Builder, work: list[tuple[int, list[int], list[int], bool, bool]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """2. Records, detail pages, archive pages and open-data parts of changed blocks."""
+    if ctx.pool is None and len(ctx.stale) >= POOL_MIN:
+        ctx.pool = _pool()
+    tasks = [work[i:i + TASK_BLOCKS] for i in range(0, len(work), TASK_BLOCKS)]
+    results = ctx.pool.imap_unordered(_work, tasks) if ctx.pool else map(_work, tasks)
+    entries, parts = [], []
+    for res in results:
+        entries += res["entries"]
+        parts += res["parts"]
+        files.rendered += res["pages"] + res["details"]
+    ctx.close_pool()
+    return entries, parts
+
+
+def _store_cache(ctx: _BuildContext, files: _Builder, entries: list[tuple[Any, ...]],
+                 parts: list[tuple[Any, ...]]) -> None:
+    """The new records, index rows and open-data blocks into the cache, in one transaction;
+    the pages of complaints no longer published are noted for removal after the swap."""
+    _write(str(ctx.pages_dir / PAGES_TOKEN), ctx.token.encode())
+    removed = []
+    with ctx.desk.store.transaction() as tx:
+        for chunk in model._chunks(ctx.gone):
+            marks = ",".join("?" * len(chunk))
+            removed += [t for (t,) in tx.execute(
+                f"SELECT ticket FROM public_index WHERE complaint_id IN ({marks})",
+                chunk) if t]
+            for table in ("public_cache", "public_index"):
+                tx.execute(f"DELETE FROM {table} WHERE complaint_id IN ({marks})",
+                           chunk)
+        if ctx.full:
+            tx.execute("DELETE FROM public_cache")
+            tx.execute("DELETE FROM public_index")
+        tx.executemany(
+            "INSERT OR REPLACE INTO public_cache (complaint_id, source_key, record, csv,"
+            " row) VALUES (?, ?, ?, ?, ?)", [e[:5] for e in entries])
+        tx.executemany(
+            "INSERT OR REPLACE INTO public_index (complaint_id, source_key, ticket,"
+            " received_at, month, channel, category, agencies, kecamatan, status,"
+            " overdue, first_answer_at, settled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [e[:2] + e[5:] for e in entries])
+        tx.executemany("INSERT OR REPLACE INTO public_blocks (n, key, json, csv, cari)"
+                       " VALUES (?, ?, ?, ?, ?)", parts)
+        tx.execute("DELETE FROM public_blocks WHERE n > ?", (ctx.pages,))
+        tx.execute("INSERT OR REPLACE INTO public_state (name, value) VALUES (?, ?)",
+                   (ctx.state_name, ctx.token))
+        # The cache now describes this target's pages only: another target's pages
+        # are rebuilt in full at its next export.
+        tx.execute("DELETE FROM public_state WHERE name LIKE 'pages:%' AND name != ?",
+                   (ctx.state_name,))
+    files.removed_pages = [ctx.pages_dir / f"{t}.html" for t in removed]
+
+
+def _remove_pages(ctx: _BuildContext, files: _Builder) -> None:
+    """After the swap: delete the detail pages no list links to any more."""
+    if ctx.full:
         # Pages the cache no longer knows of (it described another target, or the token was
         # lost): every `<ticket>.html` of this target's marked pages directory that is not
         # published now. They were all written here.
-        live = {f"{t}.html" for (t,) in conn.execute("SELECT ticket FROM public_index") if t}
-        with os.scandir(pages_dir) as entries:
-            b.removed_pages += [Path(e.path) for e in entries
-                                if e.name.endswith(".html") and e.name not in live]
-    for page in b.removed_pages:  # hidden or merged: gone once no list links to it
+        live = {f"{t}.html" for (t,) in ctx.conn.execute("SELECT ticket FROM public_index")
+                if t}
+        with os.scandir(ctx.pages_dir) as entries:
+            files.removed_pages += [Path(e.path) for e in entries
+                                    if e.name.endswith(".html") and e.name not in live]
+    for page in files.removed_pages:  # hidden or merged: gone once no list links to it
         with contextlib.suppress(FileNotFoundError):
             page.unlink()
-    _cleanup(target, {build.resolve(), *([prev.resolve()] if prev else [])})
-    res = ExportResult(
-        target=target, build=build, complaints=len(order), rebuilt=len(stale_set),
-        rendered=b.rendered, reused=b.reused, seconds=round(time.monotonic() - started, 3),
-    )
-    log.info("public.exported", **res.as_dict())
-    return res
 
 
-def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
-            agency_names: dict[str, str], site: dict[str, Any], tz: ZoneInfo, now: str,
-            version: str, pages: int, data_keys: dict[int, str],
-            common: dict[str, Any]) -> None:
+def _render(ctx: _BuildContext, files: _Builder) -> None:
     """The aggregate files, from the cache columns and the cached open-data blocks."""
-    conn = desk.store.conn
+    conn, env, common = ctx.conn, ctx.env, ctx.common
+    order, pages, agency_names = ctx.order, ctx.pages, ctx.agency_names
 
     # Static assets.
     static = importlib.resources.files("lapakd.public") / "templates" / "static"
     for entry in static.iterdir():
         data = entry.read_bytes()
-        b.file(f"static/{entry.name}", _key(hashlib.sha1(data).hexdigest()),
+        files.file(f"static/{entry.name}", _key(hashlib.sha1(data).hexdigest()),
                lambda d=data: d)
 
-    if site["photos"]:  # only with publish_photos = true, and without metadata
+    if ctx.site["photos"]:  # only with publish_photos = true, and without metadata
+        store = ctx.desk.store
         for sha, ctype in photos.published(conn, order):
-            b.file(photos.rel_path(sha, ctype), _key("photo", photos.VERSION, sha),
-                   lambda sha=sha, ctype=ctype: photos.stripped(desk.store, sha, ctype))
+            files.file(photos.rel_path(sha, ctype), _key("photo", photos.VERSION, sha),
+                   lambda sha=sha, ctype=ctype: photos.stripped(store, sha, ctype))
 
     newest_ids = list(reversed(order[-max(INDEX_ROWS, FEED_SIZE):]))
     cached = {}
@@ -708,24 +800,24 @@ def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
         "agency": agency_names, "fields": model.ROW_FIELDS, "total": len(order),
         "complete": len(order) <= INDEX_ROWS,
     }
-    b.file("index.html", None, lambda: env.get_template("index.html").render(
+    files.file("index.html", None, lambda: env.get_template("index.html").render(
         rows=newest, pages=pages, total=len(order), facets=facets, meta=meta,
         # the embedded rows let the filters work without another download on small sites
         embedded=embedded, root="", **common))
 
     # Statistics (in SQL over the cache columns).
-    st = stats.compute(conn, agency_names, tz)
+    st = stats.compute(conn, agency_names, ctx.tz)
     charts = {
         "category": stats.bar_chart(st["per_category"], "Aduan per kategori"),
         "agency": stats.bar_chart(st["per_agency"], "Aduan per instansi"),
         "kecamatan": stats.bar_chart(st["per_kecamatan"], "Aduan per kecamatan", limit=28),
         "month": stats.column_chart(st["per_month"], "Aduan per bulan"),
     }
-    b.file("statistik.html", None, lambda: env.get_template("stats.html").render(
+    files.file("statistik.html", None, lambda: env.get_template("stats.html").render(
         st=st, charts=charts, root="", **common))
 
     # Open data, newest first: the cached blocks concatenated (hard-linked when unchanged).
-    data_key = _key(version, *(data_keys[n] for n in range(1, pages + 1)))
+    data_key = _key(ctx.version, *(ctx.data_keys[n] for n in range(1, pages + 1)))
     heads = {
         "json": (b"[\n", b",\n", b"\n]\n"),
         "csv": ((",".join(model.COLUMNS) + "\r\n").encode(), b"", b""),
@@ -748,9 +840,9 @@ def _render(desk: Desk, b: _Builder, env: Environment, order: list[int],
             chunks.append(tail)
             return chunks
 
-        b.file(rel, _key(kind, data_key), concat)
-    b.file("instansi.json", None, lambda: json.dumps(
+        files.file(rel, _key(kind, data_key), concat)
+    files.file("instansi.json", None, lambda: json.dumps(
         agency_names, ensure_ascii=False, indent=1, sort_keys=True))
     feed = [json.loads(cached[c][0]) for c in newest_ids[:FEED_SIZE]]
-    b.file("feed.xml", None, lambda: env.get_template("feed.xml").render(
-        entries=feed, updated=feed[0]["received_at"] if feed else now, **common))
+    files.file("feed.xml", None, lambda: env.get_template("feed.xml").render(
+        entries=feed, updated=feed[0]["received_at"] if feed else ctx.now, **common))
