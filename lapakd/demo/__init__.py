@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 
 import lapakd
 from lapakd import log as logsetup
+from lapakd.config import dump_toml
 from lapakd.embedded.smtp_sink import SmtpSink
 from lapakd.errors import LapakdError, RulesError
 
@@ -640,14 +641,6 @@ def find_rules_dir(workdir: Path) -> Path:
     )
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
-
-
 # Comments written above a key of the demo's lapakd.toml.
 CONFIG_NOTES = {
     "desk.group_window_minutes": (
@@ -676,20 +669,13 @@ def write_config(
     for channel in channels:
         sections[f"channels.{channel.name}"] = channel.settings
         sections.update(channel.sections)
-    lines = [
-        "# Written by `lapakd demo` for servers that exist only while the demo runs",
-        "# (lapakd demo --keep-running keeps them up). The full format: lapakd.toml in the",
-        "# lapakd repository. Relative paths are relative to this file.",
-        "",
-    ]
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.extend(f"# {note}" for note in CONFIG_NOTES.get(f"{name}.{key}", ()))
-            lines.append(f"{key} = {toml_value(value)}")
-        lines.append("")
+    header = (
+        "# Written by `lapakd demo` for servers that exist only while the demo runs\n"
+        "# (lapakd demo --keep-running keeps them up). The full format: lapakd.toml in the\n"
+        "# lapakd repository. Relative paths are relative to this file.\n\n"
+    )
     path = workdir / "lapakd.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(header + dump_toml(sections, CONFIG_NOTES), encoding="utf-8")
     return path
 
 
