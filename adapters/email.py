@@ -22,7 +22,6 @@ import email.message
 import functools
 import imaplib
 import re
-import socket
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -40,6 +39,7 @@ from lapakd.adapters.base import (
 )
 
 from lapakd.config import Field, port, seconds, size_bytes
+from lapakd.errors import network_reason
 from lapakd.mail.parse import MailParseError, external_id_for, headers_only, parse_email
 
 BATCH_SIZE = 100
@@ -147,7 +147,7 @@ class EmailAdapter(Adapter):
             else:
                 box = _Unencrypted(s.host, s.port, timeout=timeout)
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
-            raise TransientError(f"IMAP {where}: cannot connect: {_reason(exc)}") from None
+            raise TransientError(f"IMAP {where}: cannot connect: {network_reason(exc)}") from None
         try:
             box.login(s.username, s.password, initial_folder=None)
         except MailboxLoginError:
@@ -158,7 +158,7 @@ class EmailAdapter(Adapter):
             ) from None
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
             _quiet_logout(box)
-            raise TransientError(f"IMAP {where}: login: {_reason(exc)}") from None
+            raise TransientError(f"IMAP {where}: login: {network_reason(exc)}") from None
         return box
 
     def close(self) -> None:
@@ -178,7 +178,7 @@ class EmailAdapter(Adapter):
                 uidvalidity = int(box.folder.status(s.folder, ["UIDVALIDITY"])["UIDVALIDITY"])
             except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
                 raise TransientError(
-                    f"IMAP folder {s.folder!r}: {_reason(exc)} (check channels.email.folder)"
+                    f"IMAP folder {s.folder!r}: {network_reason(exc)} (check channels.email.folder)"
                 ) from None
             cursor = cursor or {}
             last_uid = int(cursor.get("last_uid", 0))
@@ -225,7 +225,7 @@ class EmailAdapter(Adapter):
         try:
             found = box.uids(criteria)
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
-            raise TransientError(f"IMAP search: {_reason(exc)}") from None
+            raise TransientError(f"IMAP search: {network_reason(exc)}") from None
         # "N:*" always includes the highest UID, even when it is below N.
         return sorted(int(u) for u in found if int(u) > above)
 
@@ -265,7 +265,7 @@ class EmailAdapter(Adapter):
                 ):
                     fetched[int(msg.uid or 0)] = (msg.raw_bytes, True)
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
-            raise TransientError(f"IMAP fetch: {_reason(exc)}") from None
+            raise TransientError(f"IMAP fetch: {network_reason(exc)}") from None
         now = datetime.now(UTC)
         out = []
         for uid in chunk:
@@ -314,7 +314,7 @@ class EmailAdapter(Adapter):
                 box.move(uid_list, after[5:])
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
             # The messages are stored; a failed flag/move is retried on the next poll.
-            raise TransientError(f"IMAP {after}: {_reason(exc)}") from None
+            raise TransientError(f"IMAP {after}: {network_reason(exc)}") from None
 
     # -- parsing ----------------------------------------------------------------------------
 
@@ -393,17 +393,6 @@ def _no_receipt_reason(headers: dict[str, str]) -> str | None:
 def _message_id(raw: bytes) -> str | None:
     m = re.search(rb"^message-id:[ \t]*<?([^\s<>]+)>?", headers_only(raw), re.I | re.M)
     return m.group(1).decode("ascii", "replace") if m else None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def _quiet_logout(box: Any) -> None:

@@ -29,6 +29,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -253,7 +254,7 @@ class TwitterAdapter(Adapter):
             body = self._call("mentions", self.client.get_users_mentions, **params)
             walk.fetched()
             tweets, includes, meta = _page_parts("mentions", body)
-            messages = [self._tweet_inbound(t, includes) for t in tweets]
+            messages = [self._inbound(t, includes, _TWEET) for t in tweets]
             ids = [int(t["id"]) for t in tweets if isinstance(t, dict) and _valid_id(t.get("id"))]
             if ids and pending is None:
                 pending = str(max(ids))
@@ -327,7 +328,7 @@ class TwitterAdapter(Adapter):
                     break
         except ChannelError:
             if collected:  # keep what arrived (cursor unchanged), then report the failure
-                yield Batch([self._dm_inbound(e, includes_all) for e in reversed(collected)],
+                yield Batch([self._inbound(e, includes_all, _DM) for e in reversed(collected)],
                             _public_cursor(state))
             raise
         collected.reverse()  # oldest first: a conversation reads in order
@@ -337,46 +338,35 @@ class TwitterAdapter(Adapter):
             if ids:
                 cur["newest"] = str(max([newest, *ids]))
                 newest = int(cur["newest"])
-            yield Batch([self._dm_inbound(e, includes_all) for e in chunk], _public_cursor(state))
+            yield Batch([self._inbound(e, includes_all, _DM) for e in chunk], _public_cursor(state))
 
     # -- one message --------------------------------------------------------------------------
 
-    def _tweet_inbound(self, tweet: Any, includes: dict[str, Any]) -> Inbound:
+    def _inbound(self, obj: Any, includes: dict[str, Any], kind: _Kind) -> Inbound:
+        """One tweet or DM event with the parts of the page's includes that belong to it."""
         users = {u.get("id"): u for u in includes.get("users") or [] if isinstance(u, dict)}
         media = {m.get("media_key"): m for m in includes.get("media") or [] if isinstance(m, dict)}
-        places = {p.get("id"): p for p in includes.get("places") or [] if isinstance(p, dict)}
-        tid = tweet.get("id") if isinstance(tweet, dict) else None
-        if isinstance(tweet, dict) and _valid_id(tid):
-            keys = _media_keys(tweet)
-            inc = {"users": [users[tweet.get("author_id")]] if tweet.get("author_id") in users
-                   else [], "media": [media[k] for k in keys if k in media]}
-            geo = tweet.get("geo") if isinstance(tweet.get("geo"), dict) else {}
-            if geo.get("place_id") in places:
-                inc["places"] = [places[geo["place_id"]]]
-            raw = {"data": tweet, "includes": inc}
-            meta = {"endpoint": "mentions", "media": self._download(inc["media"], auth=False)}
-            return Inbound(f"tweet:{tid}", _dumps(raw), "json", _when(tweet), meta)
+        oid = obj.get("id") if isinstance(obj, dict) else None
+        if isinstance(obj, dict) and _valid_id(oid):
+            keys = _media_keys(obj)
+            author = obj.get(kind.author_field)
+            inc = {"users": [users[author]] if author in users else [],
+                   "media": [media[k] for k in keys if k in media]}
+            if kind.with_places:
+                places = {p.get("id"): p for p in includes.get("places") or []
+                          if isinstance(p, dict)}
+                geo = obj.get("geo") if isinstance(obj.get("geo"), dict) else {}
+                if geo.get("place_id") in places:
+                    inc["places"] = [places[geo["place_id"]]]
+            raw = {"data": obj, "includes": inc}
+            meta = {"endpoint": kind.endpoint,
+                    "media": self._download(inc["media"], auth=kind.media_auth)}
+            return Inbound(f"{kind.prefix}:{oid}", _dumps(raw), "json", _when(obj), meta)
         # Kept, so nothing is lost; parse() quarantines it with the reason.
-        raw_bytes = _dumps({"data": tweet})
+        raw_bytes = _dumps({"data": obj})
         digest = hashlib.sha256(raw_bytes).hexdigest()[:24]
-        return Inbound(f"tweet:invalid-{digest}", raw_bytes, "json", None,
-                       {"endpoint": "mentions", "media": []})
-
-    def _dm_inbound(self, event: Any, includes: dict[str, list]) -> Inbound:
-        users = {u.get("id"): u for u in includes.get("users") or [] if isinstance(u, dict)}
-        media = {m.get("media_key"): m for m in includes.get("media") or [] if isinstance(m, dict)}
-        eid = event.get("id") if isinstance(event, dict) else None
-        if isinstance(event, dict) and _valid_id(eid):
-            keys = _media_keys(event)
-            inc = {"users": [users[event.get("sender_id")]] if event.get("sender_id") in users
-                   else [], "media": [media[k] for k in keys if k in media]}
-            raw = {"data": event, "includes": inc}
-            meta = {"endpoint": "dm", "media": self._download(inc["media"], auth=True)}
-            return Inbound(f"dm:{eid}", _dumps(raw), "json", _when(event), meta)
-        raw_bytes = _dumps({"data": event})
-        digest = hashlib.sha256(raw_bytes).hexdigest()[:24]
-        return Inbound(f"dm:invalid-{digest}", raw_bytes, "json", None,
-                       {"endpoint": "dm", "media": []})
+        return Inbound(f"{kind.prefix}:invalid-{digest}", raw_bytes, "json", None,
+                       {"endpoint": kind.endpoint, "media": []})
 
     def _download(self, media: list[dict[str, Any]], auth: bool) -> list[dict[str, Any]]:
         """Photos into the attachment store, once; their hashes go into the message's meta."""
@@ -545,6 +535,21 @@ class TwitterAdapter(Adapter):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between a mention and a DM event when it becomes an Inbound."""
+
+    prefix: str  # the external id: "tweet:<id>" / "dm:<id>"
+    endpoint: str  # meta["endpoint"]: tells parse() which shape it reads
+    author_field: str  # the field naming the user in includes.users
+    with_places: bool  # only tweets carry geo.place_id
+    media_auth: bool  # DM media needs user-context OAuth
+
+
+_TWEET = _Kind("tweet", "mentions", "author_id", with_places=True, media_auth=False)
+_DM = _Kind("dm", "dm", "sender_id", with_places=False, media_auth=True)
 
 
 def _public_cursor(state: dict[str, Any]) -> dict[str, Any]:

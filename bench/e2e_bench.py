@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import cProfile
 import io
-import json
 import os
 import platform
 import pstats
@@ -50,6 +49,8 @@ from typing import Any
 
 from corpus import DEFAULT_RULES, complaints
 from imap_tools import MailBoxUnencrypted, MailMessage
+
+from lapakd.config import dump_toml
 
 # The throwaway Dovecot is a test helper (tests/dovecot.py): the bench runs the same server.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -218,24 +219,9 @@ def raw_baseline(dc: Dovecot, user: str, sink: SinkProcess, n: int) -> dict[str,
 # -- lapakd -------------------------------------------------------------------------------------
 
 
-def toml_dumps(sections: dict[str, dict[str, Any]]) -> str:
-    out = []
-    for name, values in sections.items():
-        out.append(f"[{name}]")
-        for key, value in values.items():
-            if isinstance(value, bool):
-                out.append(f"{key} = {'true' if value else 'false'}")
-            elif isinstance(value, int):
-                out.append(f"{key} = {value}")
-            else:
-                out.append(f"{key} = {json.dumps(str(value))}")
-        out.append("")
-    return "\n".join(out)
-
-
 def write_config(root: Path, dc: Dovecot, user: str, sink: SinkProcess, rules: Path) -> Path:
     config = root / "lapakd.toml"
-    config.write_text(toml_dumps({
+    config.write_text(dump_toml({
         "desk": {"email": DESK_EMAIL, "admin_email": ADMIN_EMAIL,
                  "public_url": "https://lapakaduan.example"},
         "paths": {"data_dir": str(root / "var"), "rules_dir": str(rules),

@@ -11,10 +11,11 @@ value and otherwise what is wrong and how to fix it. Secrets may be given inline
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -444,3 +445,36 @@ def _resolve_secret(
             )
         return os.environ[var]
     return values.get(key, default)
+
+
+# -- writing a config file (the demo, the tests and the bench make theirs with it) --------------
+
+
+def dump_toml(
+    sections: Mapping[str, Mapping[str, Any]],
+    notes: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """`{"desk": {...}, "channels.email": {...}}` as lapakd.toml text, each section a table.
+
+    Values are bools, ints, lists of those, or anything else written as its text (a path, a
+    string). `notes` maps "section.key" to comment lines written above that key.
+    """
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            lines.extend(f"# {note}" for note in (notes or {}).get(f"{name}.{key}", ()))
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped too.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")

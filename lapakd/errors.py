@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 
 class LapakdError(Exception):
     """Base class for errors shown to admins as one line, never a traceback."""
@@ -25,3 +28,16 @@ class StoreError(LapakdError):
 
 class NotFound(LapakdError):
     """An id given on the command line does not exist."""
+
+
+def network_reason(exc: BaseException) -> str:
+    """A failed connection or exchange with a mail server (IMAP, SMTP) in a few words, for the
+    one-line error the admin reads."""
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

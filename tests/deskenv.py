@@ -23,6 +23,7 @@ from typing import Any
 
 from dovecot import Dovecot
 
+from lapakd.config import dump_toml
 from lapakd.embedded.media import TINY_JPEG as TINY_JPEG  # re-exported for tests
 from lapakd.embedded.smtp_sink import SmtpSink
 
@@ -30,25 +31,6 @@ TESTS = Path(__file__).resolve().parent
 TEST_RULES = TESTS / "data" / "rules"
 DESK_EMAIL = "lapakaduanbms@banyumas.example"
 ADMIN_EMAIL = "admin.lapakaduan@banyumas.example"
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def toml_dumps(sections: dict[str, dict[str, Any]]) -> str:
-    out = []
-    for name, values in sections.items():
-        out.append(f"[{name}]")
-        out.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
-        out.append("")
-    return "\n".join(out)
 
 
 def make_mail(
@@ -121,7 +103,7 @@ class DeskEnv:
         }
         for name, values in self.overrides.items():
             base.setdefault(name, {}).update(values)
-        self.config.write_text(toml_dumps(base), encoding="utf-8")
+        self.config.write_text(dump_toml(base), encoding="utf-8")
         return self.config
 
     def append_many(self, texts: list[tuple[str, str]], count: int) -> None:

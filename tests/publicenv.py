@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lapakd.app import Desk
-from lapakd.config import load_config
+from lapakd.config import dump_toml, load_config
 from lapakd.public import model
 from lapakd.store import iso
 
@@ -17,16 +17,13 @@ TEST_RULES = TESTS / "data" / "rules"
 
 
 def make_desk(root: Path, **public: Any) -> Desk:
-    lines = [
-        "[desk]", 'email = "lapakaduanbms@banyumas.example"',
-        'admin_email = "admin.lapakaduan@banyumas.example"',
-        'public_url = "https://lapakaduan.example"', "",
-        "[paths]", 'data_dir = "var"', f'rules_dir = "{TEST_RULES}"',
-        'public_dir = "var/public"', "", "[public]",
-    ]
-    for key, value in public.items():
-        lines.append(f"{key} = {json.dumps(value)}")
-    (root / "lapakd.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "lapakd.toml").write_text(dump_toml({
+        "desk": {"email": "lapakaduanbms@banyumas.example",
+                 "admin_email": "admin.lapakaduan@banyumas.example",
+                 "public_url": "https://lapakaduan.example"},
+        "paths": {"data_dir": "var", "rules_dir": str(TEST_RULES), "public_dir": "var/public"},
+        "public": public,
+    }), encoding="utf-8")
     return Desk(load_config(root / "lapakd.toml"))
 
 

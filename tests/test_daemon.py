@@ -6,17 +6,60 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from deskenv import TEST_RULES, make_mail
 
 
-def _start(desk_env) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lapakd.cli", "run", "--config", str(desk_env.config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=desk_env.root,
-    )
+class _Daemon:
+    """`lapakd run` in a child process. Its JSON log lines (stderr) are read as they come, so a
+    test waits for the event it needs instead of sleeping for as long as it might take."""
+
+    def __init__(self, desk_env) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lapakd.cli", "run", "--config", str(desk_env.config)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=desk_env.root,
+        )
+        self._lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def _count(self, event: str) -> int:
+        return sum(1 for e in _events("".join(self._lines)) if e["event"] == event)
+
+    def wait_for_event(self, event: str, timeout: float = 30) -> None:
+        """Until the daemon has logged `event` (at least once)."""
+        with self._changed:
+            seen = self._changed.wait_for(
+                lambda: self._ended or self._count(event) > 0, timeout=timeout)
+            if not seen or self._count(event) == 0:
+                raise AssertionError(f"no {event} logged in time: {''.join(self._lines)[-2000:]}")
+
+    def stop(self, timeout: float = 30) -> str:
+        """SIGTERM, wait for the exit; all it wrote to stderr."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        with self._changed:
+            return "".join(self._lines)
+
+
+def _events(stderr: str) -> list[dict]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
 def _wait(predicate, timeout: float = 30) -> None:
@@ -30,21 +73,20 @@ def _wait(predicate, timeout: float = 30) -> None:
 
 def test_sigterm_finishes_and_exits_zero_with_json_logs(desk_env):
     desk_env.append(make_mail("Sampah", "sampah menumpuk di TPS"))
-    proc = _start(desk_env)
+    daemon = _Daemon(desk_env)
     try:
         desk_env.sink.wait_for(1, timeout=30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
-    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+        stderr = daemon.stop()
+    assert daemon.proc.returncode == 0, stderr
+    events = [e["event"] for e in _events(stderr)]
     assert events[0] == "daemon.started" and events[-1] == "daemon.stopped"
     assert "daemon.stopping" in events
     assert desk_env.count("SELECT count(*) FROM outbox WHERE status = 'sent'") == 1
 
 
 def test_one_runner_per_data_dir(desk_env):
-    proc = _start(desk_env)
+    daemon = _Daemon(desk_env)
     try:
         _wait_started(desk_env)
         second = desk_env.cli("run", "--once", check=False)
@@ -52,8 +94,7 @@ def test_one_runner_per_data_dir(desk_env):
         assert "another lapakd runner" in second.stderr
         assert "Traceback" not in second.stderr
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        daemon.stop()
 
 
 def _wait_started(desk_env) -> None:
@@ -78,7 +119,7 @@ def _copy_rules(dest: Path) -> Path:
 def test_running_daemon_reloads_rules_and_keeps_last_good_on_a_broken_edit(desk_env, tmp_path):
     rules = _copy_rules(tmp_path / "rules")
     desk_env.write_config(paths={"rules_dir": str(rules)})
-    proc = _start(desk_env)
+    daemon = _Daemon(desk_env)
     try:
         _wait_started(desk_env)
         # A new rule: "banjir" now goes to dpupr.
@@ -87,7 +128,7 @@ def test_running_daemon_reloads_rules_and_keeps_last_good_on_a_broken_edit(desk_
             "  - name: sampah\n",
             "  - name: banjir\n    when:\n      any: [banjir]\n    forward: dpupr\n"
             "  - name: sampah\n"), encoding="utf-8")
-        time.sleep(7)  # rules are checked every 5 s
+        daemon.wait_for_event("rules.reloaded")  # rules are checked every 5 s
         desk_env.append(make_mail("Banjir", "banjir di perumahan"))
         _wait(lambda: len(desk_env.sink.messages) >= 1)
         assert desk_env.sink.messages[0].rcpt_tos[0] == "dpupr@banyumas.example"
@@ -95,15 +136,14 @@ def test_running_daemon_reloads_rules_and_keeps_last_good_on_a_broken_edit(desk_
         # A broken edit: logged, and the last good rules stay in force.
         (rules / "20-broken.yaml").write_text("rules:\n  - name: x\n    forward: nope\n",
                                               encoding="utf-8")
-        time.sleep(7)
+        daemon.wait_for_event("rules.reload_failed")
         desk_env.append(make_mail("Banjir lagi", "banjir lagi di perumahan"))
         _wait(lambda: len(desk_env.sink.messages) >= 2)
         assert desk_env.sink.messages[1].rcpt_tos[0] == "dpupr@banyumas.example"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+        stderr = daemon.stop()
+    assert daemon.proc.returncode == 0
+    logged = _events(stderr)
     assert any(e["event"] == "rules.reloaded" for e in logged), [e["event"] for e in logged]
     failed = [e for e in logged if e["event"] == "rules.reload_failed"]
     assert len(failed) == 1  # once per broken edit, not every 5 s

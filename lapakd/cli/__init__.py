@@ -6,17 +6,21 @@ Errors an admin can fix are printed as one line (file, line, fix) with exit stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import importlib
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lapakd import log as logsetup
 from lapakd.errors import LapakdError, RulesError
+
+if TYPE_CHECKING:
+    from lapakd.app import Desk
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
@@ -37,10 +41,16 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
-def _desk(args: argparse.Namespace) -> Any:
-    from lapakd.app import Desk
+@contextlib.contextmanager
+def open_desk(args: argparse.Namespace) -> Iterator[Desk]:
+    """The desk of --config for one verb; closed when the verb is done, or fails."""
+    from lapakd.app import Desk  # when a verb runs: importing lapakd.cli stays light
 
-    return Desk.open(args.config)
+    desk = Desk.open(args.config)
+    try:
+        yield desk
+    finally:
+        desk.close()
 
 
 def _print_json(value: Any) -> None:
@@ -61,15 +71,12 @@ def default_actor() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from lapakd import daemon
 
-    desk = _desk(args)
     problems: list[str] = []
-    try:
+    with open_desk(args) as desk:
         if args.once:
             problems = daemon.run_once(desk)
         else:
             daemon.run_forever(desk)
-    finally:
-        desk.close()
     if problems:  # what succeeded stays done; cron and monitoring see the exit status
         print(f"lapakd: run --once: {'; '.join(problems)}", file=sys.stderr)
         return 1
@@ -153,8 +160,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from lapakd.cli import views
 
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         if args.unreviewed:
             rows = views.unreviewed(desk)
         else:
@@ -162,8 +168,6 @@ def cmd_list(args: argparse.Namespace) -> int:
                 desk, status=args.status, agency=args.agency, overdue=args.overdue,
                 limit=args.limit
             )
-    finally:
-        desk.close()
     if args.json:
         _print_json(rows)
         return 0
@@ -191,11 +195,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from lapakd.cli import views
 
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         data = views.show(desk, args.id)
-    finally:
-        desk.close()
     if args.json:
         _print_json(data)
     else:
@@ -213,8 +214,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         raise LapakdError("requeue: give one or more ids (LA-2026-000123, msg-17) or --failed")
     if (args.since or args.agency) and not args.failed:
         raise LapakdError("requeue: --since and --agency go with --failed")
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         since = _since(desk, args.since) if args.since else None
         if args.agency and args.agency not in desk.rules.agencies:
             raise LapakdError(f"requeue: --agency {args.agency}: no such agency in "
@@ -237,8 +237,6 @@ def cmd_requeue(args: argparse.Namespace) -> int:
                 desk.store, args.by, since=since, agency=args.agency)
             print(f"{rows} failed message(s) of {complaints} complaint(s) queued for sending "
                   "again (same Message-IDs)")
-    finally:
-        desk.close()
     return 0
 
 
@@ -262,11 +260,8 @@ def _since(desk: Any, value: str) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from lapakd.cli import views
 
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         data = views.status(desk)
-    finally:
-        desk.close()
     if args.json:
         _print_json(data)
     else:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib.resources
-import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lapakd
+from lapakd.config import dump_toml
 from lapakd.demo.desk import ADMIN_EMAIL, DESK_EMAIL, MARKER, OUTBOX_MAIL, DemoError
 from lapakd.embedded.smtp_sink import SmtpSink
 
@@ -64,14 +64,6 @@ def find_rules_dir(workdir: Path) -> Path:
     )
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
-
-
 # Comments written above a key of the demo's lapakd.toml.
 CONFIG_NOTES = {
     "desk.group_window_minutes": (
@@ -100,18 +92,11 @@ def write_config(
     for channel in channels:
         sections[f"channels.{channel.name}"] = channel.settings
         sections.update(channel.sections)
-    lines = [
-        "# Written by `lapakd demo` for servers that exist only while the demo runs",
-        "# (lapakd demo --keep-running keeps them up). The full format: lapakd.toml in the",
-        "# lapakd repository. Relative paths are relative to this file.",
-        "",
-    ]
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        for key, value in values.items():
-            lines.extend(f"# {note}" for note in CONFIG_NOTES.get(f"{name}.{key}", ()))
-            lines.append(f"{key} = {toml_value(value)}")
-        lines.append("")
+    header = (
+        "# Written by `lapakd demo` for servers that exist only while the demo runs\n"
+        "# (lapakd demo --keep-running keeps them up). The full format: lapakd.toml in the\n"
+        "# lapakd repository. Relative paths are relative to this file.\n\n"
+    )
     path = workdir / "lapakd.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(header + dump_toml(sections, CONFIG_NOTES), encoding="utf-8")
     return path

@@ -103,14 +103,6 @@ def quarantine_message(store: Store, message_id: int, exc: BaseException) -> Non
               hint=f"fix the cause, then: lapakd requeue msg-{message_id}")
 
 
-def _mark(store: Store, row: sqlite3.Row, kind: str, complaint_id: int | None = None) -> None:
-    store.conn.execute(
-        "UPDATE messages SET state = 'processed', kind = ?, error = NULL, complaint_id = ?"
-        " WHERE id = ?",
-        (kind, complaint_id, row["id"]),
-    )
-
-
 # -- handlers, in order -----------------------------------------------------------------------
 
 
@@ -118,7 +110,7 @@ def handle_not_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> bool
     """Mail from the desk itself, auto-replies, status updates: stored, marked, not routed."""
     if content.kind in ("complaint", "bounce"):
         return False
-    _mark(desk.store, row, content.kind)
+    desk.store.mark_processed(row["id"], content.kind)
     desk.store.event("not_a_complaint", message_id=row["id"], kind=content.kind)
     return True
 
@@ -131,14 +123,14 @@ def handle_bounce(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     matched = outbox.record_bounce(
         desk.store, content.bounced_ids, content.bounce_status, row["id"]
     )
-    _mark(desk.store, row, "bounce")
+    desk.store.mark_processed(row["id"], "bounce")
     desk.store.event("bounce", message_id=row["id"], outbox=matched, status=content.bounce_status)
     return True
 
 
 def handle_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     complaint_id = add_to_complaint(desk, row, content)
-    _mark(desk.store, row, "complaint", complaint_id)
+    desk.store.mark_processed(row["id"], "complaint", complaint_id)
     return True
 
 

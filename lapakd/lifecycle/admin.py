@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lapakd import channels, statuses
-from lapakd.cli import _desk, _print_json, command
+from lapakd.cli import _print_json, command, open_desk
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import replies
 from lapakd.lifecycle import status as lifecycle
@@ -76,14 +76,11 @@ def cmd_add(args: argparse.Namespace) -> int:
             photos.append((path.name, path.read_bytes()))
         except OSError as exc:
             raise LapakdError(f"{path}: cannot read the photo: {exc.strerror}") from None
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         ticket, status, agencies = add_complaint(
             desk, text=text, channel=args.channel, contact=args.contact, name=args.name,
             photos=photos, actor=args.by,
         )
-    finally:
-        desk.close()
     where = f" → {', '.join(agencies)}" if agencies else ""
     return _done(args, ticket, f"recorded, {status}{where}", status=status, agencies=agencies)
 
@@ -144,38 +141,29 @@ def add_complaint(
 
 @command("assign")
 def cmd_assign(args: argparse.Namespace) -> int:
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         c = desk.store.complaint(args.id)
         with desk.store.transaction():
             replies.assign(desk, c, [a.lower() for a in args.agencies], actor=args.by)
-    finally:
-        desk.close()
     return _done(args, c["ticket"], f"forwarded to {', '.join(args.agencies)}")
 
 
 @command("set-status")
 def cmd_set_status(args: argparse.Namespace) -> int:
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         c = lifecycle.canonical(desk, desk.store.complaint(args.id))
         old = c["status"]
         with desk.store.transaction():
             replies.desk_status(desk, c, args.status, args.note, actor=args.by)
-    finally:
-        desk.close()
     return _done(args, c["ticket"], f"{old} → {args.status}", status=args.status)
 
 
 @command("note")
 def cmd_note(args: argparse.Namespace) -> int:
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         c = desk.store.complaint(args.id)
         with desk.store.transaction():
             lifecycle.note(desk, c, " ".join(args.text), actor=args.by)
-    finally:
-        desk.close()
     return _done(args, c["ticket"], "note recorded (internal)")
 
 
@@ -184,8 +172,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
     text = " ".join(args.text).strip()
     if not text:
         raise LapakdError("the reply is empty")
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         c = lifecycle.canonical(desk, desk.store.complaint(args.id))
         with desk.store.transaction():
             status = None
@@ -195,19 +182,14 @@ def cmd_reply(args: argparse.Namespace) -> int:
                 status = "answered"
             update = lifecycle.add_update(desk, lifecycle.reload(desk, c), source="desk",
                                           actor=args.by, text=text, status_set=status)
-    finally:
-        desk.close()
     return _done(args, c["ticket"], "reply recorded and queued for the citizen", update=update)
 
 
 @command("merge")
 def cmd_merge(args: argparse.Namespace) -> int:
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         dup = desk.store.complaint(args.id)
         into = desk.store.complaint(args.into)
         with desk.store.transaction():
             lifecycle.merge(desk, dup, into, actor=args.by)
-    finally:
-        desk.close()
     return _done(args, dup["ticket"], f"merged into {into['ticket']}")

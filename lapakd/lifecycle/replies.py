@@ -258,14 +258,6 @@ def agency_of(desk: Desk, c: sqlite3.Row, sender: str) -> str | None:
     return None
 
 
-def _mark(desk: Desk, row: sqlite3.Row, kind: str, complaint_id: int | None) -> None:
-    desk.store.conn.execute(
-        "UPDATE messages SET state = 'processed', kind = ?, error = NULL, complaint_id = ?"
-        " WHERE id = ?",
-        (kind, complaint_id, row["id"]),
-    )
-
-
 # -- the process handler -----------------------------------------------------------------------
 
 
@@ -279,7 +271,7 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     c, via, _replied_to = found
     sender = (content.sender or "").lower()
     if _AUTO_SUBJECT.match(content.subject or ""):
-        _mark(desk, row, "auto_reply", c["id"])
+        desk.store.mark_processed(row["id"], "auto_reply", c["id"])
         desk.store.event("auto_reply", complaint_id=c["id"], message_id=row["id"],
                          sender=sender, via=via)
         return True
@@ -303,7 +295,7 @@ def _reply_to_notice(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     if notice is None:
         return False
     sender = content.sender or "-"
-    _mark(desk, row, "reply_to_notice", None)
+    desk.store.mark_processed(row["id"], "reply_to_notice")
     desk.store.event("reply_to_notice", message_id=row["id"], outbox_id=notice["id"],
                      sender=sender, kind=notice["kind"])
     if not _AUTO_SUBJECT.match(content.subject or ""):
@@ -342,7 +334,7 @@ def agency_reply(
         raw_text=content.text, status_set=target if changed or parsed.status else None,
         message_id=row["id"],
     )
-    _mark(desk, row, "agency_reply", c["id"])
+    desk.store.mark_processed(row["id"], "agency_reply", c["id"])
     log.info("reply.agency", ticket=c["ticket"], agency=agency, status=target, via=via)
 
 
@@ -352,7 +344,7 @@ def unverified_reply(
     sender = content.sender or "-"
     desk.store.event("reply_unverified", complaint_id=c["id"], message_id=row["id"],
                      sender=sender, via=via)
-    _mark(desk, row, "reply_unverified", c["id"])
+    desk.store.mark_processed(row["id"], "reply_unverified", c["id"])
     excerpt = strip_reply(content.text)[:1500]
     outbox.alert_admin(
         desk.store, f"review:{row['id']}",
@@ -402,7 +394,7 @@ def admin_reply(desk: Desk, row: sqlite3.Row, content: Content, c: sqlite3.Row, 
             "Contoh yang benar: \"Teruskan: dpupr\" atau \"Tolak: di luar kewenangan Pemkab\".",
         )
         kind = "admin_command_failed"
-    _mark(desk, row, kind, c["id"])
+    desk.store.mark_processed(row["id"], kind, c["id"])
 
 
 # -- actions shared with the CLI verbs (inside the caller's transaction) -----------------------

@@ -12,12 +12,12 @@ import contextlib
 import functools
 import re
 import smtplib
-import socket
 import ssl
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lapakd.adapters.base import PermanentError, TransientError
+from lapakd.errors import network_reason
 
 if TYPE_CHECKING:
     from lapakd.config import Config
@@ -61,7 +61,7 @@ class SmtpSession:
         except smtplib.SMTPResponseException as exc:
             raise _classify(self.where, exc.smtp_code, exc.smtp_error) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TransientError(f"{self.where}: {_reason(exc)}") from None
+            raise TransientError(f"{self.where}: {network_reason(exc)}") from None
         return client
 
     def offers_8bitmime(self) -> bool:
@@ -131,7 +131,7 @@ class SmtpSession:
         if isinstance(exc, smtplib.SMTPResponseException):
             return _classify(self.where, exc.smtp_code, exc.smtp_error)
         if isinstance(exc, OSError | smtplib.SMTPException):
-            return TransientError(f"{self.where}: {_reason(exc)}")
+            return TransientError(f"{self.where}: {network_reason(exc)}")
         return TransientError(f"{self.where}: {type(exc).__name__}: {exc}")
 
     def close(self) -> None:
@@ -255,11 +255,3 @@ def _classify(where: str, code: int, text: bytes | str) -> Exception:
     if 500 <= code < 600:
         return PermanentError(message)
     return TransientError(message)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

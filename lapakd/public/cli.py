@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from lapakd import daemon
-from lapakd.cli import _desk, _print_json, command
+from lapakd.cli import _print_json, command, open_desk
 from lapakd.errors import LapakdError
 from lapakd.public import model
 from lapakd.store import now_iso
@@ -50,11 +50,8 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
 def cmd_export(args: argparse.Namespace) -> int:
     from lapakd.public import export
 
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         result = export.export(desk, args.out, full=args.full)
-    finally:
-        desk.close()
     if args.json:
         _print_json(result.as_dict())
     else:
@@ -155,11 +152,8 @@ def publish(desk: Desk, ref: str, by: str) -> dict[str, Any]:
 
 @command("publish")
 def cmd_publish(args: argparse.Namespace) -> int:
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         result = publish(desk, args.id, args.by)
-    finally:
-        desk.close()
     if args.json:
         _print_json(result)
         return 0
@@ -191,11 +185,8 @@ def set_public_text(desk: Desk, ref: str, text: str | None, by: str) -> str:
 
 @command("hide")
 def cmd_hide(args: argparse.Namespace) -> int:
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         ticket = set_hidden(desk, args.id, not args.undo, args.by, args.reason)
-    finally:
-        desk.close()
     state = "published again" if args.undo else "hidden from the public site"
     if args.json:
         _print_json({"id": ticket, "hidden": not args.undo})
@@ -214,11 +205,8 @@ def cmd_publish_text(args: argparse.Namespace) -> int:
         text = args.text
     else:
         raise LapakdError("give the TEXT to publish, - for stdin, or --reset")
-    desk = _desk(args)
-    try:
+    with open_desk(args) as desk:
         ticket = set_public_text(desk, args.id, text, args.by)
-    finally:
-        desk.close()
     if args.json:
         _print_json({"id": ticket, "public_text": text})
     else:

@@ -275,6 +275,16 @@ class Store:
             (complaint_id, message_id, outbox_id, at or now_iso(), type_, actor, dumps(data)),
         )
 
+    # -- messages ---------------------------------------------------------------------------
+
+    def mark_processed(self, message_id: int, kind: str, complaint_id: int | None = None) -> None:
+        """A stored message is dealt with: what it turned out to be, and its complaint if any."""
+        self.conn.execute(
+            "UPDATE messages SET state = 'processed', kind = ?, error = NULL, complaint_id = ?"
+            " WHERE id = ?",
+            (kind, complaint_id, message_id),
+        )
+
     # -- cursors ----------------------------------------------------------------------------
 
     def get_cursor(self, channel: str) -> dict[str, Any] | None:
