@@ -411,7 +411,7 @@ def _staged(desk: Any, stages: dict[str, float], cpu: dict[str, float]) -> None:
     """Each stage to the end before the next one, timed (the same work as run_once)."""
     from lapakd.intake import poll as intake
     from lapakd.intake import process
-    from lapakd.outbox import queue as outbox
+    from lapakd.outbox import send
     from lapakd.routing import route as routing
 
     desk.store.lock_runner()
@@ -429,7 +429,7 @@ def _staged(desk: Any, stages: dict[str, float], cpu: dict[str, float]) -> None:
     drain("intake (IMAP fetch + store)", lambda: intake.poll_channel(desk, "email"))
     drain("process (parse -> complaint)", lambda: process.process_pending(desk))
     drain("route (rules -> outbox)", lambda: routing.route_due(desk))
-    drain("send (compose + SMTP)", lambda: outbox.send_due(desk))
+    drain("send (compose + SMTP)", lambda: send.send_due(desk))
 
 
 # -- main ---------------------------------------------------------------------------------------

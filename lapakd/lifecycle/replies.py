@@ -21,13 +21,14 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.lifecycle import status as lifecycle
+from lapakd.mail.text import message_ids
 from lapakd.outbox import queue as outbox
 
 if TYPE_CHECKING:
@@ -196,18 +197,6 @@ def parse_reply(text: str) -> ParsedReply:
     return ParsedReply(None, None, new.strip())
 
 
-def _ids(value: Any) -> list[str]:
-    if not value:
-        return []
-    if isinstance(value, str):
-        found = re.findall(r"<([^<>\s]+)>", value)
-        return found or [v.strip("<> ") for v in value.split() if v.strip("<> ")]
-    out: list[str] = []
-    for v in value:
-        out.extend(_ids(v))
-    return out
-
-
 Match = tuple[sqlite3.Row, str, "sqlite3.Row | None"]
 
 
@@ -221,7 +210,8 @@ def find_complaint(desk: Desk, content: Content) -> Match | None:
     """(complaint, how it matched, the outbox row replied to) or None."""
     store = desk.store
     extra = content.extra or {}
-    ids = _ids(extra.get("in_reply_to")) + list(reversed(_ids(extra.get("references"))))
+    ids = (message_ids(extra.get("in_reply_to"))
+           + list(reversed(message_ids(extra.get("references")))))
     for mid in ids:
         row = store.one(
             "SELECT * FROM outbox WHERE message_id = ? AND complaint_id IS NOT NULL", (mid,)
@@ -296,7 +286,7 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
 def _reply_to_notice(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     """A reply to desk mail about no single complaint (a reminder, the digest): for the admin."""
     extra = content.extra or {}
-    ids = _ids(extra.get("in_reply_to")) + _ids(extra.get("references"))
+    ids = message_ids(extra.get("in_reply_to")) + message_ids(extra.get("references"))
     notice = next((r for mid in ids if (r := desk.store.one(
         "SELECT id, kind FROM outbox WHERE message_id = ?", (mid,))) is not None), None)
     if notice is None:

@@ -18,9 +18,9 @@ import structlog
 
 from lapakd.errors import ConfigError
 from lapakd.lifecycle import status as lifecycle
-from lapakd.lifecycle.deadlines import Calendar, end_of_day
-from lapakd.mail.compose import first_words
+from lapakd.mail.text import first_words
 from lapakd.outbox import queue as outbox
+from lapakd.routing.deadlines import Calendar, end_of_day
 from lapakd.store import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:

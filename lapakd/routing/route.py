@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lapakd.outbox import queue as outbox
+from lapakd.routing import deadlines, kecamatan
+from lapakd.routing.deadlines import DEFAULT_SLA_DAYS
 from lapakd.routing.rules import Decision
 from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
 
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("lapakd.routing.route")
 
-DEFAULT_SLA_DAYS = 7
 
 
 def routing_text(complaint: sqlite3.Row) -> str:
@@ -91,8 +92,6 @@ def due_date(
     """received + sla_days on the desk's calendar (deadlines.py); none when budget-bound.
 
     `sla_days`: effective_sla(desk, decision), when the caller has it already."""
-    from lapakd.lifecycle import deadlines
-
     if decision.action != "forward" or decision.budget_dependent:
         return None
     received = parse_iso(complaint["received_at"]) or utcnow()
@@ -124,8 +123,6 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         sla if due_at else decision.sla_days, due_at, now,
     )
     if complaint["kecamatan"] is None:  # for the public statistics per kecamatan
-        from lapakd.routing import kecamatan
-
         sql = _UPDATE_SET_KECAMATAN
         params += (kecamatan.detect(routing_text(complaint)), complaint["id"])
     else:
