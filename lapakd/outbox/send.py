@@ -40,11 +40,7 @@ BUILDERS: dict[str, compose.Builder] = {**compose.BUILDERS, **notices.BUILDERS}
 
 # Transient failures retry after these delays, then every 6 hours, for 5 days in all.
 RETRY_DELAYS = (60, 300, 900, 3600, 6 * 3600)
-
-
 GIVE_UP_AFTER = timedelta(days=5)
-
-
 REAUTH_RETRY = 3600  # seconds between tries while a channel's credentials are dead
 
 
@@ -73,8 +69,6 @@ def send_due(desk: Desk, limit: int = 200) -> int:
 # cost more than composing it (WAL pages of the row, the event and their indexes). A crash in
 # between re-sends at most that many accepted mails, with their Message-IDs (at-least-once).
 MARK_EVERY = 20
-
-
 MARK_SECONDS = 0.25
 
 
@@ -95,64 +89,84 @@ def send_batch(
     conditional, so a row is never sent twice at the same time. `newest_first` takes the rows
     from the other end of the queue (the runner, while the sender process still works
     through it)."""
-    store = desk.store
-    rows = _claim(store, limit, transport, newest_first)
-    paused: set[str] = set()  # a transport that just failed transiently is not hammered
-    untried = {row["id"] for row in rows}
-    marks = _Marks(store)
-    own_sessions = not sessions
+    rows = _claim(desk.store, limit, transport, newest_first)
+    batch = _Batch(desk, rows)
     pool = list(sessions or [])
     finished = False
-
-    def due(transport_rows: list[sqlite3.Row]) -> Iterator[sqlite3.Row]:
-        """The rows to try, taken one by one: a stop or a pause ends the batch's sending."""
-        for row in transport_rows:
-            if desk.stopping.is_set() or row["transport"] in paused:
-                return
-            untried.discard(row["id"])
-            yield row
-
-    def settle(row: sqlite3.Row, outcome: Any) -> None:
-        # `row` holds the claimed values: attempts already counts this attempt.
-        if isinstance(outcome, Exception):
-            if _settle_failure(store, row, outcome):
-                paused.add(row["transport"])
-        else:
-            marks.add(row, outcome)
-
     try:
-        for row in due([r for r in rows if r["transport"] != "smtp"]):
-            try:
-                outcome = deliver(desk, row)
-            except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
-                outcome = exc
-            settle(row, outcome)
+        batch.deliver([r for r in rows if r["transport"] != "smtp"])
         emails = [r for r in rows if r["transport"] == "smtp"]
         if emails and not pool:
             pool = [SmtpSession(desk.config)]
-        complaints = _complaints(store, emails)
-
-        def email(row: sqlite3.Row, eight_bit: bool) -> tuple[bytes, list[str], bool]:
-            mail = compose.build(desk, row, BUILDERS, eight_bit=eight_bit,
-                                 complaint=complaints.get(row["complaint_id"]))
-            return mail.data, mail.recipients, mail.eight_bit
-
-        for row, outcome in smtp.send_many(pool, due(emails), email):
-            settle(row, outcome)
+        batch.email(emails, pool)
         finished = True
     finally:
-        marks.flush()
-        if untried:  # stopped, or its transport paused: as if never claimed
-            with store.transaction() as conn:
+        batch.close()
+        if not sessions or not finished:  # an error left transfers half-way: start clean
+            for session in pool:
+                session.close()
+    return batch.marks.count, bool(batch.paused)
+
+
+class _Batch:
+    """The rows one `send_batch` claimed, and what becomes of them: each is sent (`deliver`:
+    replies and DMs through their channel's adapter; `email`: on the SMTP connections),
+    then marked sent or failed (`settle`); `close` gives back what was not tried."""
+
+    def __init__(self, desk: Desk, rows: list[sqlite3.Row]) -> None:
+        self.desk = desk
+        self.store = desk.store
+        self.untried = {row["id"] for row in rows}
+        self.paused: set[str] = set()  # a transport that just failed transiently is not hammered
+        self.marks = _Marks(desk.store)
+        self.complaints: dict[int, sqlite3.Row] = {}
+
+    def due(self, rows: list[sqlite3.Row]) -> Iterator[sqlite3.Row]:
+        """The rows to try, taken one by one: a stop or a pause ends the batch's sending."""
+        for row in rows:
+            if self.desk.stopping.is_set() or row["transport"] in self.paused:
+                return
+            self.untried.discard(row["id"])
+            yield row
+
+    def deliver(self, rows: list[sqlite3.Row]) -> None:
+        for row in self.due(rows):
+            try:
+                outcome = deliver(self.desk, row)
+            except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
+                outcome = exc
+            self.settle(row, outcome)
+
+    def email(self, rows: list[sqlite3.Row], pool: list[SmtpSession]) -> None:
+        self.complaints = _complaints(self.store, rows)
+        for row, outcome in smtp.send_many(pool, self.due(rows), self.compose):
+            self.settle(row, outcome)
+
+    def compose(self, row: sqlite3.Row, eight_bit: bool) -> tuple[bytes, list[str], bool]:
+        """The row's mail, when a connection is free for it (`smtp.send_many` asks)."""
+        mail = compose.build(self.desk, row, BUILDERS, eight_bit=eight_bit,
+                             complaint=self.complaints.get(row["complaint_id"]))
+        return mail.data, mail.recipients, mail.eight_bit
+
+    def settle(self, row: sqlite3.Row, outcome: Any) -> None:
+        # `row` holds the claimed values: attempts already counts this attempt.
+        if isinstance(outcome, Exception):
+            if _settle_failure(self.store, row, outcome):
+                self.paused.add(row["transport"])
+        else:
+            self.marks.add(row, outcome)
+
+    def close(self) -> None:
+        """Record what was accepted; rows not tried (stopped, or their transport paused) go
+        back to `pending`, as if never claimed."""
+        self.marks.flush()
+        if self.untried:
+            with self.store.transaction() as conn:
                 conn.executemany(
                     "UPDATE outbox SET status = 'pending', attempts = attempts - 1"
                     " WHERE id = ? AND status = 'sending'",
-                    [(i,) for i in untried],
+                    [(i,) for i in self.untried],
                 )
-        if own_sessions or not finished:  # an error left transfers half-way: start clean
-            for session in pool:
-                session.close()
-    return marks.count, bool(paused)
 
 
 def _complaints(store: Store, rows: list[sqlite3.Row]) -> dict[int, sqlite3.Row]:
