@@ -13,14 +13,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-# The failure types are every sender's (SMTP, the outbox), so they live in lapakd.errors;
-# adapters raise them from here.
-from lapakd.errors import ChannelError, NeedsReauth, PermanentError, TransientError
-
 if TYPE_CHECKING:
     from lapakd.config import Config, Field, Section
 
-__all__ = ["ChannelError", "NeedsReauth", "PermanentError", "TransientError"]
+
+class ChannelError(Exception):
+    """A channel operation failed. The message must not contain secrets or tokenized URLs."""
+
+
+class TransientError(ChannelError):
+    """Try again later (timeouts, 4xx SMTP replies, 5xx HTTP, connection refused)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, when the server said so (rate limits)
+
+
+class PermanentError(ChannelError):
+    """Retrying will not help (5xx SMTP replies, rejected recipients, invalid payloads)."""
+
+
+class NeedsReauth(PermanentError):
+    """Credentials expired or were revoked: the admin has to act."""
 
 
 @dataclass

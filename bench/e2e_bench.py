@@ -409,9 +409,9 @@ def _in_process(config: Path, job: Callable[[Any], object], prof: cProfile.Profi
 
 def _staged(desk: Any, stages: dict[str, float], cpu: dict[str, float]) -> None:
     """Each stage to the end before the next one, timed (the same work as run_once)."""
+    from lapakd.delivery import send
     from lapakd.intake import poll as intake
     from lapakd.intake import process
-    from lapakd.outbox import send
     from lapakd.routing import route as routing
 
     desk.store.lock_runner()

@@ -20,11 +20,11 @@ import schedule
 import structlog
 
 from lapakd import runs
+from lapakd.delivery import send
+from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
 from lapakd.lifecycle import scheduled
-from lapakd.outbox import send
-from lapakd.outbox.sender import Burst
 from lapakd.public.job import export_job
 from lapakd.routing import route as routing
 
@@ -40,7 +40,7 @@ STOP_GRACE_SECONDS = 5.0  # SIGTERM: how long a poll worker may take to finish i
 MAX_ROUNDS = 10_000  # run_once: pipeline rounds at most
 OUTBOX_BATCH = 200  # outbox rows per send_due call
 PIPELINE_BATCH = 500  # messages or complaints per process/route call
-# run_once sends in a process of its own (lapakd/sender.py) from this much work waiting
+# run_once sends in a process of its own (lapakd/delivery/sender.py) from this much work waiting
 # (pending messages + new complaints + pending outbox rows); None: never.
 SENDER_BACKLOG: int | None = 200
 
@@ -114,7 +114,7 @@ def poll(desk: Desk, channels: list[str]) -> None:
     """Fetch what is new on these channels.
 
     A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
-    fetched, and sent meanwhile from a process of its own (lapakd/sender.py)."""
+    fetched, and sent meanwhile from a process of its own (lapakd/delivery/sender.py)."""
     with Burst(desk, SENDER_BACKLOG, backlog=lambda: backlog(desk),
                advance=lambda: advance(desk), max_rounds=MAX_ROUNDS) as burst:
         for channel in channels:

@@ -1,6 +1,6 @@
 """Email builders for the follow-up mail: relay to citizens, reminders, escalations, digest.
 
-The outbox composes with these and compose's own (`outbox.send.BUILDERS`). Like compose's
+The outbox composes with these and compose's own (`delivery.send.BUILDERS`). Like compose's
 builders each returns `(subject, text body, attachments)`, plus a dict of extras: threading
 headers for the relay, the HTML part and its embedded PNG bars for the digest.
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from lapakd.errors import PermanentError
+from lapakd.adapters.base import PermanentError
 from lapakd.lifecycle import pngbars
 from lapakd.lifecycle import status as lifecycle
 from lapakd.mail.text import header_text, message_ids, tanggal, templates

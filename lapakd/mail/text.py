@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -55,6 +56,25 @@ def first_words(text: str, count: int = 8) -> str:
     words = header_text(text, 400).split()
     short = " ".join(words[:count])
     return short + ("…" if len(words) > count else "")
+
+
+CHANNEL_LABELS = {
+    "email": "Email",
+    "twitter": "X (Twitter)",
+    "facebook": "Facebook",
+    "instagram": "Instagram",
+    "whatsapp": "WhatsApp",
+    "walkin": "Datang langsung ke posko",
+    "phone": "Telepon",
+}
+
+
+def contact_line(c: sqlite3.Row) -> str:
+    """The forward's "Kontak pengadu" line; lifecycle.add_update keeps it out of every answer."""
+    who = c["sender"] or "-"
+    name = c["sender_name"]
+    label = CHANNEL_LABELS.get(c["channel"], c["channel"])
+    return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
 
 
 def make_message_id(dedupe_key: str, ticket: str | None, domain: str) -> str:

@@ -2,7 +2,7 @@
 
 Every stage queues here (`enqueue`, `alert_admin`) and marks what cannot be sent (`fail`,
 `record_bounce`); the admin puts failed rows back (`retry_failed`, `requeue_failed`). Sending
-them is the high half, `outbox.send`. Imports no stage, so every stage may use it.
+them is the high half, `lapakd.delivery`. Imports no stage, so every stage may use it.
 """
 
 from __future__ import annotations

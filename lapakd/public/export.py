@@ -374,7 +374,7 @@ def _pool() -> multiprocessing.pool.Pool:
 
 
 def _worker_init(parent: int) -> None:
-    from lapakd.outbox.sender import _die_with_parent
+    from lapakd.delivery.sender import _die_with_parent
 
     _die_with_parent(parent)  # PR_SET_PDEATHSIG: a SIGKILLed runner leaves no worker behind
 

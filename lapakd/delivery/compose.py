@@ -20,9 +20,17 @@ from email.utils import format_datetime, formataddr
 from time import time as epoch_seconds
 from typing import TYPE_CHECKING, Any
 
-from lapakd.errors import PermanentError
+from lapakd.adapters.base import PermanentError
 from lapakd.mail.filenames import safe_filename
-from lapakd.mail.text import TZ_NAMES, first_words, header_text, tanggal, templates
+from lapakd.mail.text import (
+    CHANNEL_LABELS,
+    TZ_NAMES,
+    contact_line,
+    first_words,
+    header_text,
+    tanggal,
+    templates,
+)
 from lapakd.store import parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -94,26 +102,6 @@ class _Registry(HeaderRegistry):
 _POLICY = _Policy(header_factory=_Registry(), cte_type="7bit")
 _POLICY_SMTP = _POLICY.clone(linesep="\r\n")  # what goes on the wire
 
-CHANNEL_LABELS = {
-    "email": "Email",
-    "twitter": "X (Twitter)",
-    "facebook": "Facebook",
-    "instagram": "Instagram",
-    "whatsapp": "WhatsApp",
-    "walkin": "Datang langsung ke posko",
-    "phone": "Telepon",
-}
-def _contact(c: sqlite3.Row) -> str:
-    who = c["sender"] or "-"
-    name = c["sender_name"]
-    label = CHANNEL_LABELS.get(c["channel"], c["channel"])
-    return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
-
-
-# The forward's "Kontak pengadu" line: lifecycle.add_update keeps it out of every answer.
-contact_line = _contact
-
-
 @dataclass(frozen=True)
 class Outgoing:
     """An email ready for SMTP: its bytes (CRLF line ends) and the envelope recipients."""
@@ -142,7 +130,7 @@ def build(
     eight_bit: bool = False, complaint: sqlite3.Row | None = None,
 ) -> Outgoing:
     """The outbox row as the bytes to send, written by its kind's builder in `builders`
-    (default this module's own; the outbox passes every kind's, outbox.send.BUILDERS).
+    (default this module's own; delivery.send passes every kind's, send.BUILDERS).
 
     A plain-text mail (forwards, triage notices, alerts... nearly all of them) is written
     straight to bytes: building an `EmailMessage` and flattening it cost ~0.7 ms a mail, most
@@ -331,7 +319,7 @@ def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:
         "channel_label": CHANNEL_LABELS.get(c["channel"], c["channel"]),
         "received": tanggal(parse_iso(c["received_at"]), cfg.tz, tz_name),
         "text": c["text"],  # agencies get the full, unredacted text
-        "contact": _contact(c),
+        "contact": contact_line(c),
         "public_link": f"{cfg.desk.public_url.rstrip('/')}/aduan/{c['ticket']}.html",
     }
 
@@ -390,5 +378,5 @@ def _alert(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
 
 
 # The mails of intake and routing; the follow-up mails (relay, receipt, reminder, escalation,
-# digest) are lifecycle.notices.BUILDERS, and outbox.send composes with both.
+# digest) are lifecycle.notices.BUILDERS, and delivery.send composes with both.
 BUILDERS: dict[str, Builder] = {"forward": _forward, "triage": _triage, "alert": _alert}

@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lapakd.errors import NeedsReauth, PermanentError, TransientError
+from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
+from lapakd.delivery import compose, smtp
+from lapakd.delivery.smtp import SmtpSession
 from lapakd.intake import health
 from lapakd.lifecycle import notices
-from lapakd.mail import compose, smtp
-from lapakd.mail.smtp import SmtpSession
 from lapakd.outbox.queue import fail
 from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
 
-log = structlog.get_logger("lapakd.outbox.send")
+log = structlog.get_logger("lapakd.delivery.send")
 
 # Every kind of email the outbox sends, and the builder that writes it.
 BUILDERS: dict[str, compose.Builder] = {**compose.BUILDERS, **notices.BUILDERS}

@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lapakd.errors import PermanentError, TransientError
+from lapakd.adapters.base import PermanentError, TransientError
 
 if TYPE_CHECKING:
     from lapakd.config import Config

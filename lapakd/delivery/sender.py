@@ -1,7 +1,8 @@
 """Send the outbox's emails in a process of its own while the runner processes and routes.
 
 A burst (`Burst`: a poll by `run_once` or by the daemon that leaves a backlog) starts
-`python -m lapakd.sender` (a fresh interpreter: an SQLite connection must not cross a fork).
+`python -m lapakd.delivery.sender` (a fresh interpreter: an SQLite connection must not cross a
+fork).
 The child opens the store on a connection of its own and sends the due `smtp` rows on a few
 SMTP connections at once, all kept busy by its one thread (`smtp.send_many`: the server works
 on one connection's command while the child reads another's reply or composes the next mail;
@@ -39,10 +40,9 @@ import lapakd
 from lapakd import log as logsetup
 from lapakd.app import Desk
 from lapakd.config import load_config
-from lapakd.mail import smtp
-from lapakd.outbox import send
+from lapakd.delivery import send, smtp
 
-log = structlog.get_logger("lapakd.outbox.sender")
+log = structlog.get_logger("lapakd.delivery.sender")
 
 # SMTP connections the child keeps busy from its one thread, so that the server has commands
 # waiting while the child composes or records (10 measured no faster than 6; 3 a little slower).
@@ -137,7 +137,7 @@ class Sender:
         )
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "lapakd.outbox.sender",
+                sys.executable, "-m", "lapakd.delivery.sender",
                 "--config", str(desk.config.path),
                 "--parent", str(os.getpid()),
                 "--lock-fd", str(lock_fd),
@@ -250,7 +250,7 @@ def _send_until_done(desk: Desk, connections: int, done: ParentPipe) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lapakd.sender")
+    ap = argparse.ArgumentParser(prog="python -m lapakd.delivery.sender")
     ap.add_argument("--config", required=True)
     ap.add_argument("--parent", type=int, required=True)
     ap.add_argument("--lock-fd", type=int, required=True)
