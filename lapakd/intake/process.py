@@ -19,7 +19,7 @@ import structlog
 
 from lapakd.adapters.base import Content, TransientError
 from lapakd.mail.filenames import safe_filename
-from lapakd.public.redact import extract_location
+from lapakd.redact import extract_location
 from lapakd.store import Store, dumps, in_transactions, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:

@@ -399,7 +399,7 @@ def admin_reply(desk: Desk, row: sqlite3.Row, content: Content, c: sqlite3.Row, 
 
 def assign(desk: Desk, c: sqlite3.Row, keys: list[str], *, actor: str) -> None:
     from lapakd.routing import route as routing
-    from lapakd.routing.rules import Decision
+    from lapakd.rules import Decision
 
     if not keys:
         raise LapakdError("name at least one agency key (see rules/agencies.yaml)")

@@ -16,7 +16,7 @@ from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.mail.text import contact_line
 from lapakd.outbox import queue as outbox
-from lapakd.public.redact import known_names, redact
+from lapakd.redact import known_names, redact
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:

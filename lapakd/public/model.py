@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lapakd.lifecycle.boilerplate import cut_desk_text
-from lapakd.public.redact import known_names, redact
+from lapakd.redact import known_names, redact
 
 # Complaints in these states are not published: not routed yet (the rules may still say
 # `public: false`), spam, or broken.

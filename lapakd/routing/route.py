@@ -17,7 +17,7 @@ import structlog
 from lapakd.outbox import queue as outbox
 from lapakd.routing import deadlines, kecamatan
 from lapakd.routing.deadlines import DEFAULT_SLA_DAYS
-from lapakd.routing.rules import Decision
+from lapakd.rules import Decision
 from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from lapakd.cli import _desk, _print_json, command
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import replies
 from lapakd.lifecycle import status as lifecycle
-from lapakd.public.redact import extract_location
+from lapakd.redact import extract_location
 from lapakd.store import dumps, now_iso
 
 

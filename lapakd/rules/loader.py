@@ -12,9 +12,9 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lapakd.errors import RulesError
-from lapakd.routing.rules.engine import Agency, Rule, RuleSet
-from lapakd.routing.rules.language import LANGUAGES
-from lapakd.routing.rules.text import Keyword
+from lapakd.rules.engine import Agency, Rule, RuleSet
+from lapakd.rules.language import LANGUAGES
+from lapakd.rules.text import Keyword
 
 AGENCIES_FILE = "agencies.yaml"
 CHANNELS = ("email", "twitter", "facebook", "instagram", "whatsapp", "walkin", "phone")
