@@ -46,7 +46,7 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
-    from lapakd.public import export
+    from lapakd.public import export  # why: every `lapakd` run imports this module; few export
 
     desk = _desk(args)
     try:

@@ -30,6 +30,8 @@ from lapakd.lifecycle import boilerplate
 from lapakd.lifecycle import status as lifecycle
 from lapakd.mail.text import message_ids
 from lapakd.outbox import queue as outbox
+from lapakd.routing import route as routing
+from lapakd.rules import Decision
 
 if TYPE_CHECKING:
     from lapakd.adapters.base import Content
@@ -398,9 +400,6 @@ def admin_reply(desk: Desk, row: sqlite3.Row, content: Content, c: sqlite3.Row, 
 
 
 def assign(desk: Desk, c: sqlite3.Row, keys: list[str], *, actor: str) -> None:
-    from lapakd.routing import route as routing
-    from lapakd.rules import Decision
-
     if not keys:
         raise LapakdError("name at least one agency key (see rules/agencies.yaml)")
     unknown = [k for k in keys if k not in desk.rules.agencies]
