@@ -1,7 +1,7 @@
 """What every outgoing mail's text is made with: the templates, dates as Indonesians write them,
 header-safe text and Message-IDs.
 
-Shared by the intake and routing mails (`mail.compose`) and the follow-up mails
+Shared by the intake and routing mails (`delivery.compose`) and the follow-up mails
 (`lifecycle.notices`); imports nothing of lapakd, so any stage may use it.
 """
 
