@@ -395,9 +395,9 @@ def _in_process(config: Path, job: Callable[[Any], object], prof: cProfile.Profi
 
 def _staged(desk: Any, stages: dict[str, float], cpu: dict[str, float]) -> None:
     """Each stage to the end before the next one, timed (the same work as run_once)."""
+    from lapakd.delivery import send
     from lapakd.intake import poll as intake
     from lapakd.intake import process
-    from lapakd.outbox import queue as outbox
     from lapakd.routing import route as routing
 
     desk.store.lock_runner()
@@ -415,7 +415,7 @@ def _staged(desk: Any, stages: dict[str, float], cpu: dict[str, float]) -> None:
     drain("intake (IMAP fetch + store)", lambda: intake.poll_channel(desk, "email"))
     drain("process (parse -> complaint)", lambda: process.process_pending(desk))
     drain("route (rules -> outbox)", lambda: routing.route_due(desk))
-    drain("send (compose + SMTP)", lambda: outbox.send_due(desk))
+    drain("send (compose + SMTP)", lambda: send.send_due(desk))
 
 
 # -- main ---------------------------------------------------------------------------------------

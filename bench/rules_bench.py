@@ -31,8 +31,8 @@ from pathlib import Path
 
 from corpus import DEFAULT_RULES, complaints
 
-from lapakd.routing.rules import RuleSet, load_rules
-from lapakd.routing.rules.text import words
+from lapakd.rules import RuleSet, load_rules
+from lapakd.rules.text import words
 
 TARGET_PER_SECOND = 20_000
 

@@ -12,8 +12,8 @@ import structlog
 from lapakd import channels
 from lapakd.config import Config, load_config
 from lapakd.errors import RulesError
-from lapakd.routing.rules import RuleSet, rules_signature
-from lapakd.routing.rules.cache import load_rules_cached
+from lapakd.rules import RuleSet, rules_signature
+from lapakd.rules.cache import load_rules_cached
 from lapakd.store import Store
 
 if TYPE_CHECKING:

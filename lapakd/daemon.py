@@ -20,10 +20,12 @@ import schedule
 import structlog
 
 from lapakd import runs
+from lapakd.delivery import send
+from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
-from lapakd.intake import process
+from lapakd.intake import process, webhook
 from lapakd.lifecycle import scheduled
-from lapakd.outbox import queue as outbox
+from lapakd.public.job import export_job
 from lapakd.routing import route as routing
 
 if TYPE_CHECKING:
@@ -38,13 +40,15 @@ STOP_GRACE_SECONDS = 5.0  # SIGTERM: how long a poll worker may take to finish i
 MAX_ROUNDS = 10_000  # run_once: pipeline rounds at most
 OUTBOX_BATCH = 200  # outbox rows per send_due call
 PIPELINE_BATCH = 500  # messages or complaints per process/route call
-# run_once sends in a process of its own (lapakd/sender.py) from this much work waiting
+# run_once sends in a process of its own (lapakd/delivery/sender.py) from this much work waiting
 # (pending messages + new complaints + pending outbox rows); None: never.
 SENDER_BACKLOG: int | None = 200
 
-# Extra jobs later stages add: (name, every_seconds, function(desk) -> int | None).
-EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = []
-EXTRA_JOBS.extend(scheduled.JOBS)  # morning reminders + escalation, weekly digest
+# The later stages' jobs: (name, every_seconds, function(desk) -> int | None).
+EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = [
+    *scheduled.JOBS,  # morning reminders + escalation, weekly digest
+    ("export", 30, export_job),  # the public site, every [public] export_minutes
+]
 
 
 def guarded(desk: Desk, name: str, job: Callable[[], object]) -> Callable[[], None]:
@@ -61,10 +65,14 @@ def guarded(desk: Desk, name: str, job: Callable[[], object]) -> Callable[[], No
 
 def pipeline(desk: Desk) -> int:
     """Process stored messages, route what is due, send what is queued. Returns work done."""
-    done = process.process_pending(desk)
-    done += routing.route_due(desk)
-    done += outbox.send_due(desk)
+    done = advance(desk)
+    done += send.send_due(desk)
     return done
+
+
+def advance(desk: Desk) -> int:
+    """Process stored messages and route what is due (a burst's step). Returns work done."""
+    return process.process_pending(desk) + routing.route_due(desk)
 
 
 def drained(desk: Desk, stage: Callable[..., int], batch: int) -> Callable[[], int]:
@@ -106,10 +114,9 @@ def poll(desk: Desk, channels: list[str]) -> None:
     """Fetch what is new on these channels.
 
     A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
-    fetched, and sent meanwhile from a process of its own (lapakd/sender.py)."""
-    from lapakd.outbox.sender import Burst
-
-    with Burst(desk, SENDER_BACKLOG) as burst:
+    fetched, and sent meanwhile from a process of its own (lapakd/delivery/sender.py)."""
+    with Burst(desk, SENDER_BACKLOG, backlog=lambda: backlog(desk),
+               advance=lambda: advance(desk), max_rounds=MAX_ROUNDS) as burst:
         for channel in channels:
             intake.poll_channel(desk, channel, after_batch=burst.step)
         burst.finish()
@@ -167,7 +174,7 @@ def run_once(desk: Desk) -> list[str]:
     failed); the work that succeeded stays done."""
     desk.store.lock_runner()
     run = runs.Run(desk, "once")
-    outbox.recover_orphans(desk.store)
+    send.recover_orphans(desk.store)
     desk.reload_rules_if_changed()
     poll_all(desk, pollers(desk))
     # Until a round finds nothing to do: a round handles at most 1000 messages, 1000 complaints
@@ -178,14 +185,14 @@ def run_once(desk: Desk) -> list[str]:
             break
     for _, _, job in EXTRA_JOBS:
         job(desk)
-    outbox.send_due(desk)
+    send.send_due(desk)
     return run.finish()
 
 
 def run_forever(desk: Desk) -> None:
     desk.store.lock_runner()
     run = runs.Run(desk, "daemon")
-    outbox.recover_orphans(desk.store)
+    send.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
     _install_signals(desk)
     scheduler = schedule.Scheduler()
@@ -199,12 +206,10 @@ def run_forever(desk: Desk) -> None:
         guarded(desk, "route", drained(desk, routing.route_due, PIPELINE_BATCH))
     )
     scheduler.every(OUTBOX_SECONDS).seconds.do(
-        guarded(desk, "outbox", drained(desk, outbox.send_due, OUTBOX_BATCH))
+        guarded(desk, "outbox", drained(desk, send.send_due, OUTBOX_BATCH))
     )
     for name, every, job in EXTRA_JOBS:
         scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
-    from lapakd.intake import webhook
-
     hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
     workers: list[PollWorker] = []

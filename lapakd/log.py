@@ -7,7 +7,7 @@ import sys
 
 import structlog
 
-LEVEL = "info"  # as last set up (lapakd/sender.py passes it on to its process)
+LEVEL = "info"  # as last set up (lapakd/delivery/sender.py passes it on to its process)
 
 
 def setup(level: str = "info", json_lines: bool | None = None) -> None:

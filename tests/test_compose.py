@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lapakd.app import Desk
-from lapakd.lifecycle.admin import add_complaint
-from lapakd.mail import compose
+from lapakd.cli.admin import add_complaint
+from lapakd.delivery import compose
 from lapakd.outbox import queue as outbox
 
 FIXED_DATE = "Sat, 28 Nov 2026 21:30:29 +0000"

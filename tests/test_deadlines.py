@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 
 from lapakd.errors import ConfigError
-from lapakd.lifecycle.deadlines import Calendar
 from lapakd.lifecycle.replies import parse_reply, strip_reply
+from lapakd.routing.deadlines import Calendar
 
 
 def test_working_days_skip_weekends():
@@ -98,7 +98,7 @@ def test_due_at_follows_the_desk_calendar_settings_when_they_change():
     from types import SimpleNamespace
     from zoneinfo import ZoneInfo
 
-    from lapakd.lifecycle.deadlines import due_at
+    from lapakd.routing.deadlines import due_at
 
     settings = SimpleNamespace(sla_calendar="working", extra_holidays=[])
     desk = SimpleNamespace(

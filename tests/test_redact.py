@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lapakd.public.redact import EMAIL, HANDLE, LINK, NUMBER, redact
+from lapakd.redact import EMAIL, HANDLE, LINK, NUMBER, redact
 
 
 @pytest.mark.parametrize("phone", [
@@ -86,7 +86,7 @@ def test_markers_are_stable_under_repeat() -> None:
 
 # -- issue 10: every phone notation, names, sign-offs, coordinates ------------------------------
 
-from lapakd.public.redact import LOCATION, NAME, cut_signoff, extract_location, name_terms  # noqa: E402
+from lapakd.redact import LOCATION, NAME, cut_signoff, extract_location, name_terms  # noqa: E402
 
 
 @pytest.mark.parametrize("phone", [

@@ -13,7 +13,7 @@ import pytest
 
 from lapakd.lifecycle import boilerplate
 from lapakd.lifecycle.replies import is_greeting, parse_reply, strip_reply
-from lapakd.mail import compose
+from lapakd.mail.text import templates
 
 CONTACT = "Sri Wahyuni <sri.wahyuni77@example.com> (Email)"
 COMPLAINT = (
@@ -27,7 +27,7 @@ def forward_text(*, budget: bool = False, contact: str = CONTACT) -> str:
     desk = SimpleNamespace(name="Lapak Aduan Kabupaten Banyumas",
                            email="lapakaduanbms@banyumas.example",
                            public_url="https://lapakaduan.example")
-    return compose._env.get_template("forward.txt.j2").render(
+    return templates.get_template("forward.txt.j2").render(
         agency=SimpleNamespace(name="Dinas Lingkungan Hidup"),
         c={"ticket": "LA-2026-000042", "category": "LINGKUNGAN HIDUP", "subject": "Sampah TPS"},
         channel_label="Email", received="Senin, 2 Maret 2026 09.14 WIB",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from lapakd.errors import RulesError
-from lapakd.routing.rules import Decision, RuleSet, check_examples, load_rules
-from lapakd.routing.rules.text import MAX_GAP, Keyword, words
+from lapakd.rules import Decision, RuleSet, check_examples, load_rules
+from lapakd.rules.text import MAX_GAP, Keyword, words
 
 AGENCIES = """\
 agencies:
@@ -220,7 +220,7 @@ def test_first_keyword_in_list_order_not_text_order(tmp_path: Path) -> None:
 def test_token_cache_is_bounded_and_decisions_survive_its_clearing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lapakd.routing.rules import engine
+    from lapakd.rules import engine
 
     monkeypatch.setattr(engine, "_TOKEN_CACHE_SIZE", 3)
     rs = load(tmp_path, {"10-x.yaml": """\
@@ -798,7 +798,7 @@ def test_loader_problems_are_all_collected(tmp_path: Path) -> None:
 
 
 def test_regex_literals_are_tested_minimal_and_shortest_first() -> None:
-    from lapakd.routing.rules.engine import _for_search
+    from lapakd.rules.engine import _for_search
 
     # "pingping" and "ping" contain "p": wherever they are, "p" is too
     clauses = (frozenset({"ping", "p", "halo", "pingping"}), frozenset({"rusak"}))

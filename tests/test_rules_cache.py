@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lapakd.errors import RulesError
-from lapakd.routing.rules import load_rules
-from lapakd.routing.rules.cache import CACHE_FILE, load_rules_cached
+from lapakd.rules import load_rules
+from lapakd.rules.cache import CACHE_FILE, load_rules_cached
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,7 +128,7 @@ def test_the_signature_is_todays_so_a_touch_does_not_reload_forever(
 ) -> None:
     """The cached RuleSet gets the files' current stat signature: after a touch (same bytes)
     the daemon's reload check sees no change again once it has reloaded."""
-    from lapakd.routing.rules import rules_signature
+    from lapakd.rules import rules_signature
 
     rules_dir, data_dir = dirs
     load_rules_cached(rules_dir, data_dir)

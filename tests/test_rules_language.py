@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lapakd.errors import RulesError
-from lapakd.routing.rules import check_examples, load_rules
-from lapakd.routing.rules.language import language_of
-from lapakd.routing.rules.text import words
+from lapakd.rules import check_examples, load_rules
+from lapakd.rules.language import language_of
+from lapakd.rules.text import words
 
 SHIPPED = Path(__file__).resolve().parent.parent / "rules"
 

@@ -1,5 +1,6 @@
-"""run_once with a backlog sends from a process of its own (lapakd/sender.py): every row once,
-with its Message-ID; SIGKILLed, the runner leaves no sender running and the next run re-sends."""
+"""run_once with a backlog sends from a process of its own (lapakd/delivery/sender.py): every row
+once, with its Message-ID; SIGKILLed, the runner leaves no sender running and the next run
+re-sends."""
 
 from __future__ import annotations
 

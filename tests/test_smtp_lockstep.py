@@ -10,8 +10,8 @@ import pytest
 from lapakd.adapters.base import PermanentError, TransientError
 
 from lapakd.config import Config, load_config
+from lapakd.delivery.smtp import Outcome, SmtpSession, send_many
 from lapakd.embedded.smtp_sink import ReceivedMail
-from lapakd.mail.smtp import Outcome, SmtpSession, send_many
 
 DESK = "lapakaduanbms@banyumas.example"
 

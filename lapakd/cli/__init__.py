@@ -1,4 +1,6 @@
-"""The `lapakd` command line. Every verb takes --config; --json gives machine output.
+"""The `lapakd` command line. Every verb takes --config; --json gives machine output. The
+pipeline's verbs are here; the admin's (admin.py) and the public site's (public.py) register
+through VERB_MODULES.
 
 Errors an admin can fix are printed as one line (file, line, fix) with exit status 2.
 """
@@ -24,12 +26,14 @@ if TYPE_CHECKING:
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
+# Each verb imports the stages it runs inside its handler (why: `lapakd <verb>` starts in a
+# fraction of the time when it loads only its own stage, not the whole daemon).
 
 # Modules that add their own verbs: each has `add_verbs(sub, common, actor)`, registering
 # handlers with @command. One line here per feature module.
 VERB_MODULES: list[str] = [
-    "lapakd.public.cli",  # export, hide, publish-text
-    "lapakd.lifecycle.admin",  # add, assign, set-status, note, reply, merge
+    "lapakd.cli.public",  # export, hide, publish-text
+    "lapakd.cli.admin",  # add, assign, set-status, note, reply, merge
 ]
 
 
@@ -89,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 @command("rules check")
 def cmd_rules_check(args: argparse.Namespace) -> int:
     from lapakd.config import load_config
-    from lapakd.routing.rules import check_examples, load_rules
+    from lapakd.rules import check_examples, load_rules
 
     cfg = load_config(args.config)
     try:
@@ -122,7 +126,7 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 @command("rules test")
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from lapakd.config import load_config
-    from lapakd.routing.rules import load_rules
+    from lapakd.rules import load_rules
 
     cfg = load_config(args.config)
     rules = load_rules(cfg.rules_dir, display_root=Path.cwd())

@@ -81,7 +81,7 @@ def list_complaints(
 def unreviewed(desk: Desk) -> list[dict[str, Any]]:
     """The review queue ([public] review): complaints and agency answers that would be on the
     site but wait for `lapakd publish`, each with the text as it would be published."""
-    from lapakd.public import model
+    from lapakd.public import model  # why: phonenumbers (redaction) loads for this view only
 
     store = desk.store
     where = model.publishable_sql(model.columns(store.conn, "complaints"), reviewed=False)

@@ -11,6 +11,7 @@ from datetime import timedelta
 import structlog
 
 from lapakd.adapters.base import NeedsReauth, TransientError
+from lapakd.outbox import queue as outbox
 from lapakd.store import Store, iso, parse_iso, utcnow
 
 log = structlog.get_logger("lapakd.intake.health")
@@ -79,8 +80,6 @@ def record_failure(store: Store, channel: str, exc: BaseException) -> None:
             (channel, state, message, iso(now), failures, iso(now + timedelta(seconds=delay))),
         )
     if state == "needs_reauth" and row["state"] != "needs_reauth":
-        from lapakd.outbox import queue as outbox
-
         outbox.alert_admin(
             store, f"needs-reauth:{channel}:{iso(now)}",
             f"Channel {channel} needs new credentials",

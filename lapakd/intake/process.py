@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lapakd.adapters.base import Content, TransientError
+from lapakd.lifecycle import replies
 from lapakd.mail.filenames import safe_filename
-from lapakd.public.redact import extract_location
+from lapakd.outbox import queue as outbox
+from lapakd.redact import extract_location
 from lapakd.store import Store, dumps, in_transactions, iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -118,8 +120,6 @@ def handle_not_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> bool
 def handle_bounce(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     if content.kind != "bounce":
         return False
-    from lapakd.outbox import queue as outbox
-
     matched = outbox.record_bounce(
         desk.store, content.bounced_ids, content.bounce_status, row["id"]
     )
@@ -136,8 +136,6 @@ def handle_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
 
 def handle_reply(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     """Agency replies to forwards and the admin's triage answers (replies.py)."""
-    from lapakd.lifecycle import replies
-
     return replies.handle(desk, row, content)
 
 

@@ -37,10 +37,11 @@ import structlog
 
 from lapakd import channels
 from lapakd.adapters.base import ChannelError, Inbound
+from lapakd.app import Desk
+from lapakd.intake.poll import store_batch
 from lapakd.store import Store
 
 if TYPE_CHECKING:
-    from lapakd.app import Desk
     from lapakd.config import Config
 
 log = structlog.get_logger("lapakd.intake.webhook")
@@ -179,8 +180,6 @@ class WebhookApp:
         )], problem
 
     def store(self, channel: str, messages: list[Inbound]) -> list[int]:
-        from lapakd.intake.poll import store_batch
-
         # One transaction for the whole body (store_batch's own), committed before the 200.
         return store_batch(self.desk.store, channel, messages, None)
 
@@ -204,9 +203,7 @@ class WebhookServer:
     """waitress serving the app in a daemon thread; `stop()` closes it."""
 
     def __init__(self, config: Config) -> None:
-        import waitress
-
-        from lapakd.app import Desk
+        import waitress  # why: the HTTP server loads only where a channel is pushed to
 
         self.desk = Desk(config, Store(config.data_dir))
         self.app = WebhookApp(self.desk)

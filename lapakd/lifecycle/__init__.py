@@ -1,1 +1,2 @@
-"""Lifecycle: after forwarding — replies, statuses, deadlines, reminders, digest, admin verbs."""
+"""Lifecycle: after forwarding — replies, statuses, reminders, escalation, digest (the admin's
+verbs are `lapakd.cli.admin`)."""

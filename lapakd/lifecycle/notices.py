@@ -1,14 +1,13 @@
 """Email builders for the follow-up mail: relay to citizens, reminders, escalations, digest.
 
-Registered in `compose.BUILDERS`. Like compose's own builders each returns
-`(subject, text body, attachments)`, plus a dict of extras: threading headers for the relay,
-the HTML part and its embedded PNG bars for the digest.
-
-This module imports compose lazily: compose imports this module while it is being built.
+The outbox composes with these and compose's own (`delivery.send.BUILDERS`). Like compose's
+builders each returns `(subject, text body, attachments)`, plus a dict of extras: threading
+headers for the relay, the HTML part and its embedded PNG bars for the digest.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,11 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from lapakd import statuses
+from lapakd.adapters.base import PermanentError
+from lapakd.lifecycle import pngbars
 from lapakd.links import ticket_url
+from lapakd.mail.text import header_text, message_ids, tanggal, templates
+from lapakd.routing.deadlines import DEFAULT_SLA_DAYS
 from lapakd.store import parse_iso
 
 if TYPE_CHECKING:
@@ -31,15 +34,7 @@ _html_env = Environment(
 _html_env.globals["ticket_url"] = ticket_url
 
 
-def _permanent(message: str) -> Exception:
-    from lapakd.adapters.base import PermanentError
-
-    return PermanentError(message)
-
-
 def _day(desk: Desk, value: str | None) -> str:
-    from lapakd.mail.compose import tanggal
-
     return tanggal(parse_iso(value), desk.config.tz, time=False)
 
 
@@ -49,17 +44,14 @@ def _day(desk: Desk, value: str | None) -> str:
 def _in_thread(desk: Desk, c: sqlite3.Row, ref: dict, ticket: str) -> tuple[str, dict]:
     """Subject ("Re: <theirs> [ticket]") and threading headers of a reply to the citizen's
     own mail."""
-    from lapakd.lifecycle.replies import _ids
-    from lapakd.mail import compose
-
-    original = compose.header_text(ref.get("subject") or c["subject"] or "", 180)
+    original = header_text(ref.get("subject") or c["subject"] or "", 180)
     subject = original or "Aduan Anda"
     if not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
     if f"[{ticket}]".lower() not in subject.lower():
         subject = f"{subject} [{ticket}]"
     parent = (ref.get("message_id") or "").strip("<> ")
-    refs = _ids(ref.get("references"))
+    refs = message_ids(ref.get("references"))
     if parent and parent not in refs:
         refs.append(parent)
     headers = {
@@ -70,16 +62,12 @@ def _in_thread(desk: Desk, c: sqlite3.Row, ref: dict, ticket: str) -> tuple[str,
 
 
 def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    import json
-
-    from lapakd.mail import compose
-
     if c is None:
-        raise _permanent("relay without a complaint")
+        raise PermanentError("relay without a complaint")
     ref = payload.get("reply_ref") or json.loads(c["reply_ref"] or "{}")
     ticket = payload.get("ticket") or c["ticket"]
     subject, headers = _in_thread(desk, c, ref, ticket)
-    body = compose._env.get_template("relay.txt.j2").render(
+    body = templates.get_template("relay.txt.j2").render(
         name=c["sender_name"] or "Bapak/Ibu",
         note=payload.get("note"),
         text=payload.get("text") or "",
@@ -96,18 +84,13 @@ def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
 
 
 def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    import json
-
-    from lapakd.mail import compose
-    from lapakd.routing import route as routing
-
     if c is None:
-        raise _permanent("receipt without a complaint")
+        raise PermanentError("receipt without a complaint")
     subject, headers = _in_thread(desk, c, json.loads(c["reply_ref"] or "{}"), c["ticket"])
     # RFC 3834: an automatic answer to a message says so, and asks Exchange not to answer it.
     headers |= {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
     agencies = payload.get("agencies") or []
-    body = compose._env.get_template("receipt.txt.j2").render(
+    body = templates.get_template("receipt.txt.j2").render(
         name=c["sender_name"] or "Bapak/Ibu",
         ticket=c["ticket"],
         received=_day(desk, c["received_at"]),
@@ -116,7 +99,7 @@ def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
         + (agencies[-1] if agencies else ""),
         due=_day(desk, payload["due_at"]) if payload.get("due_at") else None,
         budget_dependent=bool(payload.get("budget_dependent")),
-        sla_days=payload.get("sla_days") or routing.DEFAULT_SLA_DAYS,
+        sla_days=payload.get("sla_days") or DEFAULT_SLA_DAYS,
         sla_unit="hari kerja" if desk.config.desk.sla_calendar == "working" else "hari",
         public=payload.get("public", True),
         link=ticket_url(desk.config.desk.public_url, c["ticket"]),
@@ -129,17 +112,15 @@ def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
 
 
 def _reminder(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    from lapakd.mail import compose
-
     agency = desk.rules.agencies.get(payload["agency"])
     if agency is None:
-        raise _permanent(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
     items = [i | {"due": _day(desk, i["due_at"])} for i in payload["items"]]
     overdue = [i for i in items if i["overdue_days"] > 0]
     soon = [i for i in items if i["overdue_days"] <= 0]
     day = datetime.combine(date.fromisoformat(payload["date"]), time(12), tzinfo=desk.config.tz)
-    today = compose.tanggal(day, desk.config.tz, time=False)
-    body = compose._env.get_template("reminder.txt.j2").render(
+    today = tanggal(day, desk.config.tz, time=False)
+    body = templates.get_template("reminder.txt.j2").render(
         agency=agency, overdue=overdue, soon=soon, today=today, desk=desk.config.desk,
         escalate_after_days=desk.config.desk.escalate_after_days,
     )
@@ -153,15 +134,13 @@ def _reminder(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict
 
 
 def _escalation(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    from lapakd.mail import compose
-
     if c is None:
-        raise _permanent("escalation without a complaint")
+        raise PermanentError("escalation without a complaint")
     names = [
         desk.rules.agencies[k].name if k in desk.rules.agencies else k
         for k in payload.get("agencies", [])
     ]
-    body = compose._env.get_template("escalation.txt.j2").render(
+    body = templates.get_template("escalation.txt.j2").render(
         c=c, agencies=", ".join(names) or "-", received=_day(desk, c["received_at"]),
         due=_day(desk, payload.get("due_at")), overdue_days=payload.get("overdue_days", 0),
         link=payload.get("link"), text=c["text"], desk=desk.config.desk,
@@ -177,14 +156,11 @@ def _escalation(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: di
 
 
 def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    from lapakd.lifecycle import pngbars
-    from lapakd.mail import compose
-
     d = payload
     tz = desk.config.tz
     start, end = parse_iso(d["start"]), parse_iso(d["end"])
-    period = (f"{compose.tanggal(start, tz, time=False)} – "
-              f"{compose.tanggal(end - timedelta(seconds=1), tz, time=False)}"
+    period = (f"{tanggal(start, tz, time=False)} – "
+              f"{tanggal(end - timedelta(seconds=1), tz, time=False)}"
               if start and end else "-")
     images: list[tuple[str, bytes]] = []
     domain = desk.desk_domain
@@ -239,7 +215,7 @@ def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
         "overdue_total": sum(a["overdue"] for a in d["agencies"]),
         "legend": legend, "desk": desk.config.desk,
     }
-    text = compose._env.get_template("digest.txt.j2").render(ctx)
+    text = templates.get_template("digest.txt.j2").render(ctx)
     html = _html_env.get_template("digest.html.j2").render(ctx)
     subject = (f"Ringkasan mingguan Lapak Aduan: {d['new']} aduan baru, "
                f"{ctx['open_total']} terbuka, {ctx['overdue_total']} lewat tenggat")

@@ -21,7 +21,7 @@ import json
 import re
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,7 +29,10 @@ from lapakd import statuses
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.lifecycle import status as lifecycle
+from lapakd.mail.text import message_ids
 from lapakd.outbox import queue as outbox
+from lapakd.routing import route as routing
+from lapakd.rules import Decision
 
 if TYPE_CHECKING:
     from lapakd.adapters.base import Content
@@ -197,18 +200,6 @@ def parse_reply(text: str) -> ParsedReply:
     return ParsedReply(None, None, new.strip())
 
 
-def _ids(value: Any) -> list[str]:
-    if not value:
-        return []
-    if isinstance(value, str):
-        found = re.findall(r"<([^<>\s]+)>", value)
-        return found or [v.strip("<> ") for v in value.split() if v.strip("<> ")]
-    out: list[str] = []
-    for v in value:
-        out.extend(_ids(v))
-    return out
-
-
 Match = tuple[sqlite3.Row, str, "sqlite3.Row | None"]
 
 
@@ -222,7 +213,8 @@ def find_complaint(desk: Desk, content: Content) -> Match | None:
     """(complaint, how it matched, the outbox row replied to) or None."""
     store = desk.store
     extra = content.extra or {}
-    ids = _ids(extra.get("in_reply_to")) + list(reversed(_ids(extra.get("references"))))
+    ids = (message_ids(extra.get("in_reply_to"))
+           + list(reversed(message_ids(extra.get("references")))))
     for mid in ids:
         row = store.one(
             "SELECT * FROM outbox WHERE message_id = ? AND complaint_id IS NOT NULL", (mid,)
@@ -289,7 +281,7 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
 def _reply_to_notice(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     """A reply to desk mail about no single complaint (a reminder, the digest): for the admin."""
     extra = content.extra or {}
-    ids = _ids(extra.get("in_reply_to")) + _ids(extra.get("references"))
+    ids = message_ids(extra.get("in_reply_to")) + message_ids(extra.get("references"))
     notice = next((r for mid in ids if (r := desk.store.one(
         "SELECT id, kind FROM outbox WHERE message_id = ?", (mid,))) is not None), None)
     if notice is None:
@@ -401,9 +393,6 @@ def admin_reply(desk: Desk, row: sqlite3.Row, content: Content, c: sqlite3.Row, 
 
 
 def assign(desk: Desk, c: sqlite3.Row, keys: list[str], *, actor: str) -> None:
-    from lapakd.routing import route as routing
-    from lapakd.routing.rules import Decision
-
     if not keys:
         raise LapakdError("name at least one agency key (see rules/agencies.yaml)")
     unknown = [k for k in keys if k not in desk.rules.agencies]

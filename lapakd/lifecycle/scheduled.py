@@ -18,10 +18,10 @@ import structlog
 
 from lapakd import statuses
 from lapakd.errors import ConfigError
-from lapakd.lifecycle.deadlines import Calendar, end_of_day
 from lapakd.links import ticket_url
-from lapakd.mail.compose import first_words
+from lapakd.mail.text import first_words
 from lapakd.outbox import queue as outbox
+from lapakd.routing.deadlines import Calendar, end_of_day
 from lapakd.store import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING
 
 from lapakd import statuses
 from lapakd.errors import LapakdError
+from lapakd.lifecycle import boilerplate
 from lapakd.links import ticket_url
+from lapakd.mail.text import contact_line
 from lapakd.outbox import queue as outbox
+from lapakd.redact import known_names, redact
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:
@@ -77,10 +80,6 @@ def add_update(
     relay_from: str | None = None,
 ) -> int:
     """A public update (agency answer or desk reply), redacted, then relayed to the citizen."""
-    from lapakd.lifecycle import boilerplate
-    from lapakd.mail.compose import contact_line
-    from lapakd.public.redact import known_names, redact
-
     store, now = desk.store, now_iso()
     keys = c.keys()
     names = known_names(c["sender_name"] if "sender_name" in keys else None,

@@ -1,1 +1,2 @@
-"""Mail: parsing what comes in, composing what goes out, and SMTP."""
+"""Mail: parsing what comes in, and the text every outgoing mail is made of (templates, dates,
+header-safe text, Message-IDs); `lapakd.delivery` composes and sends."""

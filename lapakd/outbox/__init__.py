@@ -1,1 +1,1 @@
-"""Outbox: every side effect as a row first; claiming, sending and marking it."""
+"""Outbox: every side effect is a row first (queue.py); `lapakd.delivery` sends the rows."""

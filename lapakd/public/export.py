@@ -119,8 +119,9 @@ def _code_version(extra: Any) -> str:
     """Hash of the templates, the code that shapes the output and the site settings."""
     h = hashlib.sha256(FORMAT.encode())
     root = importlib.resources.files("lapakd.public")
-    for name in ("model.py", "stats.py", "export.py", "photos.py", "redact.py"):
+    for name in ("model.py", "stats.py", "export.py", "photos.py"):
         h.update((root / name).read_bytes())
+    h.update(importlib.resources.files("lapakd").joinpath("redact.py").read_bytes())
     h.update(importlib.resources.files("lapakd.lifecycle").joinpath("boilerplate.py").read_bytes())
     mail_templates = importlib.resources.files("lapakd.mail").joinpath("templates")
     for name in boilerplate.TEMPLATES:  # the answer guard's markers come from them
@@ -379,7 +380,7 @@ def _pool() -> multiprocessing.pool.Pool:
 
 
 def _worker_init(parent: int) -> None:
-    from lapakd.outbox.sender import _die_with_parent
+    from lapakd.delivery.sender import _die_with_parent
 
     _die_with_parent(parent)  # PR_SET_PDEATHSIG: a SIGKILLed runner leaves no worker behind
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from lapakd import statuses
 from lapakd.lifecycle.boilerplate import cut_desk_text
-from lapakd.public.redact import known_names, redact
+from lapakd.redact import known_names, redact
 
 COLUMNS = [
     "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "due_at",

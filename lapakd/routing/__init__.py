@@ -1,1 +1,2 @@
-"""Routing: the rules engine (`rules/`) and applying its decisions to complaints."""
+"""Routing: applying the rules engine's decisions (`lapakd.rules`) to complaints; due dates and
+the kecamatan of a complaint."""

@@ -16,7 +16,9 @@ import structlog
 
 from lapakd.links import ticket_url
 from lapakd.outbox import queue as outbox
-from lapakd.routing.rules import Decision
+from lapakd.routing import deadlines, kecamatan
+from lapakd.routing.deadlines import DEFAULT_SLA_DAYS
+from lapakd.rules import Decision
 from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("lapakd.routing.route")
 
-DEFAULT_SLA_DAYS = 7
 
 
 def routing_text(complaint: sqlite3.Row) -> str:
@@ -92,8 +93,6 @@ def due_date(
     """received + sla_days on the desk's calendar (deadlines.py); none when budget-bound.
 
     `sla_days`: effective_sla(desk, decision), when the caller has it already."""
-    from lapakd.lifecycle import deadlines
-
     if decision.action != "forward" or decision.budget_dependent:
         return None
     received = parse_iso(complaint["received_at"]) or utcnow()
@@ -125,8 +124,6 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         sla if due_at else decision.sla_days, due_at, now,
     )
     if complaint["kecamatan"] is None:  # for the public statistics per kecamatan
-        from lapakd.routing import kecamatan
-
         sql = _UPDATE_SET_KECAMATAN
         params += (kecamatan.detect(routing_text(complaint)), complaint["id"])
     else:

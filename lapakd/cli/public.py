@@ -1,4 +1,4 @@
-"""CLI verbs of the public site (`export`, `publish`, `hide`, `publish-text`) and its daemon job."""
+"""CLI verbs of the public site (`export`, `publish`, `hide`, `publish-text`)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import argparse
 import re
 import sqlite3
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lapakd import daemon
 from lapakd.cli import _print_json, command, open_desk
 from lapakd.errors import LapakdError
 from lapakd.public import model
@@ -48,7 +46,7 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
 
 @command("export")
 def cmd_export(args: argparse.Namespace) -> int:
-    from lapakd.public import export
+    from lapakd.public import export  # why: every `lapakd` run imports this module; few export
 
     with open_desk(args) as desk:
         result = export.export(desk, args.out, full=args.full)
@@ -213,25 +211,3 @@ def cmd_publish_text(args: argparse.Namespace) -> int:
         what = "original text published again" if text is None else "public text replaced"
         print(f"{ticket}: {what} (the original is kept; takes effect at the next export)")
     return 0
-
-
-# -- daemon job: export every [public] export_minutes (0 = never) ----------------------------
-
-_last_export: dict[int, float] = {}
-
-
-def export_job(desk: Desk) -> object:
-    minutes = desk.config.public.export_minutes
-    if minutes <= 0:
-        return None
-    last = _last_export.get(id(desk))
-    if last is not None and time.monotonic() - last < minutes * 60:
-        return None
-    from lapakd.public import export
-
-    _last_export[id(desk)] = time.monotonic()
-    return export.export(desk).rendered
-
-
-if not any(name == "export" for name, _, _ in daemon.EXTRA_JOBS):
-    daemon.EXTRA_JOBS.append(("export", 30, export_job))

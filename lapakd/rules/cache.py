@@ -20,10 +20,10 @@ from pathlib import Path
 
 import structlog
 
-from lapakd.routing.rules.engine import RuleSet
-from lapakd.routing.rules.loader import load_rules, rules_files, rules_signature
+from lapakd.rules.engine import RuleSet
+from lapakd.rules.loader import load_rules, rules_files, rules_signature
 
-log = structlog.get_logger("lapakd.routing.rules")
+log = structlog.get_logger("lapakd.rules")
 
 CACHE_FILE = "rules.cache"
 _ENGINE_SOURCES = sorted(Path(__file__).parent.glob("*.py"))

@@ -16,8 +16,8 @@ from functools import reduce
 from operator import or_
 from typing import Any
 
-from lapakd.routing.rules.language import language_of
-from lapakd.routing.rules.text import Keyword, Words, words
+from lapakd.rules.language import language_of
+from lapakd.rules.text import Keyword, Words, words
 
 _TOKEN_CACHE_SIZE = 50_000
 

@@ -17,8 +17,9 @@ from lapakd.cli import _print_json, command, open_desk
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import replies
 from lapakd.lifecycle import status as lifecycle
-from lapakd.public.redact import extract_location
-from lapakd.store import dumps, now_iso
+from lapakd.redact import extract_location
+from lapakd.routing import route as routing
+from lapakd.store import dumps, now_iso, utcnow
 
 
 def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.ArgumentParser) -> None:
@@ -92,8 +93,6 @@ def add_complaint(
     """Store a walk-in/phone complaint as a message + complaint and route it at once."""
     import json
 
-    from lapakd.routing import route as routing
-
     store, cfg = desk.store, desk.config
     now = now_iso()
     contact = (contact or "").strip() or None
@@ -110,8 +109,6 @@ def add_complaint(
             " 'complaint') RETURNING id",
             (channel, f"{channel}-{uuid.uuid4()}", raw.encode(), dumps({"by": actor}), now, now),
         ).fetchone()[0]
-        from lapakd.store import utcnow
-
         ticket = store.next_ticket(cfg.desk.ticket_prefix, utcnow().astimezone(cfg.tz).year)
         complaint_id = conn.execute(
             "INSERT INTO complaints (ticket, channel, status, sender, sender_name, reply_ref,"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lapakd.routing.rules.engine import Agency, Decision, Rule, RuleSet
-from lapakd.routing.rules.loader import load_rules, rules_signature
+from lapakd.rules.engine import Agency, Decision, Rule, RuleSet
+from lapakd.rules.loader import load_rules, rules_signature
 
 __all__ = [
     "Agency", "Decision", "Rule", "RuleSet", "check_examples", "load_rules", "rules_signature",

@@ -1,7 +1,8 @@
 """Send the outbox's emails in a process of its own while the runner processes and routes.
 
 A burst (`Burst`: a poll by `run_once` or by the daemon that leaves a backlog) starts
-`python -m lapakd.sender` (a fresh interpreter: an SQLite connection must not cross a fork).
+`python -m lapakd.delivery.sender` (a fresh interpreter: an SQLite connection must not cross a
+fork).
 The child opens the store on a connection of its own and sends the due `smtp` rows on a few
 SMTP connections at once, all kept busy by its one thread (`smtp.send_many`: the server works
 on one connection's command while the child reads another's reply or composes the next mail;
@@ -31,14 +32,17 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import structlog
 
-if TYPE_CHECKING:
-    from lapakd.app import Desk
+import lapakd
+from lapakd import log as logsetup
+from lapakd.app import Desk
+from lapakd.config import load_config
+from lapakd.delivery import send, smtp
 
-log = structlog.get_logger("lapakd.outbox.sender")
+log = structlog.get_logger("lapakd.delivery.sender")
 
 # SMTP connections the child keeps busy from its one thread, so that the server has commands
 # waiting while the child composes or records (10 measured no faster than 6; 3 a little slower).
@@ -52,15 +56,23 @@ class Burst:
     """How a poll (`daemon.poll`: run_once's, or the daemon's job) gets through a backlog of
     `threshold` items or more.
 
-    After each intake batch (`step`) it looks at the backlog; from the threshold on it starts
-    the sender process and processes and routes what has come in, so that the first forwards
-    leave while the mailbox is still being fetched. `finish` (after intake) processes and
-    routes the rest, then helps sending from the newest end of the queue until the child
-    exits. Below the threshold it does nothing and the stages' own jobs do the work."""
+    After each intake batch (`step`) it looks at the backlog (`backlog()`: the work waiting);
+    from the threshold on it starts the sender process and processes and routes what has come
+    in (`advance()`: the work done, 0 when nothing was left), so that the first forwards leave
+    while the mailbox is still being fetched. `finish` (after intake) advances the rest, at most
+    `max_rounds` times, then helps sending from the newest end of the queue until the child
+    exits. Below the threshold it does nothing and the stages' own jobs do the work. The
+    daemon, which owns the pipeline, passes both functions in."""
 
-    def __init__(self, desk: Desk, threshold: int | None) -> None:
+    def __init__(
+        self, desk: Desk, threshold: int | None, *, backlog: Callable[[], int],
+        advance: Callable[[], int], max_rounds: int,
+    ) -> None:
         self.desk = desk
         self.threshold = threshold
+        self.backlog = backlog
+        self.advance = advance
+        self.max_rounds = max_rounds
         self.child: Sender | None = None
         self._started = 0.0
         self._gave_up = False  # the child could not be started: all in this process
@@ -74,9 +86,7 @@ class Burst:
 
     def _running(self) -> bool:
         if self.child is None and not self._gave_up and self.threshold is not None:
-            from lapakd.daemon import backlog
-
-            waiting = backlog(self.desk)
+            waiting = self.backlog()
             if waiting >= self.threshold:
                 log.info("burst.started", backlog=waiting)
                 self._started = time.monotonic()
@@ -87,34 +97,24 @@ class Burst:
                     self._gave_up = True
         return self.child is not None
 
-    def _advance(self) -> int:
-        from lapakd.intake import process
-        from lapakd.routing import route as routing
-
-        return process.process_pending(self.desk) + routing.route_due(self.desk)
-
     def step(self) -> None:
         if self._running():
-            self._advance()
+            self.advance()
 
     def finish(self) -> None:
         if not self._running():
             return
-        from lapakd.daemon import MAX_ROUNDS
-        from lapakd.mail import smtp
-        from lapakd.outbox import queue as outbox
-
         desk, child = self.desk, self.child
         assert child is not None
-        for _ in range(MAX_ROUNDS):
-            if self._advance() == 0 or desk.stopping.is_set():
+        for _ in range(self.max_rounds):
+            if self.advance() == 0 or desk.stopping.is_set():
                 break
         log.info("burst.routed", seconds=round(time.monotonic() - self._started, 2))
         child.done()
         # Help with what is queued, from the newest end, while the child finishes.
         with smtp.connections(desk.config, 1) as sessions:
             while not desk.stopping.is_set() and child.running():
-                sent, paused = outbox.send_batch(desk, 20, newest_first=True, sessions=sessions)
+                sent, paused = send.send_batch(desk, 20, newest_first=True, sessions=sessions)
                 if paused or sent == 0:
                     break
         if desk.stopping.is_set():  # SIGTERM, now or while helping: the child sends the mail
@@ -128,8 +128,6 @@ class Sender:
     """The parent's handle on the child."""
 
     def __init__(self, desk: Desk, connections: int = CONNECTIONS) -> None:
-        from lapakd import log as logsetup
-
         lock_fd = desk.store._lock_fd
         if lock_fd is None:
             raise RuntimeError("the sender needs the runner lock (store.lock_runner())")
@@ -139,7 +137,7 @@ class Sender:
         )
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "lapakd.outbox.sender",
+                sys.executable, "-m", "lapakd.delivery.sender",
                 "--config", str(desk.config.path),
                 "--parent", str(os.getpid()),
                 "--lock-fd", str(lock_fd),
@@ -180,8 +178,6 @@ class Sender:
 
 
 def _package_root() -> str:
-    import lapakd
-
     return os.path.dirname(os.path.dirname(os.path.abspath(lapakd.__file__)))
 
 
@@ -232,14 +228,11 @@ class ParentPipe:
 def _send_until_done(desk: Desk, connections: int, done: ParentPipe) -> int:
     """Send the due smtp rows on `connections` SMTP connections at once (smtp.send_many)
     until the parent is done and nothing is left; return the rows sent."""
-    from lapakd.mail import smtp
-    from lapakd.outbox import queue as outbox
-
     total = 0
     last_look = False
     with smtp.connections(desk.config, connections) as sessions:
         while not desk.stopping.is_set():
-            sent, paused = outbox.send_batch(desk, BATCH, transport="smtp", sessions=sessions)
+            sent, paused = send.send_batch(desk, BATCH, transport="smtp", sessions=sessions)
             total += sent
             if paused:
                 # The server refused or is down: the row is deferred; the parent's own pass
@@ -257,7 +250,7 @@ def _send_until_done(desk: Desk, connections: int, done: ParentPipe) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lapakd.sender")
+    ap = argparse.ArgumentParser(prog="python -m lapakd.delivery.sender")
     ap.add_argument("--config", required=True)
     ap.add_argument("--parent", type=int, required=True)
     ap.add_argument("--lock-fd", type=int, required=True)
@@ -266,10 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     _die_with_parent(args.parent)
     started = time.monotonic()
-
-    from lapakd import log as logsetup
-    from lapakd.app import Desk
-    from lapakd.config import load_config
 
     logsetup.setup(args.log_level)
     config = load_config(args.config)

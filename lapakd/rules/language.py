@@ -11,7 +11,7 @@ English words ("jalan rusak parah, please fix asap") stays `indonesian` and is r
 
 from __future__ import annotations
 
-from lapakd.routing.rules.text import Words
+from lapakd.rules.text import Words
 
 LANGUAGES = ("indonesian", "other")
 MIN_FOREIGN = 3

@@ -13,9 +13,9 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lapakd.channels import known as channel_keys
 from lapakd.errors import RulesError
-from lapakd.routing.rules.engine import Agency, Rule, RuleSet
-from lapakd.routing.rules.language import LANGUAGES
-from lapakd.routing.rules.text import Keyword
+from lapakd.rules.engine import Agency, Rule, RuleSet
+from lapakd.rules.language import LANGUAGES
+from lapakd.rules.text import Keyword
 
 AGENCIES_FILE = "agencies.yaml"
 WHEN_KEYS = ("any", "all", "none", "regex", "channel", "sender", "language")

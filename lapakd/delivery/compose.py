@@ -8,13 +8,11 @@ control character, so a complaint cannot inject headers. From and Reply-To are a
 from __future__ import annotations
 
 import binascii
-import importlib
 import json
 import re
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from email.headerregistry import HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -22,24 +20,22 @@ from email.utils import format_datetime, formataddr
 from time import time as epoch_seconds
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
 from lapakd import channels
+from lapakd.adapters.base import PermanentError
 from lapakd.links import ticket_url
 from lapakd.mail.filenames import safe_filename
+from lapakd.mail.text import (
+    TZ_NAMES,
+    contact_line,
+    first_words,
+    header_text,
+    tanggal,
+    templates,
+)
 from lapakd.store import parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
-
-_env = Environment(
-    loader=PackageLoader("lapakd.mail", "templates"),
-    autoescape=False,  # plain-text mail; nothing here is HTML
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    auto_reload=False,  # package files: no stat() of the template on every mail
-)
 
 # Headers that repeat from mail to mail: the desk's From/Reply-To/X-Loop, the agency's To/Cc,
 # Auto-Submitted, the Date of the current second and the MIME headers of the text body.
@@ -107,50 +103,6 @@ class _Registry(HeaderRegistry):
 _POLICY = _Policy(header_factory=_Registry(), cte_type="7bit")
 _POLICY_SMTP = _POLICY.clone(linesep="\r\n")  # what goes on the wire
 
-_DAYS = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
-_MONTHS = (
-    "Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September",
-    "Oktober", "November", "Desember",
-)
-_TZ_NAMES = {"Asia/Jakarta": "WIB", "Asia/Makassar": "WITA", "Asia/Jayapura": "WIT"}
-
-
-def tanggal(dt: datetime | None, tz: Any, tz_name: str | None = None, time: bool = True) -> str:
-    """`Sabtu, 28 November 2026 18.43 WIB` — dates as Indonesians write them."""
-    if dt is None:
-        return "-"
-    local = dt.astimezone(tz)
-    text = f"{_DAYS[local.weekday()]}, {local.day} {_MONTHS[local.month - 1]} {local.year}"
-    if time:
-        text += f" {local:%H.%M} {tz_name or local.tzname()}"
-    return text
-
-
-_CONTROLS = re.compile("[\x00-\x1f\x7f]")
-
-
-def header_text(value: str, limit: int = 200) -> str:
-    """One line, no control characters: safe to put into a header."""
-    return " ".join(_CONTROLS.sub(" ", value).split())[:limit]
-
-
-def first_words(text: str, count: int = 8) -> str:
-    words = header_text(text, 400).split()
-    short = " ".join(words[:count])
-    return short + ("…" if len(words) > count else "")
-
-
-def _contact(c: sqlite3.Row) -> str:
-    who = c["sender"] or "-"
-    name = c["sender_name"]
-    label = channels.long_label(c["channel"])
-    return f"{name} <{who}> ({label})" if name else f"{who} ({label})"
-
-
-# The forward's "Kontak pengadu" line: lifecycle.add_update keeps it out of every answer.
-contact_line = _contact
-
-
 @dataclass(frozen=True)
 class Outgoing:
     """An email ready for SMTP: its bytes (CRLF line ends) and the envelope recipients."""
@@ -169,11 +121,17 @@ class _Parts:
     recipients: list[str]
 
 
+# A mail's builder: (desk, outbox row, its complaint, payload) -> (subject, text body,
+# attachments[, extras]); extras: {"headers": {...}, "html": str, "images": [(cid, png)]}.
+Builder = Callable[["Desk", sqlite3.Row, "sqlite3.Row | None", dict], Any]
+
+
 def build(
-    desk: Desk, row: sqlite3.Row, *, eight_bit: bool = False,
-    complaint: sqlite3.Row | None = None,
+    desk: Desk, row: sqlite3.Row, builders: Mapping[str, Builder] | None = None, *,
+    eight_bit: bool = False, complaint: sqlite3.Row | None = None,
 ) -> Outgoing:
-    """The outbox row as the bytes to send.
+    """The outbox row as the bytes to send, written by its kind's builder in `builders`
+    (default this module's own; delivery.send passes every kind's, send.BUILDERS).
 
     A plain-text mail (forwards, triage notices, alerts... nearly all of them) is written
     straight to bytes: building an `EmailMessage` and flattening it cost ~0.7 ms a mail, most
@@ -185,29 +143,32 @@ def build(
     server to read (a forward's 52 lines become 45). Without it every body is 7-bit clean.
     `complaint`: the row's complaint, when the caller has read it already (the outbox reads a
     batch's in one query)."""
-    parts = _parts(desk, row, complaint)
+    parts = _parts(desk, row, complaint, builders)
     if parts.attachments or parts.extra.get("html"):
         return Outgoing(_message(parts).as_bytes(policy=_POLICY_SMTP), parts.recipients)
     data, is_8bit = _plain_bytes(parts, eight_bit)
     return Outgoing(data, parts.recipients, is_8bit)
 
 
-def build_message(desk: Desk, row: sqlite3.Row) -> EmailMessage:
+def build_message(
+    desk: Desk, row: sqlite3.Row, builders: Mapping[str, Builder] | None = None
+) -> EmailMessage:
     """The outbox row as an `EmailMessage` (the general path of `build`)."""
-    return _message(_parts(desk, row))
+    return _message(_parts(desk, row, builders=builders))
 
 
-def _parts(desk: Desk, row: sqlite3.Row, complaint: sqlite3.Row | None = None) -> _Parts:
+def _parts(
+    desk: Desk, row: sqlite3.Row, complaint: sqlite3.Row | None = None,
+    builders: Mapping[str, Builder] | None = None,
+) -> _Parts:
     cfg = desk.config
     payload = json.loads(row["payload"])
     recipients: list[str] = json.loads(row["recipients"]) or [cfg.desk.admin_email]
     c = complaint
     if c is None and row["complaint_id"] is not None:
         c = desk.store.one("SELECT * FROM complaints WHERE id = ?", (row["complaint_id"],))
-    builder = BUILDERS.get(row["kind"])
+    builder = (BUILDERS if builders is None else builders).get(row["kind"])
     if builder is None:
-        from lapakd.adapters.base import PermanentError
-
         raise PermanentError(f"no email template for outbox kind {row['kind']!r}")
     # A builder may return a 4th item: {"headers": {...}, "html": str, "images": [(cid, png)]}.
     subject, body, attachments, *more = builder(desk, row, c, payload)
@@ -352,21 +313,19 @@ _LINES: dict[tuple[str, str], bytes] = {}  # the repeating headers, as sent
 
 def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:
     cfg = desk.config
-    tz_name = _TZ_NAMES.get(cfg.desk.timezone)
+    tz_name = TZ_NAMES.get(cfg.desk.timezone)
     return {
         "c": c,
         "desk": cfg.desk,
         "channel_label": channels.long_label(c["channel"]),
         "received": tanggal(parse_iso(c["received_at"]), cfg.tz, tz_name),
         "text": c["text"],  # agencies get the full, unredacted text
-        "contact": _contact(c),
+        "contact": contact_line(c),
         "public_link": ticket_url(cfg.desk.public_url, c["ticket"]),
     }
 
 
 def _forward(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    from lapakd.adapters.base import PermanentError
-
     if c is None:
         raise PermanentError("forward without a complaint")
     agency = desk.rules.agencies.get(payload["agency"])
@@ -394,7 +353,7 @@ def _forward(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
     ctx = _common(desk, c) | {
         "agency": agency,
         "budget_dependent": bool(c["budget_dependent"]),
-        "due": tanggal(due, cfg.tz, _TZ_NAMES.get(cfg.desk.timezone), time=False),
+        "due": tanggal(due, cfg.tz, TZ_NAMES.get(cfg.desk.timezone), time=False),
         "sla_days": sla_days,
         "sla_unit": "hari kerja" if cfg.desk.sla_calendar == "working" else "hari",
         "attachments": [{"filename": f} for f, _, _ in attachments],
@@ -402,23 +361,23 @@ def _forward(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
     }
     summary = first_words(c["subject"] or c["text"])
     subject = f"[{c['ticket']}] {c['category'] or 'Aduan'}: {summary}"
-    return subject, _env.get_template("forward.txt.j2").render(ctx), attachments
+    return subject, templates.get_template("forward.txt.j2").render(ctx), attachments
 
 
 def _triage(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    from lapakd.adapters.base import PermanentError
-
     if c is None:
         raise PermanentError("triage without a complaint")
     subject = f"[{c['ticket']}] Perlu verifikasi: {first_words(c['subject'] or c['text'])}"
-    return subject, _env.get_template("triage.txt.j2").render(_common(desk, c)), []
+    return subject, templates.get_template("triage.txt.j2").render(_common(desk, c)), []
 
 
 def _alert(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    body = _env.get_template("alert.txt.j2").render(desk=desk.config.desk, body=payload["body"])
+    body = templates.get_template("alert.txt.j2").render(
+        desk=desk.config.desk, body=payload["body"]
+    )
     return f"[lapakd] {payload['subject']}", body, []
 
 
-BUILDERS = {"forward": _forward, "triage": _triage, "alert": _alert}
-# relay, reminder, digest...
-BUILDERS.update(importlib.import_module("lapakd.lifecycle.notices").BUILDERS)
+# The mails of intake and routing; the follow-up mails (relay, receipt, reminder, escalation,
+# digest) are lifecycle.notices.BUILDERS, and delivery.send composes with both.
+BUILDERS: dict[str, Builder] = {"forward": _forward, "triage": _triage, "alert": _alert}

@@ -13,17 +13,20 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-import holidays
-
 from lapakd.errors import ConfigError
 from lapakd.store import iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
 
+# The SLA when neither the rule nor any of its agencies sets one.
+DEFAULT_SLA_DAYS = 7
+
 
 @lru_cache(maxsize=64)
 def _national(year: int) -> frozenset[date]:
+    import holidays  # why: 45 ms to import; the sender process and CLI verbs never need it
+
     return frozenset(holidays.country_holidays("ID", years=year))
 
 
