@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from lapakd.adapters.base import Content, Inbound, PermanentError
-from lapakd.adapters.facebook import FacebookAdapter, as_dict, graph_time, jdump
+from lapakd.adapters.facebook import FacebookAdapter, _iso, as_dict, graph_time, jdump
 from lapakd.adapters.graph import graph_fields
 from lapakd.adapters.paging import MAX_PAGES_PER_POLL
 
@@ -165,6 +165,4 @@ class InstagramAdapter(FacebookAdapter):
 
 
 def _stamp(when: datetime | None) -> str | None:
-    from lapakd.adapters.facebook import _iso
-
     return _iso(when)

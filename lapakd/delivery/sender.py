@@ -181,7 +181,7 @@ def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(lapakd.__file__)))
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--connections", type=int, default=CONNECTIONS)
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
-    _die_with_parent(args.parent)
+    die_with_parent(args.parent)
     started = time.monotonic()
 
     logsetup.setup(args.log_level)

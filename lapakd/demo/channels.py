@@ -17,9 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lapakd.config import load_config
 from lapakd.demo.desk import DESK_EMAIL, DESK_PASSWORD, DemoError
 from lapakd.demo.samples import Sample, channel_samples, email_samples, sample_file
 from lapakd.embedded.imap import EmbeddedImap
+from lapakd.embedded.replica import graph
+from lapakd.embedded.replica.x import XReplica, minutes_ago
+from lapakd.intake.webhook import PATH, WebhookServer
 
 
 @dataclass
@@ -81,7 +85,6 @@ def email_channel(stack: contextlib.ExitStack) -> DemoChannel:
 def twitter_channel(stack: contextlib.ExitStack) -> DemoChannel:
     """X: mentions of and DMs to @lapakaduanbms, from a local replica of the X API v2
     (lapakd's real tweepy client talks HTTP to it; replies and DMs land in the replica)."""
-    from lapakd.embedded.replica.x import XReplica, minutes_ago
 
     x = stack.enter_context(XReplica())
 
@@ -127,8 +130,6 @@ def twitter_channel(stack: contextlib.ExitStack) -> DemoChannel:
 def facebook_channel(stack: contextlib.ExitStack) -> DemoChannel:
     """Facebook: a Messenger chat with the desk's Page, polled by lapakd (its real facebook-sdk
     client) from a local replica of the Graph API; the acknowledgement is posted back to it."""
-    from lapakd.embedded.replica import graph
-    from lapakd.embedded.replica.x import minutes_ago
 
     replica = stack.enter_context(graph.GraphReplica())
     data = channel_samples("facebook")
@@ -162,8 +163,6 @@ def whatsapp_channel(stack: contextlib.ExitStack) -> DemoChannel:
     """WhatsApp: Meta pushes each message to lapakd's /webhook, signed with the app secret. The
     demo serves lapakd's real webhook (waitress, from the demo's lapakd.toml) and posts a message
     to it signed like Meta; the acknowledgement goes to a local replica of the Cloud API."""
-    from lapakd.embedded.replica import graph
-    from lapakd.embedded.replica.x import minutes_ago
 
     replica = stack.enter_context(graph.GraphReplica())
     settings = {"enabled": True, "phone_number_id": graph.PHONE_NUMBER_ID,
@@ -174,8 +173,6 @@ def whatsapp_channel(stack: contextlib.ExitStack) -> DemoChannel:
     webhook: dict[str, str] = {}
 
     def serve(config_path: Path) -> None:
-        from lapakd.config import load_config
-        from lapakd.intake.webhook import PATH, WebhookServer
 
         server = WebhookServer(load_config(config_path)).start()
         stack.callback(server.stop)

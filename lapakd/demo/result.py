@@ -12,6 +12,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lapakd.app import Desk
+from lapakd.config import load_config
 from lapakd.demo.desk import OUTBOX_MAIL
 from lapakd.demo.samples import Sample
 from lapakd.embedded.smtp_sink import SmtpSink
@@ -42,8 +44,6 @@ class Row:
 def read_result(config_path: Path, samples: list[Sample]) -> tuple[list[Row], dict[str, int]]:
     """Each delivered message with its complaint, and how many emails of each kind were sent
     (to the SMTP sink: other channels' replies go to their own servers)."""
-    from lapakd.app import Desk
-    from lapakd.config import load_config
 
     desk = Desk(load_config(config_path))
     try:

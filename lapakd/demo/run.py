@@ -10,18 +10,18 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from lapakd import daemon
 from lapakd import log as logsetup
+from lapakd.app import Desk
+from lapakd.config import load_config
 from lapakd.demo.channels import CHANNELS, DemoChannel
 from lapakd.demo.config import find_rules_dir, prepare_dir, write_config
 from lapakd.demo.desk import OUTBOX_MAIL, DemoError
 from lapakd.demo.result import lapakd_command, problems, read_result, report, shown
 from lapakd.embedded.smtp_sink import SmtpSink
 from lapakd.errors import LapakdError, RulesError
-
-if TYPE_CHECKING:
-    from lapakd.app import Desk
 
 
 def main(args: argparse.Namespace) -> int:
@@ -84,9 +84,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_pipeline(config_path: Path, delivered: int, rounds: int = 3) -> None:
     """`lapakd run --once` until everything delivered is fetched, processed, routed and sent."""
-    from lapakd import daemon
-    from lapakd.app import Desk
-    from lapakd.config import load_config
 
     left = ""
     for _ in range(rounds):

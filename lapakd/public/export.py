@@ -66,6 +66,7 @@ import structlog
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lapakd import channels, links, statuses
+from lapakd.delivery.sender import die_with_parent
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.public import model, photos, stats
@@ -380,9 +381,7 @@ def _pool() -> multiprocessing.pool.Pool:
 
 
 def _worker_init(parent: int) -> None:
-    from lapakd.delivery.sender import _die_with_parent
-
-    _die_with_parent(parent)  # PR_SET_PDEATHSIG: a SIGKILLed runner leaves no worker behind
+    die_with_parent(parent)  # PR_SET_PDEATHSIG: a SIGKILLed runner leaves no worker behind
 
 
 def _conn() -> sqlite3.Connection:
