@@ -139,13 +139,13 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         for key in decision.agencies:
             agency = desk.rules.agencies[key]
             outbox.enqueue(
-                store, desk, kind="forward", complaint=complaint,
+                store, domain=desk.desk_domain, kind="forward", complaint=complaint,
                 recipients=list(agency.addresses), dedupe_key=f"forward:{complaint['id']}:{key}",
                 payload={"agency": key},
             )
     elif decision.action == "triage":
         outbox.enqueue(
-            store, desk, kind="triage", complaint=complaint,
+            store, domain=desk.desk_domain, kind="triage", complaint=complaint,
             recipients=[desk.config.desk.admin_email], dedupe_key=f"triage:{complaint['id']}",
             payload={},
         )
@@ -168,7 +168,8 @@ def acknowledge(
         _email_receipt(desk, complaint, decision, due_at)
         return
     outbox.enqueue(
-        desk.store, desk, kind="ack", complaint=complaint, transport=complaint["channel"],
+        desk.store, domain=desk.desk_domain, kind="ack", complaint=complaint,
+        transport=complaint["channel"],
         recipients=[complaint["sender"]] if complaint["sender"] else [],
         dedupe_key=f"ack:{complaint['id']}",
         payload={
@@ -211,7 +212,8 @@ def _email_receipt(
         return
     forwarded = decision.action == "forward"
     outbox.enqueue(
-        desk.store, desk, kind="receipt", complaint=complaint, recipients=[address],
+        desk.store, domain=desk.desk_domain, kind="receipt", complaint=complaint,
+        recipients=[address],
         dedupe_key=f"ack:{complaint['id']}",
         payload={
             "forwarded": forwarded,
