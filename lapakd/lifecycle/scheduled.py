@@ -81,7 +81,7 @@ def morning(desk: Desk) -> int:
     now = _local_now(desk)
     if now.time() < reminder_clock(desk):
         return 0
-    cal = Calendar.for_desk(desk)
+    cal = Calendar.from_settings(desk.config.desk)
     today = now.date()
     queued = escalate(desk, today, cal)
     if cal.is_working_day(today):
