@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lapakd import channels
-from lapakd.config import Config, load_config
+from lapakd.config import Config, Section, load_config, validate_section
 from lapakd.errors import RulesError
 from lapakd.rules import RuleSet, rules_signature
 from lapakd.rules.cache import load_rules_cached
@@ -103,8 +103,6 @@ class Desk:
         if channel not in self._adapters:
             section = self.config.channels.get(channel)
             if section is None:
-                from lapakd.config import Section, validate_section
-
                 spec = channels.config_schema(channel)
                 section = Section(
                     f"channels.{channel}",

@@ -94,7 +94,8 @@ def due_at(config: Config, received: datetime, sla_days: int) -> str:
 def _due_at(mode: str, extra: tuple[str, ...], tz: tzinfo, start: date, sla_days: int) -> str:
     """Routing asks this for every complaint; those received on the same day with the same SLA
     share the answer (the working-day walk and holiday lookups run once)."""
-    return iso(end_of_day(Calendar(mode, extra).add_days(start, sla_days), tz))  # type: ignore[return-value]
+    last_day = Calendar(mode, extra).add_days(start, sla_days)
+    return iso(end_of_day(last_day, tz))  # type: ignore[return-value]
 
 
 def today(tz: tzinfo) -> date:

@@ -19,7 +19,7 @@ from lapakd.outbox import queue as outbox
 from lapakd.routing import deadlines, kecamatan
 from lapakd.routing.deadlines import DEFAULT_SLA_DAYS
 from lapakd.rules import Decision, RuleSet
-from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
+from lapakd.store import Store, dumps, in_transactions, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -167,15 +167,13 @@ def acknowledge(
     if complaint["channel"] == "email":
         _email_receipt(desk, complaint, decision, due_at, sla_days)
         return
+    text = ack_text(desk.config.desk.public_url, complaint, forwarded)
     outbox.enqueue(
         desk.store, domain=desk.desk_domain, kind="ack", complaint=complaint,
         transport=complaint["channel"],
         recipients=[complaint["sender"]] if complaint["sender"] else [],
         dedupe_key=f"ack:{complaint['id']}",
-        payload={
-            "reply_ref": json.loads(complaint["reply_ref"]),
-            "text": ack_text(desk.config.desk.public_url, complaint, forwarded),
-        },
+        payload={"reply_ref": json.loads(complaint["reply_ref"]), "text": text},
     )
 
 
@@ -240,9 +238,8 @@ def ack_text(public_url: str, complaint: sqlite3.Row, forwarded: bool) -> str:
     )
 
 
-def requeue_complaint(desk: Desk, complaint: sqlite3.Row, actor: str) -> str:
+def requeue_complaint(store: Store, complaint: sqlite3.Row, actor: str) -> str:
     """Put a quarantined complaint back to routing, or retry its failed outbox rows."""
-    store = desk.store
     with store.transaction() as conn:
         if complaint["status"] == "quarantined":
             conn.execute(
