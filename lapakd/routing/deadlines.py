@@ -95,7 +95,8 @@ def _due_at(mode: str, extra: tuple[str, ...], tz: tzinfo, start: date, sla_days
     """Routing asks this for every complaint; those received on the same day with the same SLA
     share the answer (the working-day walk and holiday lookups run once)."""
     last_day = Calendar(mode, extra).add_days(start, sla_days)
-    return iso(end_of_day(last_day, tz))  # type: ignore[return-value]
+    due = end_of_day(last_day, tz)
+    return iso(due)  # type: ignore[return-value]
 
 
 def today(tz: tzinfo) -> date:

@@ -167,13 +167,15 @@ def acknowledge(
     if complaint["channel"] == "email":
         _email_receipt(desk, complaint, decision, due_at, sla_days)
         return
-    text = ack_text(desk.config.desk.public_url, complaint, forwarded)
     outbox.enqueue(
         desk.store, domain=desk.desk_domain, kind="ack", complaint=complaint,
         transport=complaint["channel"],
         recipients=[complaint["sender"]] if complaint["sender"] else [],
         dedupe_key=f"ack:{complaint['id']}",
-        payload={"reply_ref": json.loads(complaint["reply_ref"]), "text": text},
+        payload={
+            "reply_ref": json.loads(complaint["reply_ref"]),
+            "text": ack_text(desk.config.desk.public_url, complaint, forwarded),
+        },
     )
 
 
