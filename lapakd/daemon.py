@@ -30,6 +30,7 @@ from lapakd.routing import route as routing
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
+    from lapakd.store import Store
 
 log = structlog.get_logger("lapakd.daemon")
 
@@ -100,9 +101,9 @@ def pollers(desk: Desk) -> list[str]:
     ]
 
 
-def backlog(desk: Desk) -> int:
+def backlog(store: Store) -> int:
     """Work waiting now: messages to process, complaints to route, outbox rows due."""
-    row = desk.store.one(
+    row = store.one(
         "SELECT (SELECT count(*) FROM messages WHERE state = 'pending')"
         " + (SELECT count(*) FROM complaints WHERE status = 'new')"
         " + (SELECT count(*) FROM outbox WHERE status = 'pending')"
@@ -115,7 +116,7 @@ def poll(desk: Desk, channels: list[str]) -> None:
 
     A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
     fetched, and sent meanwhile from a process of its own (lapakd/delivery/sender.py)."""
-    with Burst(desk, SENDER_BACKLOG, backlog=lambda: backlog(desk),
+    with Burst(desk, SENDER_BACKLOG, backlog=lambda: backlog(desk.store),
                advance=lambda: advance(desk), max_rounds=MAX_ROUNDS) as burst:
         for channel in channels:
             intake.poll_channel(desk, channel, after_batch=burst.step)

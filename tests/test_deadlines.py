@@ -105,14 +105,14 @@ def test_due_at_follows_the_desk_calendar_settings_when_they_change():
         config=SimpleNamespace(desk=settings, tz=ZoneInfo("Asia/Jakarta"))
     )
     received = datetime.fromisoformat("2026-03-18T03:00:00+00:00")  # Wed 10:00 WIB
-    assert due_at(desk, received, 3) == "2026-03-24T16:59:59+00:00"  # 20, 23, 24
-    assert due_at(desk, received, 3) == "2026-03-24T16:59:59+00:00"  # remembered
+    assert due_at(desk.config, received, 3) == "2026-03-24T16:59:59+00:00"  # 20, 23, 24
+    assert due_at(desk.config, received, 3) == "2026-03-24T16:59:59+00:00"  # remembered
     settings.extra_holidays = ["2026-03-20", "2026-03-23", "2026-03-24"]
-    assert due_at(desk, received, 3) == "2026-03-27T16:59:59+00:00"
+    assert due_at(desk.config, received, 3) == "2026-03-27T16:59:59+00:00"
     settings.sla_calendar = "calendar"
-    assert due_at(desk, received, 3) == "2026-03-21T16:59:59+00:00"
+    assert due_at(desk.config, received, 3) == "2026-03-21T16:59:59+00:00"
     desk.config.tz = ZoneInfo("UTC")
-    assert due_at(desk, received, 3) == "2026-03-21T23:59:59+00:00"
+    assert due_at(desk.config, received, 3) == "2026-03-21T23:59:59+00:00"
     settings.sla_calendar, settings.extra_holidays = "working", ["20-03-2026"]
     with pytest.raises(ConfigError, match="extra_holidays"):
-        due_at(desk, received, 3)
+        due_at(desk.config, received, 3)

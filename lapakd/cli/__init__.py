@@ -235,7 +235,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
                 process.requeue_message(desk.store, row["id"], args.by)
                 print(f"msg-{row['id']}: queued for processing again")
             else:
-                print(f"{row['ticket']}: {routing.requeue_complaint(desk, row, args.by)}")
+                print(f"{row['ticket']}: {routing.requeue_complaint(desk.store, row, args.by)}")
         if args.failed:
             rows, complaints = outbox.requeue_failed(
                 desk.store, args.by, since=since, agency=args.agency)

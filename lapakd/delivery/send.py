@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
+from lapakd.adapters.base import Adapter, NeedsReauth, PermanentError, TransientError
 from lapakd.delivery import compose, smtp
 from lapakd.delivery.smtp import SmtpSession
 from lapakd.intake import health
@@ -132,7 +132,7 @@ class _Batch:
     def deliver(self, rows: list[sqlite3.Row]) -> None:
         for row in self.due(rows):
             try:
-                outcome = deliver(self.desk, row)
+                outcome = deliver(self.desk.adapter(row["transport"]), row)
             except Exception as exc:  # noqa: BLE001 - a bug in one row must not stop the queue
                 outcome = exc
             self.settle(row, outcome)
@@ -261,9 +261,8 @@ def _claim(
     return rows
 
 
-def deliver(desk: Desk, row: sqlite3.Row) -> dict[str, Any] | None:
+def deliver(adapter: Adapter, row: sqlite3.Row) -> dict[str, Any] | None:
     """Send one reply or DM through its channel's adapter (emails: `smtp.send_many`)."""
-    adapter = desk.adapter(row["transport"])
     payload = json.loads(row["payload"])
     payload["recipients"] = json.loads(row["recipients"])
     return adapter.send(row["kind"], payload, row["message_id"])

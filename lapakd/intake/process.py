@@ -26,6 +26,7 @@ from lapakd.store import Store, dumps, in_transactions, iso, now_iso, parse_iso,
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
+    from lapakd.config import Config
 
 log = structlog.get_logger("lapakd.intake.process")
 
@@ -129,7 +130,7 @@ def handle_bounce(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
 
 
 def handle_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
-    complaint_id = add_to_complaint(desk, row, content)
+    complaint_id = add_to_complaint(desk.store, desk.config, row, content)
     desk.store.mark_processed(row["id"], "complaint", complaint_id)
     return True
 
@@ -142,9 +143,8 @@ def handle_reply(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
 HANDLERS: list[Handler] = [handle_not_complaint, handle_bounce, handle_reply, handle_complaint]
 
 
-def add_to_complaint(desk: Desk, row: sqlite3.Row, content: Content) -> int:
+def add_to_complaint(store: Store, cfg: Config, row: sqlite3.Row, content: Content) -> int:
     """Create a complaint for this message, or add it to the open chat complaint it continues."""
-    store, cfg = desk.store, desk.config
     received = parse_iso(row["received_at"]) or utcnow()
     window = timedelta(minutes=cfg.desk.group_window_minutes)
     complaint_id: int | None = None

@@ -81,7 +81,7 @@ def morning(desk: Desk) -> int:
     now = _local_now(desk)
     if now.time() < reminder_clock(desk):
         return 0
-    cal = Calendar.for_desk(desk)
+    cal = Calendar.from_settings(desk.config.desk)
     today = now.date()
     queued = escalate(desk, today, cal)
     if cal.is_working_day(today):
@@ -105,7 +105,8 @@ def remind(desk: Desk, today: date, cal: Calendar) -> int:
             if agency is None:
                 continue
             row = outbox.enqueue(
-                store, desk, kind="reminder", recipients=list(agency.addresses),
+                store, domain=desk.desk_domain, kind="reminder",
+                recipients=list(agency.addresses),
                 dedupe_key=f"reminder:{key}:{today.isoformat()}",
                 payload={"agency": key, "date": today.isoformat(), "items": items},
             )
@@ -133,7 +134,8 @@ def escalate(desk: Desk, today: date, cal: Calendar) -> int:
             if threshold >= now:
                 continue
             row = outbox.enqueue(
-                store, desk, kind="escalation", complaint=c, recipients=recipients,
+                store, domain=desk.desk_domain, kind="escalation", complaint=c,
+                recipients=recipients,
                 dedupe_key=f"escalate:{c['id']}",
                 payload=_item(desk, c, today, cal) | {"agencies": json.loads(c["agencies"])},
             )
@@ -167,8 +169,8 @@ def weekly(desk: Desk) -> int:
     if not data["new"] and not sum(data["open_by_status"].values()):
         return 0  # nothing to say
     with store.transaction():
-        row = outbox.enqueue(store, desk, kind="digest", recipients=[d.leadership_email],
-                             dedupe_key=key, payload=data)
+        row = outbox.enqueue(store, domain=desk.desk_domain, kind="digest",
+                             recipients=[d.leadership_email], dedupe_key=key, payload=data)
         if row:
             store.event("digest_queued", outbox_id=row, week=f"{year}-W{week:02d}")
     return 1 if row else 0

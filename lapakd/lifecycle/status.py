@@ -152,8 +152,8 @@ def _relay_one(
         if not address:
             store.event("relay_skipped", complaint_id=c["id"], reason="no address")
             return 0
-        row = outbox.enqueue(store, desk, kind="relay", complaint=c, recipients=[address],
-                             dedupe_key=dedupe_key, payload=payload)
+        row = outbox.enqueue(store, domain=desk.desk_domain, kind="relay", complaint=c,
+                             recipients=[address], dedupe_key=dedupe_key, payload=payload)
         return 1 if row else 0
     section = desk.config.channels.get(c["channel"])
     if section is None:
@@ -161,7 +161,7 @@ def _relay_one(
                     reason=f"no channel to answer on ({c['channel']}); tell the citizen directly")
         return 0
     row = outbox.enqueue(
-        store, desk, kind="relay", complaint=c, transport=c["channel"],
+        store, domain=desk.desk_domain, kind="relay", complaint=c, transport=c["channel"],
         recipients=[c["sender"]] if c["sender"] else [], dedupe_key=dedupe_key,
         payload={"reply_ref": ref, "text": relay_text(desk, canonical, payload)},
     )

@@ -10,22 +10,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from lapakd.mail.text import make_message_id
 from lapakd.store import Store, dumps, iso, now_iso, parse_iso, utcnow
 
-if TYPE_CHECKING:
-    from lapakd.app import Desk
-
 log = structlog.get_logger("lapakd.outbox.queue")
 
 
 def enqueue(
     store: Store,
-    desk: Desk | None,
     *,
     kind: str,
     recipients: list[str],
@@ -36,9 +32,11 @@ def enqueue(
     domain: str | None = None,
     not_before: str | None = None,
 ) -> int | None:
-    """Queue a side effect once: a second enqueue with the same dedupe_key does nothing."""
+    """Queue a side effect once: a second enqueue with the same dedupe_key does nothing.
+
+    `domain`: the right side of its Message-ID (`Desk.desk_domain`)."""
     ticket = complaint["ticket"] if complaint is not None else None
-    domain = domain or (desk.desk_domain if desk is not None else "lapakd.invalid")
+    domain = domain or "lapakd.invalid"
     now = now_iso()
     row = store.conn.execute(
         "INSERT INTO outbox (kind, transport, complaint_id, recipients, payload, dedupe_key,"
@@ -57,7 +55,7 @@ def alert_admin(store: Store, key: str, subject: str, body: str) -> None:
     """Tell the admin something needs attention (recipient resolved from config at send time)."""
     with store.transaction():
         enqueue(
-            store, None, kind="alert", recipients=[], dedupe_key=f"alert:{key}",
+            store, kind="alert", recipients=[], dedupe_key=f"alert:{key}",
             payload={"subject": subject, "body": body},
         )
 
@@ -120,7 +118,7 @@ def _count_in_alert(store: Store, row: sqlite3.Row, error: str) -> None:
         due = max(due, parse_iso(json.loads(latest["payload"])["due"]) + ALERT_EVERY)
     payload = {"due": iso(due), "failures": 1, "lines": [line]}
     payload.update(_failure_alert_text(payload))
-    enqueue(store, None, kind="alert", recipients=[], dedupe_key=f"{ALERT_KEY}{iso(due)}",
+    enqueue(store, kind="alert", recipients=[], dedupe_key=f"{ALERT_KEY}{iso(due)}",
             payload=payload, not_before=iso(due))
 
 

@@ -17,7 +17,7 @@ from lapakd.errors import ConfigError
 from lapakd.store import iso, utcnow
 
 if TYPE_CHECKING:
-    from lapakd.app import Desk
+    from lapakd.config import Config, Section
 
 # The SLA when neither the rule nor any of its agencies sets one.
 DEFAULT_SLA_DAYS = 7
@@ -44,9 +44,9 @@ class Calendar:
         self.extra = frozenset(days)
 
     @classmethod
-    def for_desk(cls, desk: Desk) -> Calendar:
-        d = desk.config.desk
-        return cls(d.sla_calendar, tuple(d.extra_holidays))
+    def from_settings(cls, desk_settings: Section) -> Calendar:
+        """The calendar `[desk] sla_calendar` and `extra_holidays` describe."""
+        return cls(desk_settings.sla_calendar, tuple(desk_settings.extra_holidays))
 
     def is_working_day(self, day: date) -> bool:
         if self.mode == "calendar":
@@ -80,10 +80,10 @@ def end_of_day(day: date, tz) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=tz)
 
 
-def due_at(desk: Desk, received: datetime, sla_days: int) -> str:
+def due_at(config: Config, received: datetime, sla_days: int) -> str:
     """received + sla_days on the desk's calendar, at the end of that day (UTC ISO)."""
-    d = desk.config.desk
-    tz = desk.config.tz
+    d = config.desk
+    tz = config.tz
     start = received.astimezone(tz).date()
     # keyed by the calendar's settings (as Calendar reads them), not by the desk: a changed
     # config gives other keys, never a stale date
@@ -94,8 +94,10 @@ def due_at(desk: Desk, received: datetime, sla_days: int) -> str:
 def _due_at(mode: str, extra: tuple[str, ...], tz: tzinfo, start: date, sla_days: int) -> str:
     """Routing asks this for every complaint; those received on the same day with the same SLA
     share the answer (the working-day walk and holiday lookups run once)."""
-    return iso(end_of_day(Calendar(mode, extra).add_days(start, sla_days), tz))  # type: ignore[return-value]
+    last_day = Calendar(mode, extra).add_days(start, sla_days)
+    due = end_of_day(last_day, tz)
+    return iso(due)  # type: ignore[return-value]
 
 
-def today(desk: Desk) -> date:
-    return utcnow().astimezone(desk.config.tz).date()
+def today(tz: tzinfo) -> date:
+    return utcnow().astimezone(tz).date()

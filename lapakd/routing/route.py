@@ -18,11 +18,12 @@ from lapakd.links import ticket_url
 from lapakd.outbox import queue as outbox
 from lapakd.routing import deadlines, kecamatan
 from lapakd.routing.deadlines import DEFAULT_SLA_DAYS
-from lapakd.rules import Decision
-from lapakd.store import dumps, in_transactions, now_iso, parse_iso, utcnow
+from lapakd.rules import Decision, RuleSet
+from lapakd.store import Store, dumps, in_transactions, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
+    from lapakd.config import Config
 
 log = structlog.get_logger("lapakd.routing.route")
 
@@ -76,29 +77,26 @@ def _route_one(desk: Desk, c: sqlite3.Row, decision: Decision | Exception) -> in
         return 0
 
 
-def effective_sla(desk: Desk, decision: Decision) -> int:
+def effective_sla(rules: RuleSet, decision: Decision) -> int:
     """The rule's sla_days, else the shortest of its agencies', else DEFAULT_SLA_DAYS."""
     if decision.sla_days is not None:
         return decision.sla_days
     agency_slas = [
-        desk.rules.agencies[a].sla_days for a in decision.agencies
-        if a in desk.rules.agencies and desk.rules.agencies[a].sla_days
+        rules.agencies[a].sla_days for a in decision.agencies
+        if a in rules.agencies and rules.agencies[a].sla_days
     ]
     return min(agency_slas) if agency_slas else DEFAULT_SLA_DAYS
 
 
 def due_date(
-    desk: Desk, complaint: sqlite3.Row, decision: Decision, sla_days: int | None = None
+    config: Config, complaint: sqlite3.Row, decision: Decision, sla_days: int
 ) -> str | None:
-    """received + sla_days on the desk's calendar (deadlines.py); none when budget-bound.
-
-    `sla_days`: effective_sla(desk, decision), when the caller has it already."""
+    """received + sla_days (effective_sla) on the desk's calendar (deadlines.py); none when
+    budget-bound."""
     if decision.action != "forward" or decision.budget_dependent:
         return None
     received = parse_iso(complaint["received_at"]) or utcnow()
-    if sla_days is None:
-        sla_days = effective_sla(desk, decision)
-    return deadlines.due_at(desk, received, sla_days)
+    return deadlines.due_at(config, received, sla_days)
 
 
 _STATUS = {"forward": "forwarded", "triage": "triage", "ignore": "ignored"}
@@ -113,10 +111,10 @@ _UPDATE_SET_KECAMATAN = _UPDATE.format(", kecamatan = ?")
 
 def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor: str) -> None:
     """Record a routing decision and queue what it implies (inside the caller's transaction)."""
-    store = desk.store
+    store, rules = desk.store, desk.rules
     status = _STATUS[decision.action]
-    sla = effective_sla(desk, decision)
-    due_at = due_date(desk, complaint, decision, sla)
+    sla = effective_sla(rules, decision)
+    due_at = due_date(desk.config, complaint, decision, sla)
     now = now_iso()
     params: tuple[object, ...] = (
         status, decision.category, dumps(decision.agencies), decision.rule,
@@ -137,26 +135,28 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
     )
     if decision.action == "forward":
         for key in decision.agencies:
-            agency = desk.rules.agencies[key]
+            agency = rules.agencies[key]
             outbox.enqueue(
-                store, desk, kind="forward", complaint=complaint,
+                store, domain=desk.desk_domain, kind="forward", complaint=complaint,
                 recipients=list(agency.addresses), dedupe_key=f"forward:{complaint['id']}:{key}",
                 payload={"agency": key},
             )
     elif decision.action == "triage":
         outbox.enqueue(
-            store, desk, kind="triage", complaint=complaint,
+            store, domain=desk.desk_domain, kind="triage", complaint=complaint,
             recipients=[desk.config.desk.admin_email], dedupe_key=f"triage:{complaint['id']}",
             payload={},
         )
     if decision.action != "ignore":
-        acknowledge(desk, complaint, decision, due_at)
+        acknowledge(desk, complaint, decision, due_at, sla)
 
 
 def acknowledge(
-    desk: Desk, complaint: sqlite3.Row, decision: Decision, due_at: str | None = None
+    desk: Desk, complaint: sqlite3.Row, decision: Decision, due_at: str | None, sla_days: int
 ) -> None:
     """Queue the citizen's receipt (ticket + public link) on their channel, once per complaint.
+
+    `due_at`, `sla_days`: what apply_decision worked out (due_date, effective_sla).
 
     Never for what the rules ignore (a receipt would confirm a spammer's address) nor for a
     quarantined complaint: neither gets here."""
@@ -165,15 +165,16 @@ def acknowledge(
     if section is None or not section.get("acknowledge", False):
         return
     if complaint["channel"] == "email":
-        _email_receipt(desk, complaint, decision, due_at)
+        _email_receipt(desk, complaint, decision, due_at, sla_days)
         return
     outbox.enqueue(
-        desk.store, desk, kind="ack", complaint=complaint, transport=complaint["channel"],
+        desk.store, domain=desk.desk_domain, kind="ack", complaint=complaint,
+        transport=complaint["channel"],
         recipients=[complaint["sender"]] if complaint["sender"] else [],
         dedupe_key=f"ack:{complaint['id']}",
         payload={
             "reply_ref": json.loads(complaint["reply_ref"]),
-            "text": ack_text(desk, complaint, forwarded),
+            "text": ack_text(desk.config.desk.public_url, complaint, forwarded),
         },
     )
 
@@ -185,8 +186,9 @@ _AUTOMATED_LOCAL = re.compile(
 )
 
 
-def receipt_blocked(desk: Desk, address: str, reply_ref: dict) -> str | None:
-    """Why an email receipt must not go to `address` (None: it may)."""
+def receipt_blocked(desk_address: str, address: str, reply_ref: dict) -> str | None:
+    """Why an email receipt must not go to `address` (None: it may); `desk_address`: the
+    desk's own (`[desk] email`)."""
     if not address or "@" not in address:
         return "no address to answer"
     if reply_ref.get("no_receipt"):
@@ -194,41 +196,43 @@ def receipt_blocked(desk: Desk, address: str, reply_ref: dict) -> str | None:
     local = address.rpartition("@")[0]
     if _AUTOMATED_LOCAL.fullmatch(local):
         return f"automated address ({address})"
-    if address == desk.config.desk.email.strip().lower():
+    if address == desk_address.strip().lower():
         return "the desk's own address"
     return None
 
 
 def _email_receipt(
-    desk: Desk, complaint: sqlite3.Row, decision: Decision, due_at: str | None
+    desk: Desk, complaint: sqlite3.Row, decision: Decision, due_at: str | None, sla_days: int
 ) -> None:
     """The receipt of an emailing citizen: a reply to their mail (compose builds it)."""
     ref = json.loads(complaint["reply_ref"] or "{}")
     address = str(ref.get("address") or complaint["sender"] or "").strip().lower()
-    reason = receipt_blocked(desk, address, ref)
+    reason = receipt_blocked(desk.config.desk.email, address, ref)
     if reason:
         desk.store.event("receipt_skipped", complaint_id=complaint["id"], reason=reason)
         return
     forwarded = decision.action == "forward"
+    agencies = desk.rules.agencies
     outbox.enqueue(
-        desk.store, desk, kind="receipt", complaint=complaint, recipients=[address],
+        desk.store, domain=desk.desk_domain, kind="receipt", complaint=complaint,
+        recipients=[address],
         dedupe_key=f"ack:{complaint['id']}",
         payload={
             "forwarded": forwarded,
             "agencies": [
-                desk.rules.agencies[k].name if k in desk.rules.agencies else k
+                agencies[k].name if k in agencies else k
                 for k in decision.agencies
             ] if forwarded else [],
             "due_at": due_at,
-            "sla_days": effective_sla(desk, decision),
+            "sla_days": sla_days,
             "budget_dependent": bool(decision.budget_dependent) and forwarded,
             "public": bool(decision.public),
         },
     )
 
 
-def ack_text(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> str:
-    url = ticket_url(desk.config.desk.public_url, complaint['ticket'])
+def ack_text(public_url: str, complaint: sqlite3.Row, forwarded: bool) -> str:
+    url = ticket_url(public_url, complaint['ticket'])
     step = "diteruskan ke instansi terkait" if forwarded else "sedang diverifikasi oleh admin"
     return (
         f"Terima kasih, aduan Anda sudah kami terima dengan nomor {complaint['ticket']} dan "
@@ -236,9 +240,8 @@ def ack_text(desk: Desk, complaint: sqlite3.Row, forwarded: bool) -> str:
     )
 
 
-def requeue_complaint(desk: Desk, complaint: sqlite3.Row, actor: str) -> str:
+def requeue_complaint(store: Store, complaint: sqlite3.Row, actor: str) -> str:
     """Put a quarantined complaint back to routing, or retry its failed outbox rows."""
-    store = desk.store
     with store.transaction() as conn:
         if complaint["status"] == "quarantined":
             conn.execute(
