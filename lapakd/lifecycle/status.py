@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING
 
-from lapakd import statuses
+from lapakd import channels, statuses
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.links import ticket_url
@@ -147,7 +147,8 @@ def _relay_one(
         "ticket": canonical["ticket"], "note": note,
     }
     dedupe_key = f"relay:{c['id']}:{key}"
-    if c["channel"] == "email" or (c["channel"] in ("walkin", "phone") and ref.get("address")):
+    by_hand = c["channel"] in channels.entered_by_hand()
+    if c["channel"] == "email" or (by_hand and ref.get("address")):
         address = ref.get("address") or (c["sender"] if c["channel"] == "email" else None)
         if not address:
             store.event("relay_skipped", complaint_id=c["id"], reason="no address")
