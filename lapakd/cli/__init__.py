@@ -34,6 +34,7 @@ COMMANDS: dict[str, Command] = {}
 VERB_MODULES: list[str] = [
     "lapakd.cli.public",  # export, hide, publish-text
     "lapakd.cli.admin",  # add, assign, set-status, note, reply, merge
+    "lapakd.cli.backup",  # backup (--verify, --keep)
 ]
 
 
