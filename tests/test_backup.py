@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -257,3 +258,22 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
          str(tmp_path / "lapakd-backup.timer")],
         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_attachments_are_copied_across_filesystems(desk: Path) -> None:
+    """Where a hard link is impossible (DIR on another filesystem) the files are copied."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == desk.stat().st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    target = Path(tempfile.mkdtemp(prefix="lapakd-backup-test-", dir=shm))
+    try:
+        out = lapakd(desk, "backup", str(target), "--json")
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["linked"] == 0
+        snap = Path(result["snapshot"])
+        copied = next(p for p in (snap / "data" / "attachments").rglob("*") if p.is_file())
+        assert stat.S_IMODE(copied.stat().st_mode) == 0o600
+        assert lapakd(desk, "backup", "--verify", str(snap)).returncode == 0
+    finally:
+        shutil.rmtree(target)
