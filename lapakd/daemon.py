@@ -4,6 +4,8 @@ Every job is guarded: an exception is logged and the loop goes on (a runner neve
 Each polled channel has a worker thread of its own (`PollWorker`), so a slow or stuck channel
 never delays another; the other jobs run from the main thread's schedule.
 SIGTERM/SIGINT finish the item in hand and exit 0; SIGHUP reloads the rules.
+Under systemd (`Type=notify`) the loop tells systemd it is ready, reloading, stopping, and alive
+(lapakd/notify.py): the watchdog pings come from the main loop's own iterations.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
 from lapakd.lifecycle import scheduled
+from lapakd.notify import Notifier
 from lapakd.public.job import export_job
 from lapakd.routing import route as routing
+from lapakd.store import parse_iso
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -37,6 +41,10 @@ log = structlog.get_logger("lapakd.daemon")
 PIPELINE_SECONDS = 5
 OUTBOX_SECONDS = 10
 RULES_SECONDS = 5
+STATUS_SECONDS = 30  # how often systemd's STATUS= line is refreshed
+# A poll worker that has made no progress (no batch stored) for this long is hung: the main
+# loop stops the watchdog pings, and systemd (WatchdogSec=) restarts the daemon.
+POLL_STUCK_SECONDS = 900
 STOP_GRACE_SECONDS = 5.0  # SIGTERM: how long a poll worker may take to finish its item
 MAX_ROUNDS = 10_000  # run_once: pipeline rounds at most
 OUTBOX_BATCH = 200  # outbox rows per send_due call
@@ -76,18 +84,22 @@ def advance(desk: Desk) -> int:
     return process.process_pending(desk) + routing.route_due(desk)
 
 
-def drained(desk: Desk, stage: Callable[..., int], batch: int) -> Callable[[], int]:
+def drained(
+    desk: Desk, stage: Callable[..., int], batch: int, beat: Callable[[], object] = lambda: None,
+) -> Callable[[], int]:
     """A daemon job that runs a stage in batches while they come back full.
 
     One batch per interval capped the daemon: the outbox at 20 emails a second (a burst of
     10,000 forwards took ~9 minutes; bench/e2e_bench.py sends them in ~40 s), processing and
-    routing at 200 a second."""
+    routing at 200 a second. `beat` runs after each batch: a long drain is the main loop
+    making progress (the watchdog is pinged from there too)."""
 
     def job() -> int:
         done = 0
         while not desk.stopping.is_set():
             count = stage(desk, limit=batch)
             done += count
+            beat()
             if count < batch:
                 break
         return done
@@ -111,15 +123,21 @@ def backlog(store: Store) -> int:
     return row[0] if row else 0
 
 
-def poll(desk: Desk, channels: list[str]) -> None:
-    """Fetch what is new on these channels.
+def poll(desk: Desk, channels: list[str],
+         progress: Callable[[], object] = lambda: None) -> None:
+    """Fetch what is new on these channels; `progress` runs after each stored batch.
 
     A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
     fetched, and sent meanwhile from a process of its own (lapakd/delivery/sender.py)."""
     with Burst(desk, SENDER_BACKLOG, backlog=lambda: backlog(desk.store),
                advance=lambda: advance(desk), max_rounds=MAX_ROUNDS) as burst:
+
+        def after_batch() -> None:
+            progress()
+            burst.step()
+
         for channel in channels:
-            intake.poll_channel(desk, channel, after_batch=burst.step)
+            intake.poll_channel(desk, channel, after_batch=after_batch)
         burst.finish()
 
 
@@ -133,6 +151,8 @@ class PollWorker:
         self.channel = channel
         self.repeat = repeat
         self.thread = threading.Thread(target=self._run, name=f"poll:{channel}", daemon=True)
+        # monotonic time of the last progress while a poll is in hand; None while it waits
+        self.busy_since: float | None = None
 
     def start(self) -> PollWorker:
         self.thread.start()
@@ -143,14 +163,27 @@ class PollWorker:
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def stuck(self, limit: float = POLL_STUCK_SECONDS) -> bool:
+        """True when a poll has been in hand for `limit` seconds without storing a batch."""
+        since = self.busy_since
+        return since is not None and time.monotonic() - since > limit
+
+    def _progress(self) -> None:
+        self.busy_since = time.monotonic()
+
     def _run(self) -> None:
         parent = self.desk
         desk = parent.worker()
         every = desk.adapter(self.channel).poll_seconds
         try:
-            job = guarded(desk, f"poll:{self.channel}", lambda: poll(desk, [self.channel]))
+            job = guarded(desk, f"poll:{self.channel}",
+                          lambda: poll(desk, [self.channel], progress=self._progress))
             while not parent.stopping.is_set():
-                job()
+                self._progress()
+                try:
+                    job()
+                finally:
+                    self.busy_since = None
                 if not self.repeat:
                     break
                 parent.stopping.wait(timeout=every)
@@ -190,39 +223,67 @@ def run_once(desk: Desk) -> list[str]:
     return run.finish()
 
 
+def summary(desk: Desk) -> str:
+    """systemd's one-line STATUS=: channels ok, outbox rows pending, the last mail stored."""
+    names = desk.config.enabled_channels()
+    bad = {row[0] for row in desk.store.all(
+        "SELECT channel FROM channel_health WHERE state != 'ok'")}
+    ok = sum(1 for name in names if name not in bad)
+    row = desk.store.one("SELECT count(*) FROM outbox WHERE status = 'pending'")
+    text = f"{ok}/{len(names)} channels ok, {row[0] if row else 0} pending"
+    last = desk.store.one("SELECT max(stored_at) FROM messages")
+    stored = parse_iso(last[0]) if last else None
+    if stored is not None:
+        text += f", last message {stored.astimezone(desk.config.tz):%H:%M}"
+    return text
+
+
 def run_forever(desk: Desk) -> None:
+    notifier = Notifier()
     desk.store.lock_runner()
     run = runs.Run(desk, "daemon")
     send.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
-    _install_signals(desk)
+    workers: list[PollWorker] = []
+
+    def beat() -> None:
+        """The main loop is alive: ping systemd's watchdog, unless a poll worker hangs."""
+        notifier.watchdog(healthy=not any(w.stuck() for w in workers))
+
+    _install_signals(desk, notifier)
     scheduler = schedule.Scheduler()
     scheduler.every(RULES_SECONDS).seconds.do(
         guarded(desk, "rules", desk.reload_rules_if_changed)
     )
     scheduler.every(PIPELINE_SECONDS).seconds.do(
-        guarded(desk, "process", drained(desk, process.process_pending, PIPELINE_BATCH))
+        guarded(desk, "process", drained(desk, process.process_pending, PIPELINE_BATCH, beat))
     )
     scheduler.every(PIPELINE_SECONDS).seconds.do(
-        guarded(desk, "route", drained(desk, routing.route_due, PIPELINE_BATCH))
+        guarded(desk, "route", drained(desk, routing.route_due, PIPELINE_BATCH, beat))
     )
     scheduler.every(OUTBOX_SECONDS).seconds.do(
-        guarded(desk, "outbox", drained(desk, send.send_due, OUTBOX_BATCH))
+        guarded(desk, "outbox", drained(desk, send.send_due, OUTBOX_BATCH, beat))
     )
     for name, every, job in EXTRA_JOBS:
         scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
+    scheduler.every(STATUS_SECONDS).seconds.do(
+        guarded(desk, "status", lambda: notifier.status(summary(desk)))
+    )
     hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
-    workers: list[PollWorker] = []
     try:
+        # Store open, rules loaded, the webhook listening: ready for systemd.
+        notifier.ready(summary(desk))
         workers = [PollWorker(desk, channel).start() for channel in pollers(desk)]
         scheduler.run_all()
         while not desk.stopping.is_set():
+            beat()
             scheduler.run_pending()
             idle = scheduler.idle_seconds
             desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
     finally:
         desk.stopping.set()
+        notifier.stopping()
         # Each worker finishes the batch in hand. One still waiting for a server that does
         # not answer holds nothing of the store's (a batch is stored only once it has come).
         deadline = time.monotonic() + STOP_GRACE_SECONDS
@@ -245,13 +306,22 @@ def run_forever(desk: Desk) -> None:
         os._exit(0)
 
 
-def _install_signals(desk: Desk) -> None:
+def _install_signals(desk: Desk, notifier: Notifier) -> None:
     def stop(signum: int, _frame: object) -> None:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        notifier.stopping()
         desk.stopping.set()
 
     def reload(_signum: int, _frame: object) -> None:
-        desk.reload_rules_if_changed()
+        notifier.reloading()
+        try:
+            desk.reload_rules_if_changed()
+        finally:
+            try:
+                status = summary(desk)
+            except Exception:  # noqa: BLE001 - a signal handler must not raise into the loop
+                status = None
+            notifier.ready(status)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
