@@ -17,7 +17,7 @@ import structlog
 LEVEL = "info"  # as last set up (lapakd/delivery/sender.py passes it on to its process)
 
 # structlog's level names -> syslog priorities (sd-daemon(3)).
-PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4,
+PRIORITY = {"critical": 3, "exception": 3, "error": 3, "warning": 4, "warn": 4,
             "info": 6, "debug": 7}
 
 

@@ -65,3 +65,21 @@ def test_without_journald_no_prefix(tmp_path: Path) -> None:
         code, lines = _lapakd(["status", "--config", str(tmp_path / "missing.toml")],
                               tmp_path, journal)
         assert code == 2 and lines[0].startswith("lapakd: "), lines
+
+
+def test_every_level_maps_to_its_syslog_priority(tmp_path: Path) -> None:
+    """Warning and debug too (the verbs above log info and error): the daemon's own setup."""
+    script = ("import structlog, lapakd.log as l; l.setup('debug', json_lines=True); "
+              "g = structlog.get_logger('t'); g.debug('d'); g.info('i'); g.warning('w'); "
+              "g.error('e'); g.critical('c')")
+    read_fd, write_fd = os.pipe()
+    st = os.fstat(write_fd)
+    env = {**os.environ, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    with os.fdopen(read_fd, "r", encoding="utf-8") as reader:
+        proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=write_fd)
+        os.close(write_fd)
+        lines = reader.read().splitlines()
+    assert proc.wait(timeout=60) == 0
+    assert [(line[:3], json.loads(line[3:])["event"]) for line in lines] == [
+        ("<7>", "d"), ("<6>", "i"), ("<4>", "w"), ("<3>", "e"), ("<3>", "c")]
