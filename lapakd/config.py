@@ -5,7 +5,9 @@ wrong type or a value out of range is reported as one line naming the file, the 
 the bad value and the fix. Each key's constraint is declared once, next to its default, as a
 `check` (see `between`, `port`, `email_address`... below): a function that returns None for a good
 value and otherwise what is wrong and how to fix it. Secrets may be given inline, as `<key>_file`
-(path, relative to the config file) or `<key>_env` (an environment variable).
+(path, relative to the config file; `%d/NAME` is systemd's credentials folder), `<key>_env` (an
+environment variable) or `<key>_credential` (a systemd credential: `$CREDENTIALS_DIRECTORY/NAME`,
+from `LoadCredential=` in the unit).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from lapakd import channels as registry
 from lapakd.errors import ConfigError
 
 CONFIG_ENV = "LAPAKD_CONFIG"
+CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # set by systemd for a unit with LoadCredential=
+SECRET_SOURCES = ("_file", "_env", "_credential")
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Field:
     type: type | tuple[type, ...]
     default: Any = None
     choices: tuple[str, ...] = ()
-    secret: bool = False  # may come from <key>_file / <key>_env; never logged
+    secret: bool = False  # may come from <key>_file / _env / _credential; never logged
     path: bool = False  # resolved relative to the config file
     required: bool = False
     # None for a good value, else "<what is wrong> (<the fix>)", read after "key = value".
@@ -337,7 +341,7 @@ def validate_section(
         f"{key}{suffix}": key
         for key, f in spec.items()
         if f.secret
-        for suffix in ("_file", "_env")
+        for suffix in SECRET_SOURCES
     }
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -408,30 +412,30 @@ def _line_of(cfg_path: Path, section: str, key: str) -> str:
 def _resolve_secret(
     section: str, key: str, values: dict[str, Any], cfg_path: Path, base: Path, default: Any
 ) -> Any:
-    given = [k for k in (key, f"{key}_file", f"{key}_env") if k in values and values[k] != ""]
+    given = [k for k in (key, *(key + suffix for suffix in SECRET_SOURCES))
+             if k in values and values[k] != ""]
     if len(given) > 1:
         raise ConfigError(
             f"{cfg_path}: {section}: give only one of {', '.join(given)}"
         )
     if f"{key}_file" in given:
-        secret_path = base / values[f"{key}_file"]
-        try:
-            lines = secret_path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
+        source = f"{key}_file"
+        name = values[source]
+        if name == "%d" or name.startswith("%d/"):  # systemd's specifier for the credentials
+            secret_path = _credentials_dir(cfg_path, section, source) / name[3:]
+        else:
+            secret_path = base / name
+        return _read_secret_file(cfg_path, section, key, source, secret_path)
+    if f"{key}_credential" in given:
+        source = f"{key}_credential"
+        name = values[source]
+        if "/" in name or name in (".", ".."):
             raise ConfigError(
-                f"{cfg_path}: {section}.{key}_file: cannot read {secret_path}: {exc.strerror}"
-            ) from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"{cfg_path}: {section}.{key}_file: {secret_path} is not UTF-8 text"
-            ) from None
-        secret = lines[0].strip() if lines else ""  # the first line, as documented
-        if not secret:
-            raise ConfigError(
-                f"{cfg_path}: {_line_of(cfg_path, section, f'{key}_file')}{section}.{key}_file: "
-                f"{secret_path} is empty (put the {key} on its first line, or remove the key)"
+                f"{cfg_path}: {_line_of(cfg_path, section, source)}{section}.{source} = "
+                f"{name!r} is not a credential name (give the NAME of LoadCredential=NAME:PATH)"
             )
-        return secret
+        secret_path = _credentials_dir(cfg_path, section, source) / name
+        return _read_secret_file(cfg_path, section, key, source, secret_path)
     if f"{key}_env" in given:
         var = values[f"{key}_env"]
         if var not in os.environ:
@@ -445,6 +449,35 @@ def _resolve_secret(
             )
         return os.environ[var]
     return values.get(key, default)
+
+
+def _credentials_dir(cfg_path: Path, section: str, source: str) -> Path:
+    folder = os.environ.get(CREDENTIALS_ENV, "")
+    if not folder:
+        raise ConfigError(
+            f"{cfg_path}: {_line_of(cfg_path, section, source)}{section}.{source}: "
+            f"${CREDENTIALS_ENV} is not set (systemd sets it for a unit with LoadCredential=; "
+            "outside systemd give a path in <key>_file instead)"
+        )
+    return Path(folder)
+
+
+def _read_secret_file(
+    cfg_path: Path, section: str, key: str, source: str, secret_path: Path
+) -> str:
+    where = f"{cfg_path}: {_line_of(cfg_path, section, source)}{section}.{source}"
+    try:
+        lines = secret_path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {secret_path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {secret_path} is not UTF-8 text") from None
+    secret = lines[0].strip() if lines else ""  # the first line, as documented
+    if not secret:
+        raise ConfigError(
+            f"{where}: {secret_path} is empty (put the {key} on its first line, or remove the key)"
+        )
+    return secret
 
 
 # -- writing a config file (the demo, the tests and the bench make theirs with it) --------------

@@ -3,7 +3,7 @@
 Every job is guarded: an exception is logged and the loop goes on (a runner never dies).
 Each polled channel has a worker thread of its own (`PollWorker`), so a slow or stuck channel
 never delays another; the other jobs run from the main thread's schedule.
-SIGTERM/SIGINT finish the item in hand and exit 0; SIGHUP reloads the rules.
+SIGTERM/SIGINT finish the item in hand and exit 0; SIGHUP reloads lapakd.toml and the rules.
 Under systemd (`Type=notify`) the loop tells systemd it is ready, reloading, stopping, and alive
 (lapakd/notify.py): the watchdog pings come from the main loop's own iterations.
 """
@@ -174,7 +174,6 @@ class PollWorker:
     def _run(self) -> None:
         parent = self.desk
         desk = parent.worker()
-        every = desk.adapter(self.channel).poll_seconds
         try:
             job = guarded(desk, f"poll:{self.channel}",
                           lambda: poll(desk, [self.channel], progress=self._progress))
@@ -186,7 +185,8 @@ class PollWorker:
                     self.busy_since = None
                 if not self.repeat:
                     break
-                parent.stopping.wait(timeout=every)
+                # Read each time: a SIGHUP reload may have changed it.
+                parent.stopping.wait(timeout=desk.adapter(self.channel).poll_seconds)
         finally:
             desk.close()
 
@@ -278,6 +278,8 @@ def run_forever(desk: Desk) -> None:
         scheduler.run_all()
         while not desk.stopping.is_set():
             beat()
+            if reload_requested.is_set():
+                guarded(desk, "reload", lambda: reload(desk, notifier))()
             scheduler.run_pending()
             idle = scheduler.idle_seconds
             desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
@@ -306,23 +308,32 @@ def run_forever(desk: Desk) -> None:
         os._exit(0)
 
 
+reload_requested = threading.Event()  # SIGHUP: lapakd.toml and the rules, by the main loop
+
+
+def reload(desk: Desk, notifier: Notifier) -> None:
+    """SIGHUP's work: lapakd.toml again (what can change live), then the rules; systemd is told
+    RELOADING=1 before and READY=1 (with a fresh status) after."""
+    reload_requested.clear()
+    notifier.reloading()
+    try:
+        desk.reload_config()
+        desk.reload_rules_if_changed()
+    finally:
+        notifier.ready(summary(desk))
+
+
 def _install_signals(desk: Desk, notifier: Notifier) -> None:
     def stop(signum: int, _frame: object) -> None:
         log.info("daemon.stopping", signal=signal.Signals(signum).name)
         notifier.stopping()
         desk.stopping.set()
 
-    def reload(_signum: int, _frame: object) -> None:
-        notifier.reloading()
-        try:
-            desk.reload_rules_if_changed()
-        finally:
-            try:
-                status = summary(desk)
-            except Exception:  # noqa: BLE001 - a signal handler must not raise into the loop
-                status = None
-            notifier.ready(status)
+    def request_reload(_signum: int, _frame: object) -> None:
+        # Done by the main loop, not here: a handler that logs could interrupt the main thread
+        # inside a log write (whose lock is not reentrant) and wait for itself forever.
+        reload_requested.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
+    signal.signal(signal.SIGHUP, request_reload)

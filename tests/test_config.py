@@ -214,6 +214,85 @@ def test_secret_given_twice(
     assert f"smtp: give only one of {named}" in message
 
 
+# -- secrets from systemd credentials (LoadCredential=NAME:PATH -> $CREDENTIALS_DIRECTORY/NAME) ---
+
+
+@pytest.fixture
+def credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "credentials"  # as systemd makes it: one file per credential
+    folder.mkdir()
+    (folder / "smtp-password").write_text("dari-systemd\n", encoding="utf-8")
+    (folder / "empty").write_text("\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folder))
+    return folder
+
+
+def test_secret_credential_reads_the_credentials_directory(
+    tmp_path: Path, credentials: Path
+) -> None:
+    path = write(tmp_path / "etc" / "lapakd.toml",
+                 MINIMAL + '[smtp]\npassword_credential = "smtp-password"\n')
+    cfg = load_config(path)
+    assert cfg.smtp.password == "dari-systemd"
+    assert "dari-systemd" not in repr(cfg.smtp)
+
+
+def test_secret_file_percent_d_is_the_credentials_directory(
+    tmp_path: Path, credentials: Path
+) -> None:
+    path = write(tmp_path / "etc" / "lapakd.toml",
+                 MINIMAL + '[smtp]\npassword_file = "%d/smtp-password"\n')
+    assert load_config(path).smtp.password == "dari-systemd"
+
+
+def test_secret_credential_in_a_channel_section(tmp_path: Path, credentials: Path) -> None:
+    path = write(tmp_path / "lapakd.toml", MINIMAL + (
+        '[channels.email]\nhost = "imap.example.org"\nusername = "u"\n'
+        'password_credential = "smtp-password"\n'))
+    assert load_config(path).channels["email"].password == "dari-systemd"
+
+
+@pytest.mark.parametrize("key", ['password_credential = "smtp-password"',
+                                 'password_file = "%d/smtp-password"'])
+def test_secret_credential_without_credentials_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = write(tmp_path / "lapakd.toml", MINIMAL + f"[smtp]\n{key}\n")
+    message = config_error(path)
+    assert "\n" not in message
+    assert f"smtp.{key.split(' ')[0]}" in message and "$CREDENTIALS_DIRECTORY is not set" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(("key", "name", "problem"), [
+    ("password_credential", "missing", "cannot read"),
+    ("password_credential", "empty", "is empty"),
+    ("password_file", "%d/missing", "cannot read"),
+    ("password_file", "%d/empty", "is empty"),
+])
+def test_secret_credential_missing_or_empty_names_key_and_file(
+    tmp_path: Path, credentials: Path, key: str, name: str, problem: str
+) -> None:
+    path = write(tmp_path / "lapakd.toml", MINIMAL + f'[smtp]\n{key} = "{name}"\n')
+    message = config_error(path)
+    assert "\n" not in message
+    assert f"smtp.{key}" in message
+    assert str(credentials / name.removeprefix("%d/")) in message and problem in message
+
+
+def test_secret_credential_name_is_a_name_not_a_path(tmp_path: Path, credentials: Path) -> None:
+    path = write(tmp_path / "lapakd.toml",
+                 MINIMAL + '[smtp]\npassword_credential = "../etc/shadow"\n')
+    assert "is not a credential name" in config_error(path)
+
+
+def test_secret_credential_and_file_given_twice(tmp_path: Path, credentials: Path) -> None:
+    path = write(tmp_path / "lapakd.toml", MINIMAL + (
+        '[smtp]\npassword_credential = "smtp-password"\npassword = "x"\n'))
+    assert "smtp: give only one of password, password_credential" in config_error(path)
+
+
 def test_secret_in_channel_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAPAKD_TEST_IMAP_PASS", "imap-secret")
     path = write(tmp_path / "lapakd.toml", MINIMAL + textwrap.dedent("""\

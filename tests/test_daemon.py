@@ -148,3 +148,31 @@ def test_running_daemon_reloads_rules_and_keeps_last_good_on_a_broken_edit(desk_
     failed = [e for e in logged if e["event"] == "rules.reload_failed"]
     assert len(failed) == 1  # once per broken edit, not every 5 s
     assert any("20-broken.yaml:3" in p and "nope" in p for p in failed[0]["problems"])
+
+
+def test_sighup_reloads_lapakd_toml_live_and_names_what_needs_a_restart(desk_env):
+    daemon = _Daemon(desk_env)
+    daemon.wait_for_event("daemon.started")
+    desk_env.write_config(public={"export_minutes": 7}, desk={"name": "Lapak Aduan Baru"},
+                          paths={"data_dir": "var2"})
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_event("config.reloaded")
+    # A broken edit: one error line, the running config stays.
+    desk_env.config.write_text(
+        desk_env.config.read_text(encoding="utf-8").replace("export_minutes = 7",
+                                                            "export_minutes = 99999"),
+        encoding="utf-8")
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for_event("config.reload_failed")
+    assert daemon.proc.poll() is None  # still running
+    events = _events(daemon.stop())
+    assert daemon.proc.returncode == 0
+    reloaded = [e for e in events if e["event"] == "config.reloaded"]
+    assert len(reloaded) == 1
+    assert reloaded[0]["changed"] == ["desk.name", "public.export_minutes"]
+    (restart,) = [e for e in events if e["event"] == "config.restart_needed"]
+    assert restart["level"] == "warning" and restart["keys"] == ["paths.data_dir"]
+    (failed,) = [e for e in events if e["event"] == "config.reload_failed"]
+    assert failed["level"] == "error" and "public.export_minutes" in failed["error"]
+    assert "\n" not in failed["error"]
+    assert not (desk_env.root / "var2").exists()  # the store stays where it was opened

@@ -362,16 +362,17 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[key](args)
     except RulesError as exc:
         for problem in exc.problems:
-            print(f"lapakd: {problem}", file=sys.stderr)
+            print(f"{logsetup.prefix('error')}lapakd: {problem}", file=sys.stderr)
         return 2
     except LapakdError as exc:
-        print(f"lapakd: {exc}", file=sys.stderr)
+        print(f"{logsetup.prefix('error')}lapakd: {exc}", file=sys.stderr)
         return 2
     except sqlite3.DatabaseError as exc:
         if args.log_level == "debug":
             raise
-        print(f"lapakd: the store's database failed: {exc} (check data_dir's disk and "
-              "permissions; --log-level debug shows the traceback)", file=sys.stderr)
+        print(f"{logsetup.prefix('error')}lapakd: the store's database failed: {exc} "
+              "(check data_dir's disk and permissions; --log-level debug shows the traceback)",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

@@ -39,7 +39,7 @@ import structlog
 import lapakd
 from lapakd import log as logsetup
 from lapakd.app import Desk
-from lapakd.config import load_config
+from lapakd.config import Section, load_config
 from lapakd.delivery import send, smtp
 
 log = structlog.get_logger("lapakd.delivery.sender")
@@ -139,6 +139,8 @@ class Sender:
             [
                 sys.executable, "-m", "lapakd.delivery.sender",
                 "--config", str(desk.config.path),
+                # The runner's store, even when a reload has read a new data_dir (kept till restart)
+                "--data-dir", str(desk.config.data_dir),
                 "--parent", str(os.getpid()),
                 "--lock-fd", str(lock_fd),
                 "--connections", str(connections),
@@ -252,6 +254,7 @@ def _send_until_done(desk: Desk, connections: int, done: ParentPipe) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lapakd.delivery.sender")
     ap.add_argument("--config", required=True)
+    ap.add_argument("--data-dir", default=None)
     ap.add_argument("--parent", type=int, required=True)
     ap.add_argument("--lock-fd", type=int, required=True)
     ap.add_argument("--connections", type=int, default=CONNECTIONS)
@@ -262,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logsetup.setup(args.log_level)
     config = load_config(args.config)
+    if args.data_dir and args.data_dir != str(config.data_dir):
+        config.paths = Section("paths", {**config.paths.as_dict(), "data_dir": args.data_dir})
     desk = Desk(config)
 
     def stop(_signum: int, _frame: object) -> None:
