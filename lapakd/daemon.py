@@ -25,6 +25,7 @@ from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
 from lapakd.lifecycle import scheduled
+from lapakd.monitor import metrics
 from lapakd.public.job import export_job
 from lapakd.routing import route as routing
 
@@ -192,6 +193,7 @@ def run_once(desk: Desk) -> list[str]:
 
 def run_forever(desk: Desk) -> None:
     desk.store.lock_runner()
+    scrape = metrics.bind(desk)  # before the run is recorded: a taken address stops the start
     run = runs.Run(desk, "daemon")
     send.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
@@ -212,6 +214,8 @@ def run_forever(desk: Desk) -> None:
     for name, every, job in EXTRA_JOBS:
         scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
     hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
+    if scrape is not None:
+        scrape.start()  # /metrics and /healthz, in a thread; each request reads on its own
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
     workers: list[PollWorker] = []
     try:
@@ -230,6 +234,8 @@ def run_forever(desk: Desk) -> None:
                    if not w.join(max(0.0, deadline - time.monotonic()))]
         if hook is not None:
             hook.stop()
+        if scrape is not None:
+            scrape.stop()
     if waiting:
         log.warning("daemon.abandoned", channels=waiting,
                     note="still waiting for the server; the next start polls again")
