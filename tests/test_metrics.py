@@ -107,7 +107,8 @@ def test_metrics_and_healthz_tell_what_the_store_holds(desk_env):
         assert json.loads(body)["channels"] == {"email": "ok"}
 
         last_success = ("SELECT last_success FROM channel_health WHERE channel = 'email'")
-        before = datetime.fromisoformat(desk_env.db().execute(last_success).fetchone()[0])
+        db = desk_env.db()
+        before = datetime.fromisoformat(db.execute(last_success).fetchone()[0])
         code, ctype, text = fetch(port, "/metrics")
         assert code == 200 and ctype.startswith("text/plain; version=0.0.4")
         fams = parse(text)
@@ -116,7 +117,6 @@ def test_metrics_and_healthz_tell_what_the_store_holds(desk_env):
             assert fams[name]["help"], name
         assert text.count("# HELP ") == text.count("# TYPE ") == len(fams)
 
-        db = desk_env.db()
         stored = db.execute("SELECT count(*) FROM messages WHERE channel = 'email'").fetchone()[0]
         assert stored == 3
         assert value(fams, "lapakd_messages_stored", "lapakd_messages_stored_total",
