@@ -146,6 +146,14 @@ def host_port(value: str) -> str | None:
     return None
 
 
+def optional_host_port(value: str) -> str | None:
+    """`host:port`, or "" for off."""
+    if value == "":
+        return None
+    problem = host_port(value)
+    return problem and problem.replace("(e.g.", '(or "" for off; e.g.', 1)
+
+
 def pattern(regex: str, example: str) -> Check:
     compiled = re.compile(regex)
 
@@ -209,6 +217,10 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "listen": Field(str, "127.0.0.1:8787", check=host_port),
         "max_body_bytes": Field(int, 1024 * 1024, check=size_bytes(1, 64 * 1024 * 1024)),
     },
+    "metrics": {
+        # /metrics (Prometheus) and /healthz in `lapakd run`; "" = off
+        "listen": Field(str, "", check=optional_host_port),
+    },
 }
 
 
@@ -243,6 +255,7 @@ class Config:
     smtp: Section
     public: Section
     webhook: Section
+    metrics: Section
     channels: dict[str, Section] = field(default_factory=dict)
 
     @property

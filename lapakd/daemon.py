@@ -27,6 +27,7 @@ from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
 from lapakd.lifecycle import scheduled
+from lapakd.monitor import metrics
 from lapakd.notify import Notifier
 from lapakd.public.job import export_job
 from lapakd.routing import route as routing
@@ -241,6 +242,7 @@ def summary(desk: Desk) -> str:
 def run_forever(desk: Desk) -> None:
     notifier = Notifier()
     desk.store.lock_runner()
+    scrape = metrics.bind(desk)  # before the run is recorded: a taken address stops the start
     run = runs.Run(desk, "daemon")
     send.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
@@ -270,9 +272,11 @@ def run_forever(desk: Desk) -> None:
         guarded(desk, "status", lambda: notifier.status(summary(desk)))
     )
     hook = webhook.start(desk)  # Meta's pushes (WhatsApp...), in a thread; None when unused
+    if scrape is not None:
+        scrape.start()  # /metrics and /healthz, in a thread; each request reads on its own
     log.info("daemon.started", channels=pollers(desk), pid=os.getpid())
     try:
-        # Store open, rules loaded, the webhook listening: ready for systemd.
+        # Store open, rules loaded, the webhook and /metrics listening: ready for systemd.
         notifier.ready(summary(desk))
         workers = [PollWorker(desk, channel).start() for channel in pollers(desk)]
         scheduler.run_all()
@@ -293,6 +297,8 @@ def run_forever(desk: Desk) -> None:
                    if not w.join(max(0.0, deadline - time.monotonic()))]
         if hook is not None:
             hook.stop()
+        if scrape is not None:
+            scrape.stop()
     if waiting:
         log.warning("daemon.abandoned", channels=waiting,
                     note="still waiting for the server; the next start polls again")

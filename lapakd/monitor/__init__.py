@@ -1,0 +1,1 @@
+"""Watching the desk from outside: the status checks, Prometheus metrics and /healthz."""
