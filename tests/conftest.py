@@ -16,7 +16,7 @@ from lapakd.embedded.smtp_sink import SmtpSink
 
 # Fixtures that start a real server or a desk on real servers: a test using any of them (even
 # through another fixture) is marked `slow`, so `pytest -m "not slow"` is the quick inner loop.
-SERVER_FIXTURES = {"dovecot", "smtp_sink", "sink", "make_sink", "desk_env", "replica", "hook"}
+SERVER_FIXTURES = {"dovecot", "smtp_sink", "sink", "make_sink", "desk_env", "replica", "hook", "x"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -120,6 +120,15 @@ def replica():
 
     with GraphReplica() as rep:
         yield rep
+
+
+@pytest.fixture
+def x():
+    """The X API v2 replica with limits no test reaches (tests of the limits make their own)."""
+    from lapakd.embedded.replica.x import NO_LIMITS, XReplica
+
+    with XReplica(limits=NO_LIMITS) as replica:
+        yield replica
 
 
 @pytest.fixture

@@ -16,16 +16,7 @@ import pytest
 from metaenv import FB, configure, health
 
 from lapakd.embedded.replica import graph as R
-from lapakd.embedded.replica import x as xr
 from lapakd.embedded.replica.x import XReplica
-
-BIG_LIMITS = {k: 100_000 for k in xr.DEFAULT_LIMITS}
-
-
-@pytest.fixture
-def x():
-    with XReplica(limits=BIG_LIMITS) as replica:
-        yield replica
 
 
 @pytest.fixture

@@ -25,11 +25,7 @@ import pytest
 from deskenv import make_mail
 from metaenv import WA, configure, start_webhook
 
-from lapakd.embedded.replica import x as xr
 from lapakd.embedded.replica.graph import send_webhook
-from lapakd.embedded.replica.x import XReplica
-
-BIG_LIMITS = {k: 100_000 for k in xr.DEFAULT_LIMITS}
 
 # -- what the citizens wrote -------------------------------------------------------------------
 
@@ -118,12 +114,6 @@ def _published_texts(root: Path) -> dict[Path, str]:
         text = text.replace('\\"', '"').replace("\\/", "/")
         out[path] = text + "\n" + html.unescape(text)
     return out
-
-
-@pytest.fixture
-def x():
-    with XReplica(limits=BIG_LIMITS) as replica:
-        yield replica
 
 
 def test_an_attacker_finds_no_identity_in_any_published_file(desk_env, replica, x, tmp_path):

@@ -13,14 +13,6 @@ from deskenv import ADMIN_EMAIL, TINY_JPEG
 from lapakd.embedded.replica import x as xr
 from lapakd.embedded.replica.x import XReplica
 
-BIG_LIMITS = {k: 100_000 for k in xr.DEFAULT_LIMITS}
-
-
-@pytest.fixture
-def x():
-    with XReplica(limits=BIG_LIMITS) as replica:
-        yield replica
-
 
 @pytest.fixture
 def env(desk_env, x):
@@ -337,7 +329,7 @@ def test_429_pauses_the_channel_until_reset_then_resumes(env, x, style):
 
 
 def test_real_rate_limit_window_runs_out_and_resets(desk_env):
-    with XReplica(limits={**BIG_LIMITS, "mentions": 2}, window_seconds=3) as x:
+    with XReplica(limits={**xr.NO_LIMITS, "mentions": 2}, window_seconds=3) as x:
         desk_env.write_config(**{"channels.twitter": x.channel_config(page_size=5)})
         ids = x.seed_many(14)
         desk_env.run_once()
@@ -486,7 +478,7 @@ def test_broken_posts_are_stored_and_quarantined_not_lost(env, x):
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(desk_env):
     total = 300
-    with XReplica(limits=BIG_LIMITS) as x:
+    with XReplica(limits=xr.NO_LIMITS) as x:
         desk_env.write_config(**{"channels.twitter": x.channel_config(page_size=20)})
         ids = x.seed_many(total, seed=11)
         dm_senders = [x.add_user(f"dm_warga{i}", f"Warga DM {i}") for i in range(10)]

@@ -62,6 +62,8 @@ DEFAULT_LIMITS = {
     "create_tweet": 200,
     "create_dm": 200,
 }
+# Limits a test never reaches: for tests about something other than the rate limits.
+NO_LIMITS = {endpoint: 100_000 for endpoint in DEFAULT_LIMITS}
 
 
 # Realistic complaints from Banyumas, as citizens write them.
