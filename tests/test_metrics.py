@@ -248,3 +248,23 @@ def test_the_shipped_alert_rules_read_and_name_only_metrics_lapakd_serves(tmp_pa
     served |= set(re.findall(r"^(lapakd_\w+)", text, re.M))
     used = {m for r in rules for m in re.findall(r"\blapakd_\w+", r["expr"])}
     assert used and used <= served, used - served
+
+
+def test_the_shipped_alert_rules_pass_promtool(tmp_path):
+    """Prometheus' own checker parses the rules, and its rule unit test (tests/data/
+    prometheus-alerts-test.yml) shows they fire when and as documented."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: ./dev system-deps installs Debian's prometheus package"
+    root = Path(__file__).resolve().parent.parent
+    shutil.copy(root / "docs" / "prometheus-alerts.yml", tmp_path / "lapakd-alerts.yml")
+    shutil.copy(root / "tests" / "data" / "prometheus-alerts-test.yml", tmp_path / "test.yml")
+    check = subprocess.run([promtool, "check", "rules", "lapakd-alerts.yml"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    test = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert test.returncode == 0, test.stdout + test.stderr
