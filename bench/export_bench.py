@@ -10,6 +10,7 @@ peak RSS (getrusage ru_maxrss) of each is its own.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import resource
@@ -120,6 +121,27 @@ def main() -> None:
     size = subprocess.run(["du", "-sh", "--dereference-args", str(root / "var" / "public")],
                           capture_output=True, text=True).stdout.split()[0]
     print(json.dumps({"site_size": size}))
+    print(json.dumps(sizes(root / "var" / "public")))
+
+
+def sizes(site: Path) -> dict[str, object]:
+    """What a browser downloads: the first page (index.html and what it loads), and the search
+    data it fetches on demand (raw bytes and gzip level 6, as a web server would send it)."""
+    def kb(path: Path) -> tuple[float, float]:
+        data = path.read_bytes()
+        return round(len(data) / 1024, 1), round(len(gzip.compress(data, 6)) / 1024, 1)
+
+    first = [site / "index.html", site / "static" / "app.js", site / "static" / "style.css"]
+    raw = sum(kb(p)[0] for p in first)
+    wire = sum(kb(p)[1] for p in first)
+    shards = sorted((site / "data" / "cari").glob("[0-9]*.json"), key=lambda p: p.stat().st_size)
+    return {
+        "first_page_kb": round(raw, 1), "first_page_gzip_kb": round(wire, 1),
+        "search_index_kb": kb(site / "data" / "cari" / "index.json"),
+        "shards": len(shards), "largest_shard_kb": kb(shards[-1]) if shards else None,
+        "all_shards_mb": round(sum(p.stat().st_size for p in shards) / 2**20, 1),
+        "aduan_json_mb": round((site / "aduan.json").stat().st_size / 2**20, 1),
+    }
 
 
 if __name__ == "__main__":

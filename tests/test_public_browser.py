@@ -172,3 +172,64 @@ def test_archive_page_and_open_data_load(served, chrome):
     assert chrome.eval("document.querySelectorAll('#rows tr').length") == 66
     count = chrome.eval("fetch('../aduan.json').then(r => r.json()).then(j => j.length)")
     assert count == 66
+
+
+def _serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = functools.partial(_Quiet, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_search_loads_shards_on_demand(tmp_path, chrome, monkeypatch):
+    """450 complaints in shards of 100 (5 shards, the newest holds 50): a filter fetches only
+    the shards whose facets can match, a search stops at a page of hits (300) and counts
+    all of them on request, and a hit in the oldest shard is found."""
+    monkeypatch.setattr(export, "SHARD_BLOCKS", 1)
+    desk = make_desk(tmp_path)
+    for i in range(450):
+        add_complaint(desk, ("kodetertua " if i == 3 else "") + f"Jalan rusak nomor {i}",
+                      agencies=(("dlh",) if i < 100 else ("dpupr",)),
+                      kecamatan=("Wangon", "Sokaraja")[i % 2])
+    export.export(desk)
+    site = desk.config.public_dir
+    desk.close()
+    server, url = _serve(site)
+    try:
+        loaded = ("performance.getEntriesByType('resource').map(e => e.name)"
+                  ".filter(n => n.includes('/data/cari/')).map(n => n.split('/').pop()"
+                  ".split('?')[0]).sort()")
+
+        def choose(select_id: str, value: str) -> None:
+            chrome.eval(f"(function(){{var s=document.getElementById('{select_id}');"
+                        f"s.value={value!r};"
+                        "s.dispatchEvent(new Event('change',{bubbles:true}));})()")
+
+        def search(q: str) -> None:
+            chrome.eval(f"(function(){{var q=document.getElementById('q');q.value={q!r};"
+                        "q.dispatchEvent(new Event('input',{bubbles:true}));})()")
+
+        info = "document.getElementById('info').textContent"
+        chrome.navigate(url + "index.html")
+        assert chrome.eval(loaded) == []  # nothing fetched before a filter is used
+        choose("f-agency", "dlh")  # only the oldest shard holds dlh
+        chrome.wait_for(f"/100 aduan cocok/.test({info})")
+        assert chrome.eval(loaded) == ["1.json", "index.json"]
+
+        chrome.navigate(url + "index.html")
+        search("jalan rusak")  # every complaint: stops once it has 300, newest first
+        chrome.wait_for(f"/Lebih dari 300 aduan cocok/.test({info})")
+        assert chrome.eval("document.querySelectorAll('#rows tr').length") == 300
+        assert "1.json" not in chrome.eval(loaded)
+        chrome.eval("document.getElementById('count-all').click()")
+        chrome.wait_for(f"/^450 aduan cocok/.test({info})")
+
+        chrome.navigate(url + "index.html")
+        search("kodetertua")
+        chrome.wait_for(f"/^1 aduan cocok/.test({info})")
+        assert chrome.eval("document.querySelector('#rows tr a').title").startswith("kodetertua")
+        exceptions = [e for e in chrome.events if e["method"] == "Runtime.exceptionThrown"]
+        assert exceptions == []
+    finally:
+        server.shutdown()
+        server.server_close()

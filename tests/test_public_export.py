@@ -52,8 +52,8 @@ def test_pages_and_open_data(desk):
     root = desk.config.public_dir
     assert root.is_symlink() and result.complaints == 2
     for rel in ("index.html", "statistik.html", "aduan.json", "aduan.csv", "feed.xml",
-                "instansi.json", "data/cari.json", "halaman/1.html", "static/app.js",
-                "static/style.css", f"aduan/{t1}.html", f"aduan/{t2}.html"):
+                "instansi.json", "data/cari/index.json", "data/cari/1.json", "halaman/1.html",
+                "static/app.js", "static/style.css", f"aduan/{t1}.html", f"aduan/{t2}.html"):
         assert (root / rel).is_file(), rel
     index = (root / "index.html").read_text()
     assert 'http-equiv="Content-Security-Policy"' in index and "script-src 'self'" in index
@@ -222,6 +222,43 @@ def test_incremental_rebuilds_only_what_changed(desk):
     assert "Selesai" in detail
     full = export.export(desk, full=True)
     assert full.rebuilt == 253 and full.reused == 0
+
+
+def test_search_data_in_shards_only_the_changed_shard_rewritten(desk, monkeypatch):
+    monkeypatch.setattr(export, "SHARD_BLOCKS", 1)  # shards of 100 complaints: 3 for 250
+    tickets = []
+    for i in range(250):
+        tickets.append(add_complaint(
+            desk, f"Aduan nomor {i} jalan rusak", agencies=(("dpupr",), ("dlh",))[i < 100],
+            kecamatan=("Wangon" if i < 100 else "Sokaraja"),
+            status=("resolved" if i == 7 else "forwarded")))
+    export.export(desk)
+    root1 = site(desk)
+    index = json.loads((root1 / "data/cari/index.json").read_text())
+    assert [e["n"] for e in index["shards"]] == [3, 2, 1]  # newest first
+    assert [e["count"] for e in index["shards"]] == [50, 100, 100]
+    assert index["total"] == 250 and index["fields"] == model.ROW_FIELDS
+    oldest = index["shards"][2]
+    assert oldest["has"]["agency"] == ["dlh"] and oldest["has"]["kecamatan"] == ["Wangon"]
+    assert oldest["has"]["status"] == ["forwarded", "resolved"]
+    assert index["shards"][0]["has"]["agency"] == ["dpupr"]
+    ids = [r[0] for n in (3, 2, 1)
+           for r in json.loads((root1 / f"data/cari/{n}.json").read_text())["rows"]]
+    assert ids == list(reversed(tickets))  # every complaint once, newest first
+    assert not (root1 / "data" / "cari.json").exists()
+
+    add_complaint(desk, "Aduan baru lampu mati", agencies=("dinhub",))
+    export.export(desk)
+    root2 = site(desk)
+    for n in (1, 2):  # untouched shards are the same files (hard links), the newest is new
+        assert (root2 / f"data/cari/{n}.json").stat().st_ino == \
+            (root1 / f"data/cari/{n}.json").stat().st_ino
+    assert (root2 / "data/cari/3.json").stat().st_ino != \
+        (root1 / "data/cari/3.json").stat().st_ino
+    index2 = json.loads((root2 / "data/cari/index.json").read_text())
+    assert index2["shards"][0]["count"] == 51
+    assert "dinhub" in index2["shards"][0]["has"]["agency"]
+    assert index2["shards"][1:] == index["shards"][1:]
 
 
 def test_export_to_out_dir(desk, tmp_path):

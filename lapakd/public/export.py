@@ -85,6 +85,8 @@ FEED_SIZE = 50
 KEEP_BUILDS = 2  # the current one and the previous one
 POOL_MIN = 2000  # changed complaints from which a worker pool is used
 TASK_BLOCKS = 10  # archive blocks per worker task
+SHARD_BLOCKS = 10  # archive blocks per search shard: 1,000 complaints, ~350 KB (~60 KB gzip)
+SEARCH_DIR = "data/cari"  # the shards and their index.json
 PAGES_TOKEN = ".lapakd-pages"
 BUILD_MARKER = ".lapakd-build"  # in every build: {"target": <target name>}
 PAGES_MARKER = ".lapakd-aduan"  # in the pages directory: {"target": <target name>}
@@ -641,7 +643,7 @@ def _start_build(ctx: _BuildContext) -> _Builder:
     try:
         _mark(build, BUILD_MARKER, target)  # first: only marked builds are ever removed
         os.chmod(build, SITE_DIR_MODE)
-        for sub in ("halaman", "data", "static", "foto"):
+        for sub in ("halaman", "data", SEARCH_DIR, "static", "foto"):
             (build / sub).mkdir()
             os.chmod(build / sub, SITE_DIR_MODE)
         os.symlink(f"../{ctx.pages_dir.name}", build / links.TICKET_DIR)
@@ -821,10 +823,8 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
     heads = {
         "json": (b"[\n", b",\n", b"\n]\n"),
         "csv": ((",".join(model.COLUMNS) + "\r\n").encode(), b"", b""),
-        "cari": (('{"fields":' + json.dumps(model.ROW_FIELDS) + ',"rows":[\n').encode(),
-                 b",\n", b"\n]}\n"),
     }
-    for rel, kind in (("aduan.json", "json"), ("aduan.csv", "csv"), ("data/cari.json", "cari")):
+    for rel, kind in (("aduan.json", "json"), ("aduan.csv", "csv")):
         head, sep, tail = heads[kind]
 
         def concat(kind: str = kind, head: bytes = head, sep: bytes = sep,
@@ -841,8 +841,79 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
             return chunks
 
         files.file(rel, _key(kind, data_key), concat)
+    _write_search(ctx, files)
     files.file("instansi.json", None, lambda: json.dumps(
         agency_names, ensure_ascii=False, indent=1, sort_keys=True))
     feed = [json.loads(cached[c][0]) for c in newest_ids[:FEED_SIZE]]
     files.file("feed.xml", None, lambda: env.get_template("feed.xml").render(
         entries=feed, updated=feed[0]["received_at"] if feed else ctx.now, **common))
+
+
+def _write_search(ctx: _BuildContext, files: _Builder) -> None:
+    """The search data, split into shards the browser loads on demand, newest first.
+
+    One JSON file of search rows per SHARD_BLOCKS archive blocks (`data/cari/<s>.json`, s = 1
+    the oldest), concatenated from the cached blocks and hard-linked when unchanged: a new
+    complaint rewrites only the newest shard. `data/cari/index.json` lists the shards, newest
+    first, each with the facet values it holds, so a filter skips shards that cannot match and
+    a search stops once it has a page of hits."""
+    conn, pages = ctx.conn, ctx.pages
+    shards = (pages + SHARD_BLOCKS - 1) // SHARD_BLOCKS
+    previous: dict[int, dict[str, Any]] = {}
+    if ctx.prev is not None and not ctx.full:
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            old = json.loads((ctx.prev / SEARCH_DIR / "index.json").read_text(encoding="utf-8"))
+            previous = {e["n"]: e for e in old["shards"]}
+    listed = []
+    for s in range(shards, 0, -1):
+        first, last = (s - 1) * SHARD_BLOCKS + 1, min(s * SHARD_BLOCKS, pages)
+        key = _key("cari", ctx.version, *(ctx.data_keys[n] for n in range(first, last + 1)))
+        rel = f"{SEARCH_DIR}/{s}.json"
+
+        def rows(first: int = first, last: int = last) -> list[bytes]:
+            chunks = [b'{"rows":[\n']
+            for (blob,) in conn.execute(
+                "SELECT cari FROM public_blocks WHERE n BETWEEN ? AND ? ORDER BY n DESC",
+                (first, last),
+            ):
+                if blob:
+                    if len(chunks) > 1:
+                        chunks.append(b",\n")
+                    chunks.append(blob)
+            chunks.append(b"\n]}\n")
+            return chunks
+
+        files.file(rel, key, rows)
+        entry = previous.get(s)
+        if entry is None or entry.get("key") != key[:16]:
+            ids = ctx.order[(first - 1) * PAGE_SIZE:last * PAGE_SIZE]
+            entry = {"n": s, "key": key[:16], **_shard_facets(conn, ids)}
+        listed.append(entry)
+    index = {"fields": model.ROW_FIELDS, "total": len(ctx.order), "shards": listed}
+    files.file(f"{SEARCH_DIR}/index.json", None,
+               lambda: json.dumps(index, ensure_ascii=False, separators=(",", ":")))
+
+
+def _shard_facets(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
+    """What one shard holds: its size, its time span and each facet value in it."""
+    has: dict[str, set[str]] = {f: set() for f in
+                                ("status", "channel", "category", "agency", "kecamatan")}
+    count = overdue = 0
+    newest = oldest = ""
+    for chunk in model._chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for status, channel, category, agencies, kecamatan, late, received in conn.execute(
+            "SELECT status, channel, category, agencies, kecamatan, overdue, received_at"
+            f" FROM public_index WHERE complaint_id IN ({marks})", chunk
+        ):
+            count += 1
+            overdue += int(late or 0)
+            has["status"].add(status)
+            has["channel"].add(channel)
+            has["category"].add(category)
+            has["kecamatan"].add(kecamatan)
+            has["agency"].update(json.loads(agencies or "[]"))
+            newest = max(newest, received or "")
+            oldest = min(oldest, received or "") if oldest else (received or "")
+    return {"count": count, "overdue": overdue, "newest": newest, "oldest": oldest,
+            "has": {f: sorted(v for v in values if v) for f, values in has.items()}}

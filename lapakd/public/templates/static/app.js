@@ -12,18 +12,66 @@
   var original = Array.prototype.slice.call(tbody.children);
   var info = document.getElementById("info");
   var pages = document.getElementById("pages");
-  var data = meta.complete ? embedded : null;
-  var loading = null;
   var LIMIT = 300;
+  // Small sites embed every row. Larger ones publish the search rows in shards
+  // (data/cari/<n>.json, newest first, listed with their facet values in data/cari/index.json):
+  // a filter loads only the shards that can match, and a search stops at a page of hits.
+  var shardIndex = null;
+  var shards = {};
+  var generation = 0;
 
-  function load() {
-    if (data) { return Promise.resolve(data); }
-    if (!loading) {
-      info.textContent = "Memuat data aduan…";
-      loading = fetch("data/cari.json").then(function (r) { return r.json(); })
-        .then(function (j) { data = j.rows; return data; });
+  function getJSON(url) {
+    return fetch(url).then(function (r) {
+      if (!r.ok) { throw new Error(url + ": " + r.status); }
+      return r.json();
+    });
+  }
+
+  function index() {
+    if (!shardIndex) { shardIndex = getJSON("data/cari/index.json"); }
+    return shardIndex;
+  }
+
+  function shard(entry) {
+    if (!shards[entry.n]) {
+      shards[entry.n] = getJSON("data/cari/" + entry.n + ".json?v=" + entry.key)
+        .then(function (j) { return j.rows; });
     }
-    return loading;
+    return shards[entry.n];
+  }
+
+  function mayMatch(entry, w) {
+    for (var k in w.f) {
+      if ((entry.has[k] || []).indexOf(w.f[k]) < 0) { return false; }
+    }
+    return !(w.overdue && !entry.overdue);
+  }
+
+  // Calls found(hits, done) as shards arrive; stops at LIMIT hits unless `all`.
+  function search(w, all, found) {
+    if (meta.complete) {
+      found(embedded.filter(function (r) { return matches(r, w); }), true);
+      return Promise.resolve();
+    }
+    var mine = ++generation;
+    var hits = [];
+    return index().then(function (ix) {
+      var todo = ix.shards.filter(function (e) { return mayMatch(e, w); });
+      function next(i) {
+        if (mine !== generation) { return null; }
+        if (i >= todo.length || (!all && hits.length >= LIMIT)) {
+          found(hits, i >= todo.length);
+          return null;
+        }
+        if (i === 0) { info.textContent = "Memuat data aduan…"; }
+        return shard(todo[i]).then(function (rows) {
+          if (mine !== generation) { return null; }
+          rows.forEach(function (r) { if (matches(r, w)) { hits.push(r); } });
+          return next(i + 1);
+        });
+      }
+      return next(0);
+    });
   }
 
   function label(map, v) { return (map && Object.prototype.hasOwnProperty.call(map, v)) ? map[v] : v; }
@@ -94,25 +142,43 @@
     return true;
   }
 
+  function show(hits, done) {
+    var frag = document.createDocumentFragment();
+    hits.slice(0, LIMIT).forEach(function (r) { frag.appendChild(row(r)); });
+    tbody.replaceChildren(frag);
+    pages.hidden = true;
+    info.replaceChildren();
+    if (done) {
+      info.textContent = hits.length + " aduan cocok" +
+        (hits.length > LIMIT ? " (ditampilkan " + LIMIT + " terbaru)" : "") + ".";
+      return;
+    }
+    info.textContent = "Lebih dari " + LIMIT + " aduan cocok (ditampilkan " + LIMIT +
+      " terbaru). ";
+    var more = document.createElement("button");
+    more.type = "button";
+    more.id = "count-all";
+    more.textContent = "Hitung semua";
+    more.addEventListener("click", function () {
+      info.textContent = "Menghitung…";
+      search(wanted(), true, show).catch(failed);
+    });
+    info.appendChild(more);
+  }
+
+  function failed() { info.textContent = "Data aduan tidak dapat dimuat."; }
+
   function apply() {
     var w = wanted();
     var active = w.q || w.overdue || Object.keys(w.f).length;
     if (!active) {
+      generation++;
       tbody.replaceChildren.apply(tbody, original);
       pages.hidden = false;
       info.textContent = "";
       return;
     }
-    load().then(function (rows) {
-      var w2 = wanted();
-      var hits = rows.filter(function (r) { return matches(r, w2); });
-      var frag = document.createDocumentFragment();
-      hits.slice(0, LIMIT).forEach(function (r) { frag.appendChild(row(r)); });
-      tbody.replaceChildren(frag);
-      pages.hidden = true;
-      info.textContent = hits.length + " aduan cocok" +
-        (hits.length > LIMIT ? " (ditampilkan " + LIMIT + " terbaru)" : "") + ".";
-    }, function () { info.textContent = "Data aduan tidak dapat dimuat."; });
+    search(w, false, show).catch(failed);
   }
 
   var timer = null;
