@@ -282,7 +282,7 @@ def run_forever(desk: Desk) -> None:
         """The main loop is alive: ping systemd's watchdog, unless a poll worker hangs."""
         notifier.watchdog(healthy=not any(w.stuck() for w in workers))
 
-    _install_signals(desk, notifier, wakeup)
+    received = _install_signals(desk, notifier, wakeup)
     scheduler = schedule.Scheduler()
     scheduler.every(RULES_SECONDS).seconds.do(
         guarded(desk, "rules", desk.reload_rules_if_changed)
@@ -327,6 +327,8 @@ def run_forever(desk: Desk) -> None:
             idle = scheduler.idle_seconds
             wakeup.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
     finally:
+        if received:
+            log.info("daemon.stopping", signal=received[0])
         desk.stopping.set()
         notifier.stopping()
         for worker in workers:
@@ -373,19 +375,23 @@ def reload(desk: Desk, notifier: Notifier) -> None:
         notifier.ready(summary(desk))
 
 
-def _install_signals(desk: Desk, notifier: Notifier, wakeup: threading.Event) -> None:
+def _install_signals(desk: Desk, notifier: Notifier, wakeup: threading.Event) -> list[str]:
+    """SIGTERM/SIGINT stop, SIGHUP reloads. Returns the list the stop signals' names go to:
+    the main loop logs them. A handler that logs could interrupt the main thread inside a log
+    write (whose lock is not reentrant) and wait for itself forever: it only sets flags."""
+    received: list[str] = []
+
     def stop(signum: int, _frame: object) -> None:
-        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
         notifier.stopping()
         desk.stopping.set()
         wakeup.set()
 
     def request_reload(_signum: int, _frame: object) -> None:
-        # Done by the main loop, not here: a handler that logs could interrupt the main thread
-        # inside a log write (whose lock is not reentrant) and wait for itself forever.
-        reload_requested.set()
+        reload_requested.set()  # done by the main loop
         wakeup.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, request_reload)
+    return received

@@ -184,7 +184,8 @@ def test_a_failing_reconnect_is_the_channels_health(desk_env, tmp_path):
 
             _wait(failed)
             status = desk_env.cli_json("status")
-            assert "email" in json.dumps(status)
+            assert status["channels"]["email"]["state"] == "error"
+            assert any(x.startswith("channel email is error: IMAP") for x in status["problems"])
             assert daemon.stop() < 10
         finally:
             daemon.kill()

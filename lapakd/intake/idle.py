@@ -31,6 +31,9 @@ log = structlog.get_logger("lapakd.intake.idle")
 RENEW_SECONDS = 25 * 60  # re-issue IDLE at least this often (RFC 2177: before 29 minutes)
 SLICE_SECONDS = 1.0  # the longest wait between two looks at the stop event
 UNAVAILABLE_RECHECK_SECONDS = 5.0  # no IDLE: how often to look for a reloaded config
+# A connection that dropped sooner than this after connecting, twice in a row, counts as a
+# failed connect (no reconnect loop against a server that announces IDLE, then ends it).
+STABLE_SECONDS = 30.0
 
 
 class IdleWatcher:
@@ -46,6 +49,9 @@ class IdleWatcher:
         self.connects = 0  # connections established (the first one and every reconnect)
         self.renewals = 0  # waits re-issued on a live connection
         self.news = 0  # times the server told of new messages
+        self.failures = 0  # failed connects in a row (the backoff)
+        self._told_unavailable = False
+        self._quick_drops = 0
 
     def start(self) -> IdleWatcher:
         self.thread.start()
@@ -59,49 +65,60 @@ class IdleWatcher:
     def _run(self) -> None:
         parent = self.desk
         desk = parent.worker()
-        failures = 0
-        told_unavailable = False
         try:
             while not parent.stopping.is_set():
-                adapter = desk.adapter(self.channel)
                 try:
-                    watch = adapter.watch()
+                    self._watch(desk)
                 except ChannelError as exc:
-                    failures += 1
-                    health.record_failure(desk.store, self.channel, exc)
-                    delay = health.BACKOFF[min(failures, len(health.BACKOFF)) - 1]
-                    log.info("idle.retry", channel=self.channel, error=str(exc)[:300],
-                             retry_in=delay)
-                    parent.stopping.wait(delay)
-                    continue
-                if failures:
-                    # Reachable again: the backoff the watcher recorded is over.
-                    health.record_success(desk.store, self.channel)
-                    failures = 0
-                if watch is None:
-                    if not told_unavailable:
-                        told_unavailable = True
-                        log.info("idle.unavailable", channel=self.channel,
-                                 note="no IDLE (server or config); polling every "
-                                      f"{adapter.poll_seconds} s")
-                    self._wait_for_new_settings(desk, adapter)
-                    continue
-                told_unavailable = False
-                self.connects += 1
-                log.info("idle.watching", channel=self.channel, connects=self.connects)
-                self.on_news()  # a poll for what came while nobody watched
-                try:
-                    self._hold(desk, adapter, watch)
-                except ChannelError as exc:
-                    # A drop (server restart, kick, timeout): reconnect at once; a failing
-                    # reconnect is then a channel failure with backoff.
-                    log.info("idle.dropped", channel=self.channel, error=str(exc)[:300])
-                finally:
-                    watch.close()
-        except Exception as exc:  # a runner never dies: the polls go on without push
-            log.exception("idle.failed", channel=self.channel, error=str(exc)[:300])
+                    self._failed(desk, exc)
+                except Exception as exc:  # a runner never dies: the polls go on meanwhile
+                    log.exception("idle.failed", channel=self.channel, error=str(exc)[:300])
+                    self._failed(desk, exc)
         finally:
             desk.close()
+
+    def _failed(self, desk: Desk, exc: Exception) -> None:
+        """A failed (re)connect: the channel's health, then wait out the backoff."""
+        self.failures += 1
+        health.record_failure(desk.store, self.channel, exc)
+        delay = health.BACKOFF[min(self.failures, len(health.BACKOFF)) - 1]
+        log.info("idle.retry", channel=self.channel, error=str(exc)[:300], retry_in=delay)
+        self.desk.stopping.wait(delay)
+
+    def _watch(self, desk: Desk) -> None:
+        """Connect, then hold the connection until stopping, a reload or a drop."""
+        adapter = desk.adapter(self.channel)
+        watch = adapter.watch()
+        if self.failures:
+            # Reachable again: the backoff recorded by the watcher is over.
+            health.record_success(desk.store, self.channel)
+        if watch is None:
+            self.failures = 0
+            if not self._told_unavailable:
+                self._told_unavailable = True
+                log.info("idle.unavailable", channel=self.channel,
+                         note=f"no IDLE (server or config); polling every "
+                              f"{adapter.poll_seconds} s")
+            self._wait_for_new_settings(desk, adapter)
+            return
+        self._told_unavailable = False
+        self.connects += 1
+        connected = time.monotonic()
+        log.info("idle.watching", channel=self.channel, connects=self.connects)
+        self.on_news()  # a poll for what came while nobody watched
+        try:
+            self._hold(desk, adapter, watch)
+        except ChannelError as exc:
+            log.info("idle.dropped", channel=self.channel, error=str(exc)[:300])
+            quick = time.monotonic() - connected < STABLE_SECONDS
+            self._quick_drops = self._quick_drops + 1 if quick else 0
+            if self._quick_drops > 1:
+                raise  # dropped right away again: a failure, with backoff
+            # A drop (server restart, kick, network): reconnect at once.
+        finally:
+            watch.close()
+        if time.monotonic() - connected >= STABLE_SECONDS:
+            self.failures = self._quick_drops = 0
 
     def _hold(self, desk: Desk, adapter: Adapter, watch: Watch) -> None:
         """Wait for news until stopping, a reload, or a drop (ChannelError)."""
