@@ -324,8 +324,9 @@ def run_forever(desk: Desk) -> None:
                 for job in intake_jobs:  # the forward leaves now, not at the next tick
                     job()
             scheduler.run_pending()
-            idle = scheduler.idle_seconds
-            wakeup.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
+            wait = min(max(scheduler.idle_seconds or 1.0, 0.05), 1.0)
+            due = notifier.watchdog_due_in()  # awake for the ping, not up to a second late
+            wakeup.wait(timeout=wait if due is None else min(wait, max(due, 0.01)))
     finally:
         if received:
             log.info("daemon.stopping", signal=received[0])
