@@ -291,3 +291,28 @@ def test_sigterm_while_idle_waits_exits_zero_quickly_and_the_watchdog_went_on(de
     # Nobody was left behind: the poll worker and the IDLE thread both ended.
     assert daemon.count("daemon.abandoned") == 0, "".join(daemon.lines)[-2000:]
     assert daemon.count("daemon.stopped") == 1
+
+
+def test_a_reload_reconnects_idle_with_the_new_settings(desk_env):
+    """SIGHUP: the adapters are made again, and the IDLE connection follows them."""
+    _slow_polls(desk_env)
+    daemon = _Daemon(desk_env)
+    try:
+        daemon.wait_for("idle.watching")
+        _wait(lambda: _polls_done(desk_env))
+        desk_env.write_config(**{"channels.email": {"poll_seconds": 600}})
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for("config.reloaded")
+        daemon.wait_for("idle.reconnect")
+        daemon.wait_for("idle.watching", times=2)
+        time.sleep(1)
+        desk_env.append(make_mail("Sampah", "Sampah di TPS Karangklesem belum diangkut."))
+        _forwarded_within(desk_env, 1)
+        # idle = false on the next reload: the watcher lets go, the polls stay.
+        desk_env.write_config(**{"channels.email": {"idle": False}})
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for("idle.unavailable")
+    finally:
+        daemon.stop()
+        daemon.kill()
+    assert daemon.proc.returncode == 0
