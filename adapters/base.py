@@ -93,6 +93,25 @@ class Content:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Watch:
+    """A connection that tells of new messages between polls (IMAP IDLE): `Adapter.watch`.
+
+    It only says that something came: the messages are still taken by `fetch`."""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; True when new messages arrived. Raises
+        `ChannelError` when the connection dropped (the caller reconnects)."""
+        raise NotImplementedError
+
+    def renew(self) -> bool:
+        """Start the wait afresh on the same connection (servers drop old ones); True when
+        news came meanwhile. Raises `ChannelError` when the connection is gone."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """End the wait and the connection."""
+
+
 class Adapter:
     """Base class for channel adapters: each attribute and method below is a hook a channel
     may provide; the docstring is its contract. Subclasses set `name` and `CONFIG`."""
@@ -107,6 +126,8 @@ class Adapter:
     # with it go to `webhook_messages`, and the channel's `app_secret`/`verify_token` (in its
     # CONFIG) check `/webhook`. None: nothing is pushed to this channel.
     webhook_object: ClassVar[str | None] = None
+    # True: `watch` may push news between polls (the daemon keeps a watcher thread for it).
+    watches: ClassVar[bool] = False
 
     def __init__(self, config: Config, section: Section) -> None:
         self.config = config
@@ -136,6 +157,12 @@ class Adapter:
     def send(self, kind: str, payload: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """Send a reply on this channel. Returns facts worth recording (e.g. the new post id)."""
         raise PermanentError(f"channel {self.name} cannot send messages")
+
+    def watch(self) -> Watch | None:
+        """Polled: a connection of its own that tells when news arrives, so the daemon polls at
+        once instead of at the next `poll_seconds`; None when the channel or its server cannot
+        (then it is only polled). Raises `ChannelError` when connecting fails."""
+        return None
 
     def close(self) -> None:
         """Release connections."""

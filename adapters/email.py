@@ -23,6 +23,7 @@ import functools
 import imaplib
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
@@ -36,6 +37,7 @@ from lapakd.adapters.base import (
     Content,
     Inbound,
     TransientError,
+    Watch,
 )
 
 from lapakd.config import Field, port, seconds, size_bytes
@@ -108,6 +110,7 @@ def _after_check(after: str) -> str | None:
 
 class EmailAdapter(Adapter):
     name = "email"
+    watches = True
     CONFIG: ClassVar[dict[str, Field]] = {
         "host": Field(str, "127.0.0.1"),
         "port": Field(int, 143, check=port()),
@@ -123,6 +126,8 @@ class EmailAdapter(Adapter):
         "max_message_bytes": Field(int, 26214400, check=size_bytes()),
         "timeout_seconds": Field(int, 60, check=seconds(1, 3600)),
         "ca_file": Field(str, "", path=True),
+        # Hold an IMAP IDLE connection when the server offers it: new mail is taken at once.
+        "idle": Field(bool, True),
     }
 
     def __init__(self, config: Any, section: Any) -> None:
@@ -316,6 +321,28 @@ class EmailAdapter(Adapter):
             # The messages are stored; a failed flag/move is retried on the next poll.
             raise TransientError(f"IMAP {after}: {network_reason(exc)}") from None
 
+    # -- push: IMAP IDLE (RFC 2177) ---------------------------------------------------------
+
+    def watch(self) -> Watch | None:
+        """The folder held in IDLE on a connection of its own; None when `idle` is off or the
+        server does not offer IDLE (CAPABILITY after login)."""
+        s = self.section
+        if not s.idle:
+            return None
+        box = self._connect()
+        try:
+            typ, data = box.client.capability()
+            offered = b" ".join(d for d in data if isinstance(d, bytes)).upper().split()
+            if typ != "OK" or b"IDLE" not in offered:
+                _quiet_logout(box)
+                return None
+            box.folder.set(s.folder)
+            return _ImapIdle(box)
+        except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
+            _quiet_logout(box)
+            raise TransientError(
+                f"IMAP IDLE on {s.folder!r}: {network_reason(exc)}") from None
+
     # -- parsing ----------------------------------------------------------------------------
 
     def parse(self, raw: bytes, meta: dict[str, Any]) -> Content:
@@ -401,3 +428,57 @@ def _quiet_logout(box: Any) -> None:
     except Exception:  # noqa: BLE001 - the connection is being dropped anyway
         with contextlib.suppress(Exception):
             box.client.shutdown()
+
+
+_NEWS = re.compile(rb"^\* \d+ (EXISTS|RECENT)\b", re.I)
+_BYE = re.compile(rb"^\* BYE\b", re.I)
+
+
+class _ImapIdle(Watch):
+    """A selected folder in IDLE, through imap-tools' `idle` (start / poll / stop)."""
+
+    def __init__(self, box: MailBoxUnencrypted | MailBox) -> None:
+        self.box = box
+        self._idling = False  # between IDLE and DONE
+        self._start()
+
+    def _start(self) -> None:
+        self._call(self.box.idle.start)
+        self._idling = True
+
+    def _call(self, step: Any) -> Any:
+        try:
+            return step()
+        except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
+            raise TransientError(f"IMAP IDLE: {network_reason(exc)}") from None
+
+    @staticmethod
+    def _news(lines: list[bytes]) -> bool:
+        if any(_BYE.match(line) for line in lines):
+            raise TransientError("IMAP IDLE: the server closed the connection (BYE)")
+        return any(_NEWS.match(line) for line in lines)
+
+    def wait(self, timeout: float) -> bool:
+        started = time.monotonic()
+        lines = self._call(lambda: self.box.idle.poll(timeout=timeout))
+        if self._news(lines):
+            return True
+        if not lines and time.monotonic() - started < timeout / 2:
+            # Woken with nothing to read: imap-tools reads a closed connection as no lines.
+            # Re-issuing IDLE finds out (DONE on a dead connection fails).
+            return self.renew()
+        return False
+
+    def renew(self) -> bool:
+        self._idling = False
+        _, lines = self._call(self.box.idle.stop)
+        news = self._news([x for x in lines if isinstance(x, bytes)])
+        self._start()
+        return news
+
+    def close(self) -> None:
+        if self._idling:
+            self._idling = False
+            with contextlib.suppress(Exception):
+                self.box.idle.stop()
+        _quiet_logout(self.box)

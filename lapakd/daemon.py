@@ -2,7 +2,9 @@
 
 Every job is guarded: an exception is logged and the loop goes on (a runner never dies).
 Each polled channel has a worker thread of its own (`PollWorker`), so a slow or stuck channel
-never delays another; the other jobs run from the main thread's schedule.
+never delays another; the other jobs run from the main thread's schedule. A channel whose server
+pushes news (IMAP IDLE: lapakd/intake/idle.py) wakes its worker at once; a poll that stored
+something wakes the main loop, which processes, routes and sends right away.
 SIGTERM/SIGINT finish the item in hand and exit 0; SIGHUP reloads lapakd.toml and the rules.
 Under systemd (`Type=notify`) the loop tells systemd it is ready, reloading, stopping, and alive
 (lapakd/notify.py): the watchdog pings come from the main loop's own iterations.
@@ -26,6 +28,7 @@ from lapakd.delivery import send
 from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
+from lapakd.intake.idle import IdleWatcher
 from lapakd.lifecycle import scheduled
 from lapakd.monitor import metrics
 from lapakd.notify import Notifier
@@ -125,8 +128,9 @@ def backlog(store: Store) -> int:
 
 
 def poll(desk: Desk, channels: list[str],
-         progress: Callable[[], object] = lambda: None) -> None:
-    """Fetch what is new on these channels; `progress` runs after each stored batch.
+         progress: Callable[[], object] = lambda: None) -> int:
+    """Fetch what is new on these channels; `progress` runs after each stored batch. Returns
+    the messages stored.
 
     A burst (SENDER_BACKLOG items waiting) is processed and routed while it is still being
     fetched, and sent meanwhile from a process of its own (lapakd/delivery/sender.py)."""
@@ -137,20 +141,29 @@ def poll(desk: Desk, channels: list[str],
             progress()
             burst.step()
 
+        stored = 0
         for channel in channels:
-            intake.poll_channel(desk, channel, after_batch=after_batch)
+            stored += intake.poll_channel(desk, channel, after_batch=after_batch)
         burst.finish()
+    return stored
 
 
 class PollWorker:
     """One channel's polls, in a thread of their own with a desk of their own (an SQLite
     connection serves one thread; writers queue on the store's lock). The first poll runs at
-    once, then one every `poll_seconds` after the last one ended."""
+    once, then one every `poll_seconds` after the last one ended, or as soon as `wake()` is
+    called (the channel's IDLE watcher heard of news). `on_stored` runs after a poll that
+    stored messages (the daemon's main loop then handles them at once)."""
 
-    def __init__(self, desk: Desk, channel: str, repeat: bool = True) -> None:
+    def __init__(self, desk: Desk, channel: str, repeat: bool = True,
+                 on_stored: Callable[[], object] = lambda: None) -> None:
         self.desk = desk
         self.channel = channel
         self.repeat = repeat
+        self.on_stored = on_stored
+        # Set by wake(): poll now. Cleared before each poll, so news during a poll is
+        # another poll right after it.
+        self._woken = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"poll:{channel}", daemon=True)
         # monotonic time of the last progress while a poll is in hand; None while it waits
         self.busy_since: float | None = None
@@ -164,6 +177,10 @@ class PollWorker:
         self.thread.join(timeout)
         return not self.thread.is_alive()
 
+    def wake(self) -> None:
+        """Poll now (or right after the poll in hand) instead of waiting for `poll_seconds`."""
+        self._woken.set()
+
     def stuck(self, limit: float = POLL_STUCK_SECONDS) -> bool:
         """True when a poll has been in hand for `limit` seconds without storing a batch."""
         since = self.busy_since
@@ -175,19 +192,29 @@ class PollWorker:
     def _run(self) -> None:
         parent = self.desk
         desk = parent.worker()
+        stored = 0
+
+        def polled() -> None:
+            nonlocal stored
+            stored = poll(desk, [self.channel], progress=self._progress)
+
         try:
-            job = guarded(desk, f"poll:{self.channel}",
-                          lambda: poll(desk, [self.channel], progress=self._progress))
+            job = guarded(desk, f"poll:{self.channel}", polled)
             while not parent.stopping.is_set():
+                self._woken.clear()
                 self._progress()
+                stored = 0
                 try:
                     job()
                 finally:
                     self.busy_since = None
+                if stored:
+                    self.on_stored()
                 if not self.repeat:
                     break
-                # Read each time: a SIGHUP reload may have changed it.
-                parent.stopping.wait(timeout=desk.adapter(self.channel).poll_seconds)
+                # Read each time: a SIGHUP reload may have changed it. The daemon wakes the
+                # worker on SIGTERM too.
+                self._woken.wait(timeout=desk.adapter(self.channel).poll_seconds)
         finally:
             desk.close()
 
@@ -247,25 +274,30 @@ def run_forever(desk: Desk) -> None:
     send.recover_orphans(desk.store)
     desk.rules  # noqa: B018 - fail fast on broken rules at start, not at the first complaint
     workers: list[PollWorker] = []
+    watchers: list[IdleWatcher] = []
+    # Set by a poll that stored messages, and by the signals: the main loop acts at once.
+    wakeup = threading.Event()
 
     def beat() -> None:
         """The main loop is alive: ping systemd's watchdog, unless a poll worker hangs."""
         notifier.watchdog(healthy=not any(w.stuck() for w in workers))
 
-    _install_signals(desk, notifier)
+    received = _install_signals(desk, notifier, wakeup)
     scheduler = schedule.Scheduler()
     scheduler.every(RULES_SECONDS).seconds.do(
         guarded(desk, "rules", desk.reload_rules_if_changed)
     )
-    scheduler.every(PIPELINE_SECONDS).seconds.do(
-        guarded(desk, "process", drained(desk, process.process_pending, PIPELINE_BATCH, beat))
-    )
-    scheduler.every(PIPELINE_SECONDS).seconds.do(
-        guarded(desk, "route", drained(desk, routing.route_due, PIPELINE_BATCH, beat))
-    )
-    scheduler.every(OUTBOX_SECONDS).seconds.do(
-        guarded(desk, "outbox", drained(desk, send.send_due, OUTBOX_BATCH, beat))
-    )
+    # What a new message goes through, in order; run on the schedule and, after a poll stored
+    # something, at once (from this thread: sending stays single-threaded in the daemon).
+    intake_jobs = [
+        guarded(desk, "process", drained(desk, process.process_pending, PIPELINE_BATCH, beat)),
+        guarded(desk, "route", drained(desk, routing.route_due, PIPELINE_BATCH, beat)),
+        guarded(desk, "outbox", drained(desk, send.send_due, OUTBOX_BATCH, beat)),
+    ]
+    process_job, route_job, outbox_job = intake_jobs
+    scheduler.every(PIPELINE_SECONDS).seconds.do(process_job)
+    scheduler.every(PIPELINE_SECONDS).seconds.do(route_job)
+    scheduler.every(OUTBOX_SECONDS).seconds.do(outbox_job)
     for name, every, job in EXTRA_JOBS:
         scheduler.every(every).seconds.do(guarded(desk, name, lambda j=job: j(desk)))
     scheduler.every(STATUS_SECONDS).seconds.do(
@@ -278,23 +310,38 @@ def run_forever(desk: Desk) -> None:
     try:
         # Store open, rules loaded, the webhook and /metrics listening: ready for systemd.
         notifier.ready(summary(desk))
-        workers = [PollWorker(desk, channel).start() for channel in pollers(desk)]
+        workers = [PollWorker(desk, channel, on_stored=wakeup.set).start()
+                   for channel in pollers(desk)]
+        watchers = [IdleWatcher(desk, w.channel, on_news=w.wake).start()
+                    for w in workers if desk.adapter(w.channel).watches]
         scheduler.run_all()
         while not desk.stopping.is_set():
             beat()
             if reload_requested.is_set():
                 guarded(desk, "reload", lambda: reload(desk, notifier))()
+            if wakeup.is_set():
+                wakeup.clear()
+                for job in intake_jobs:  # the forward leaves now, not at the next tick
+                    job()
             scheduler.run_pending()
-            idle = scheduler.idle_seconds
-            desk.stopping.wait(timeout=min(max(idle or 1.0, 0.05), 1.0))
+            wait = min(max(scheduler.idle_seconds or 1.0, 0.05), 1.0)
+            due = notifier.watchdog_due_in()  # awake for the ping, not up to a second late
+            wakeup.wait(timeout=wait if due is None else min(wait, max(due, 0.01)))
     finally:
+        if received:
+            log.info("daemon.stopping", signal=received[0])
         desk.stopping.set()
         notifier.stopping()
-        # Each worker finishes the batch in hand. One still waiting for a server that does
+        for worker in workers:
+            worker.wake()  # out of its wait for the next poll
+        # Each worker finishes the batch in hand; a watcher sees the stop within
+        # SLICE_SECONDS and closes its connection. One still waiting for a server that does
         # not answer holds nothing of the store's (a batch is stored only once it has come).
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         waiting = [w.channel for w in workers
                    if not w.join(max(0.0, deadline - time.monotonic()))]
+        waiting += [f"{w.channel} (idle)" for w in watchers
+                    if not w.join(max(0.0, deadline - time.monotonic()))]
         if hook is not None:
             hook.stop()
         if scrape is not None:
@@ -329,17 +376,23 @@ def reload(desk: Desk, notifier: Notifier) -> None:
         notifier.ready(summary(desk))
 
 
-def _install_signals(desk: Desk, notifier: Notifier) -> None:
+def _install_signals(desk: Desk, notifier: Notifier, wakeup: threading.Event) -> list[str]:
+    """SIGTERM/SIGINT stop, SIGHUP reloads. Returns the list the stop signals' names go to:
+    the main loop logs them. A handler that logs could interrupt the main thread inside a log
+    write (whose lock is not reentrant) and wait for itself forever: it only sets flags."""
+    received: list[str] = []
+
     def stop(signum: int, _frame: object) -> None:
-        log.info("daemon.stopping", signal=signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
         notifier.stopping()
         desk.stopping.set()
+        wakeup.set()
 
     def request_reload(_signum: int, _frame: object) -> None:
-        # Done by the main loop, not here: a handler that logs could interrupt the main thread
-        # inside a log write (whose lock is not reentrant) and wait for itself forever.
-        reload_requested.set()
+        reload_requested.set()  # done by the main loop
+        wakeup.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, request_reload)
+    return received

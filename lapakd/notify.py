@@ -57,6 +57,13 @@ class Notifier:
     def status(self, text: str) -> bool:
         return self.send(f"STATUS={' '.join(text.split())}")
 
+    def watchdog_due_in(self) -> float | None:
+        """Seconds until the next `WATCHDOG=1` is due (0 when it is); None without a watchdog.
+        The main loop wakes by then, so the pings keep their interval."""
+        if self.watchdog_seconds is None:
+            return None
+        return max(0.0, self._next_ping - time.monotonic())
+
     def watchdog(self, healthy: bool = True) -> bool:
         """`WATCHDOG=1` when healthy and half the watchdog timeout has passed since the last.
 

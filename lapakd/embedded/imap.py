@@ -17,8 +17,10 @@ class EmbeddedImap:
     listening socket ourselves (port 0), so the port is free and nobody can take it first.
     """
 
-    def __init__(self, user: str, password: str, host: str = "127.0.0.1") -> None:
+    def __init__(self, user: str, password: str, host: str = "127.0.0.1",
+                 idle: bool = True) -> None:
         self.user, self.password, self.host = user, password, host
+        self.idle = idle  # False: no IDLE in CAPABILITY, and the command refused (tests)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -44,6 +46,7 @@ class EmbeddedImap:
         from proxyprotocol.reader import ProxyProtocolReader
         from pymap.backend.dict import Config, Login
         from pymap.concurrent import Subsystem
+        from pymap.config import BackendCapability
         from pymap.imap import IMAPServer
         from pymap.user import Passwords, UserMetadata
         from pysasl.hashing import Cleartext
@@ -53,7 +56,14 @@ class EmbeddedImap:
             def greeting(self) -> bytes:  # the default asks DNS for our host name
                 return b"lapakd demo IMAP ready"
 
-        config = DemoConfig(
+        class NoIdleConfig(DemoConfig):
+            # pymap's `disable_idle` argument is read nowhere (pymap 0.36.7); without IDLE in the
+            # backend's capabilities pymap leaves it out of CAPABILITY and refuses the command.
+            @property
+            def backend_capability(self) -> BackendCapability:
+                return BackendCapability(idle=False, object_id=True, multi_append=True)
+
+        config = (DemoConfig if self.idle else NoIdleConfig)(
             # pymap's config is normally built from its command line; these are the two
             # arguments it still reads from there.
             Namespace(passlib_cfg=None, proxy_protocol=None),
