@@ -191,15 +191,18 @@ def test_invalid_grant_is_one_line_in_the_log_and_in_status_and_nothing_is_lost(
     oauth2_desk.assert_no_secret(run.stdout, run.stderr, text.stdout, text.stderr,
                                  json.dumps(status))
 
-    # The admin gives a new consent: the mail comes in, the problem is gone.
-    oauth2_desk.set_refresh_token("email", provider.grant(env.user))
-    oauth2_desk.set_refresh_token("smtp", provider.grant(env.user))
-    env.cli("requeue", "--failed", check=False)
-    with env.db() as conn:  # the channel waits an hour after needs_reauth: the test does not
-        conn.execute("UPDATE channel_health SET next_try_at = NULL")
+    # The admin gives a new consent (`lapakd oauth2-token`): what waited an hour for new
+    # credentials goes at once, the mail comes in and is forwarded, the problems are gone.
+    env.write_config(**{section: {"oauth2_auth_url": f"{provider.url}/authorize"}
+                        for section in ("channels.email", "smtp")})
+    _consent(oauth2_desk, "email")
+    _consent(oauth2_desk, "smtp")
     assert env.run_once().returncode == 0
     assert env.count("SELECT count(*) FROM messages WHERE channel = 'email'") == 1
-    assert env.cli_json("status")["oauth2"]["email"]["error"] is None
+    assert any("dpupr@banyumas.example" in m.rcpt_tos for m in env.sink.wait_for(1))
+    status = env.cli_json("status")
+    assert status["oauth2"]["email"]["error"] is None and status["oauth2"]["smtp"]["error"] is None
+    assert status["oauth2"]["email"]["refresh_token"] == "stored"
 
 
 def test_invalid_grant_for_smtp_keeps_the_forward_waiting(oauth2_desk: OAuth2Desk) -> None:
@@ -227,13 +230,12 @@ def test_an_unreachable_token_endpoint_is_a_transient_failure(oauth2_desk: OAuth
     oauth2_desk.assert_no_secret(run.stdout, run.stderr, json.dumps(status))
 
 
-def test_oauth2_token_command_stores_the_first_refresh_token(oauth2_desk: OAuth2Desk) -> None:
+def _consent(oauth2_desk: OAuth2Desk, use: str) -> tuple[str, str]:
+    """`lapakd oauth2-token --for USE` as an operator runs it: open the printed URL (the
+    provider consents at once and redirects), paste the redirected URL. (stdout, stderr)"""
     env, provider = oauth2_desk.env, oauth2_desk.provider
-    env.write_config(**{"channels.email": {
-        "oauth2_refresh_token": "", "oauth2_auth_url": f"{provider.url}/authorize",
-        "oauth2_scope": "mail"}})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lapakd.cli", "oauth2-token", "--for", "email",
+        [sys.executable, "-m", "lapakd.cli", "oauth2-token", "--for", use,
          "--config", str(env.config)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         cwd=env.root, env=os.environ.copy(),
@@ -246,6 +248,15 @@ def test_oauth2_token_command_stores_the_first_refresh_token(oauth2_desk: OAuth2
     assert redirected.startswith("http://localhost?code=")
     out, err = proc.communicate(redirected + "\n", timeout=60)
     assert proc.returncode == 0, err
+    return out, err
+
+
+def test_oauth2_token_command_stores_the_first_refresh_token(oauth2_desk: OAuth2Desk) -> None:
+    env, provider = oauth2_desk.env, oauth2_desk.provider
+    env.write_config(**{"channels.email": {
+        "oauth2_refresh_token": "", "oauth2_auth_url": f"{provider.url}/authorize",
+        "oauth2_scope": "mail"}})
+    out, err = _consent(oauth2_desk, "email")
     assert out.strip().startswith("Stored the refresh token for [channels.email] in ")
     state_file = env.data_dir / "oauth2" / "email.json"
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600

@@ -62,9 +62,36 @@ def cmd_oauth2_token(args: argparse.Namespace) -> int:
         path = oauth2.exchange_code(settings, auth, code)
     except oauth2.OAuth2Error as exc:
         raise LapakdError(f"oauth2-token: {exc}") from None
+    retried = _retry_now(cfg, use)
     if args.json:
-        _print_json({"use": use, "stored": str(path)})
+        _print_json({"use": use, "stored": str(path), "retry_now": retried})
     else:
         print(f"Stored the refresh token for [{name}] in {path} (0600); lapakd uses it from its "
               "next login.")
     return 0
+
+
+def _retry_now(cfg: Any, use: str) -> int:
+    """What waits for new credentials (the email channel after a refused token, SMTP sends
+    deferred by one) is tried at the next tick instead of in an hour. How many waited."""
+    from lapakd.store import Store, now_iso
+
+    if not cfg.db_path.exists():
+        return 0
+    store = Store(cfg.data_dir)
+    try:
+        now = now_iso()
+        with store.transaction() as conn:
+            waited = conn.execute(
+                "UPDATE channel_health SET next_try_at = ? WHERE channel = ?"
+                " AND state = 'needs_reauth'", (now, "email" if use == "email" else "smtp"),
+            ).rowcount
+            if use == "smtp":
+                waited += conn.execute(
+                    "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending'"
+                    " AND transport = 'smtp' AND next_attempt_at > ? AND last_error LIKE ?",
+                    (now, now, "%oauth2-token --for smtp%"),
+                ).rowcount
+        return waited
+    finally:
+        store.close()
