@@ -58,6 +58,9 @@ class SmtpSession:
             elif s.username:
                 client.login(s.username, s.password)
             client.ehlo_or_helo_if_needed()  # the extensions (SIZE, 8BITMIME...) are known
+        except TransientError:
+            _drop(client)
+            raise
         except oauth2.OAuth2Error as exc:
             _drop(client)
             error = NeedsReauth if exc.needs_admin else TransientError
@@ -84,6 +87,11 @@ class SmtpSession:
         s = self.cfg.smtp
         settings = oauth2.OAuth2Settings.from_section("smtp", s, self.cfg.data_dir)
         client.ehlo_or_helo_if_needed()
+        if "XOAUTH2" not in client.esmtp_features.get("auth", "").upper().split():
+            raise TransientError(
+                f"{self.where}: the server does not offer AUTH XOAUTH2 (check smtp.host, "
+                "port and security: Google smtp.gmail.com 465 ssl, Microsoft "
+                "smtp.office365.com 587 starttls)")
 
         def attempt(token: str) -> None:
             def answer(challenge: bytes | None = None) -> str:

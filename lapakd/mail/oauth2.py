@@ -282,7 +282,6 @@ class TokenSource:
         self.settings = settings
         self._lock = threading.Lock()
         self._cached: _Cached | None = None
-        self.refreshes = 0  # token POSTs made by this source
 
     def access_token(self) -> tuple[str, bool]:
         """(access token, whether it was fetched just now). Raises OAuth2Error."""
@@ -310,11 +309,20 @@ class TokenSource:
         scope = s.effective_scope()
         if scope:
             form["scope"] = scope
-        self.refreshes += 1
         try:
             data = token_request(s, form, [refresh_token])
         except OAuth2Error as exc:
-            raise self._failed(exc) from None
+            # Another lapakd process (the sender, an admin's `run --once`) may have had the
+            # token rotated a moment ago, which ends the old one: try the one it stored.
+            again, _ = current_refresh_token(s)
+            if not exc.needs_admin or again == refresh_token:
+                raise self._failed(exc) from None
+            refresh_token, origin = again, "stored"
+            form["refresh_token"] = again
+            try:
+                data = token_request(s, form, [refresh_token])
+            except OAuth2Error as exc2:
+                raise self._failed(exc2) from None
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise self._failed(OAuth2Error(
