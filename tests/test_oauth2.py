@@ -349,3 +349,44 @@ def test_the_code_is_taken_from_a_pasted_url_or_alone() -> None:
         oauth2.code_from_answer("http://localhost/?code=x&state=other", "s1")
     with pytest.raises(oauth2.OAuth2Error, match="access_denied"):
         oauth2.code_from_answer("http://localhost/?error=access_denied&state=s1", "s1")
+
+
+def test_processes_refreshing_at_once_never_use_a_rotated_token_twice(
+    tmp_path: Path, oauth2_provider: OAuth2Provider,
+) -> None:
+    """The daemon, the burst's sender and an admin's `run --once` each have their own token
+    source; with a provider that rotates refresh tokens they must take turns (each the token
+    the previous one stored), or all but one are told invalid_grant."""
+    import threading
+
+    oauth2_provider.rotate = True
+    user = "desk-rotasi@lapak.test"
+    cfg = parse_config({
+        "desk": {"email": "a@b.example", "admin_email": "c@b.example"},
+        "paths": {"data_dir": str(tmp_path / "var")},
+        "smtp": {"auth": "oauth2", "username": user,
+                 "oauth2_token_url": oauth2_provider.token_url,
+                 "oauth2_client_id": oauth2_provider.client_id,
+                 "oauth2_client_secret": oauth2_provider.client_secret,
+                 "oauth2_refresh_token": oauth2_provider.grant(user)},
+    }, tmp_path / "lapakd.toml")
+    settings = oauth2.OAuth2Settings.from_section("smtp", cfg.smtp, cfg.data_dir)
+    sources = [oauth2.TokenSource(settings) for _ in range(6)]  # as in six processes
+    start = threading.Barrier(len(sources))
+    outcomes: list[object] = []
+
+    def refresh(source: oauth2.TokenSource) -> None:
+        start.wait()
+        try:
+            outcomes.append(source.access_token()[0])
+        except oauth2.OAuth2Error as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=refresh, args=(s,)) for s in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(outcomes) == 6 and all(isinstance(o, str) for o in outcomes), outcomes
+    stored, origin = oauth2.current_refresh_token(settings)
+    assert origin == "stored" and stored in oauth2_provider.refresh_tokens

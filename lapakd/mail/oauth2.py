@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,12 +167,33 @@ def read_state(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def write_state(path: Path, state: Mapping[str, Any]) -> None:
-    """Write aside (0600, fsynced), then rename: a crash leaves the old or the new file."""
-    folder = path.parent
+def _private_folder(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(folder, 0o700)
+
+
+@contextlib.contextmanager
+def exclusive(settings: OAuth2Settings) -> Iterator[None]:
+    """One lapakd process at a time uses and replaces this use's refresh token (the daemon,
+    the burst's sender, `run --once`, `oauth2-token`): with a provider that rotates tokens,
+    two refreshes with the same token would end it for one of them, and a read-modify-write
+    of the state file must not lose a rotated token."""
+    folder = settings.state_path.parent
+    _private_folder(folder)
+    fd = os.open(folder / f"{settings.use}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def write_state(path: Path, state: Mapping[str, Any]) -> None:
+    """Write aside (0600, fsynced), then rename: a crash leaves the old or the new file.
+    Callers hold `exclusive`."""
+    folder = path.parent
+    _private_folder(folder)
     tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -189,7 +211,7 @@ def write_state(path: Path, state: Mapping[str, Any]) -> None:
 
 def store_refresh_token(settings: OAuth2Settings, refresh_token: str, source: str) -> Path:
     """Keep a refresh token (rotated by the provider, or from `lapakd oauth2-token`) in place of
-    the config's current one; returns the file."""
+    the config's current one; returns the file. The caller holds `exclusive`."""
     state = read_state(settings.state_path)
     state.update({
         "refresh_token": refresh_token,
@@ -298,6 +320,10 @@ class TokenSource:
                 self._cached = None
 
     def _refresh(self) -> str:
+        with exclusive(self.settings):
+            return self._refresh_exclusively()
+
+    def _refresh_exclusively(self) -> str:
         s = self.settings
         refresh_token, origin = current_refresh_token(s)
         if not refresh_token:
@@ -312,17 +338,7 @@ class TokenSource:
         try:
             data = token_request(s, form, [refresh_token])
         except OAuth2Error as exc:
-            # Another lapakd process (the sender, an admin's `run --once`) may have had the
-            # token rotated a moment ago, which ends the old one: try the one it stored.
-            again, _ = current_refresh_token(s)
-            if not exc.needs_admin or again == refresh_token:
-                raise self._failed(exc) from None
-            refresh_token, origin = again, "stored"
-            form["refresh_token"] = again
-            try:
-                data = token_request(s, form, [refresh_token])
-            except OAuth2Error as exc2:
-                raise self._failed(exc2) from None
+            raise self._failed(exc) from None
         token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise self._failed(OAuth2Error(
@@ -475,7 +491,8 @@ def exchange_code(settings: OAuth2Settings, auth: Authorization, code: str) -> P
             f"OAuth2 token endpoint {settings.token_url} gave no refresh_token (Google: the "
             "consent screen must ask for offline access; Microsoft: add the offline_access "
             "scope)", needs_admin=True)
-    return store_refresh_token(settings, refresh_token, "oauth2-token")
+    with exclusive(settings):
+        return store_refresh_token(settings, refresh_token, "oauth2-token")
 
 
 def _scrub(text: str, hidden: list[str]) -> str:
