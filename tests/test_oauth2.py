@@ -188,6 +188,7 @@ def test_invalid_grant_is_one_line_in_the_log_and_in_status_and_nothing_is_lost(
     [uid] = env.dovecot.folder_uids(env.user)
     assert "\\Seen" not in env.dovecot.flags(env.user, uid)
     text = env.cli("status", check=False)
+    assert "oauth2 [channels.email]: FAILING, refresh token from the config" in text.stdout
     oauth2_desk.assert_no_secret(run.stdout, run.stderr, text.stdout, text.stderr,
                                  json.dumps(status))
 
