@@ -1,4 +1,5 @@
-"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH): `send_many` keeps
+"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH: a password,
+or XOAUTH2 with `auth = "oauth2"`, lapakd/mail/oauth2.py): `send_many` keeps
 one or several connections (`SmtpSession`) busy from one thread.
 
 4xx replies, refused connections and timeouts are transient (retried by the outbox); 5xx
