@@ -36,12 +36,14 @@ from lapakd.adapters.base import (
     Batch,
     Content,
     Inbound,
+    NeedsReauth,
     TransientError,
     Watch,
 )
 
-from lapakd.config import Field, port, seconds, size_bytes
+from lapakd.config import Field, mail_auth_fields, port, seconds, size_bytes
 from lapakd.errors import network_reason
+from lapakd.mail import oauth2
 from lapakd.mail.parse import MailParseError, external_id_for, headers_only, parse_email
 
 BATCH_SIZE = 100
@@ -115,8 +117,10 @@ class EmailAdapter(Adapter):
         "host": Field(str, "127.0.0.1"),
         "port": Field(int, 143, check=port()),
         "security": Field(str, "none", choices=("none", "starttls", "ssl")),
-        "username": Field(str, ""),  # an IMAP login, not necessarily an address
+        # an IMAP login, not necessarily an address
+        "username": Field(str, "", needed_when=("auth", "oauth2")),
         "password": Field(str, "", secret=True),
+        **mail_auth_fields(),  # auth = password | oauth2, and the oauth2_* keys
         "folder": Field(str, "INBOX"),
         "after": Field(str, "seen", check=_after_check),
         # What the first poll of the folder takes of the mail already there (module docstring).
@@ -140,19 +144,29 @@ class EmailAdapter(Adapter):
         ca = self.section.ca_file
         return ssl.create_default_context(cafile=ca or None)
 
-    def _connect(self) -> MailBoxUnencrypted | MailBox:
+    def _open(self) -> MailBoxUnencrypted | MailBox:
+        """A connection, greeted, not logged in. Raises TransientError."""
         s = self.section
         timeout = s.timeout_seconds
-        where = f"{s.host}:{s.port}"
         try:
             if s.security == "ssl":
-                box: Any = _Ssl(s.host, s.port, timeout=timeout, ssl_context=self._ssl_context())
-            elif s.security == "starttls":
-                box = _StartTls(s.host, s.port, timeout=timeout, ssl_context=self._ssl_context())
-            else:
-                box = _Unencrypted(s.host, s.port, timeout=timeout)
+                return _Ssl(s.host, s.port, timeout=timeout, ssl_context=self._ssl_context())
+            if s.security == "starttls":
+                return _StartTls(s.host, s.port, timeout=timeout, ssl_context=self._ssl_context())
+            return _Unencrypted(s.host, s.port, timeout=timeout)
         except (OSError, imaplib.IMAP4.error, ImapToolsError) as exc:
-            raise TransientError(f"IMAP {where}: cannot connect: {network_reason(exc)}") from None
+            raise TransientError(
+                f"IMAP {s.host}:{s.port}: cannot connect: {network_reason(exc)}"
+            ) from None
+
+    def _connect(self) -> MailBoxUnencrypted | MailBox:
+        """A logged-in connection (password or OAuth2, as `auth` says). Every IMAP connection
+        of the channel is made here. Raises TransientError / NeedsReauth."""
+        s = self.section
+        if s.auth == "oauth2":
+            return self._connect_oauth2()
+        where = f"{s.host}:{s.port}"
+        box: Any = self._open()
         try:
             box.login(s.username, s.password, initial_folder=None)
         except MailboxLoginError:
@@ -165,6 +179,39 @@ class EmailAdapter(Adapter):
             _quiet_logout(box)
             raise TransientError(f"IMAP {where}: login: {network_reason(exc)}") from None
         return box
+
+    def _connect_oauth2(self) -> MailBoxUnencrypted | MailBox:
+        """Log in with XOAUTH2; a refused cached token is refreshed once (lapakd/mail/oauth2.py)."""
+        s = self.section
+        where = f"{s.host}:{s.port}"
+        settings = oauth2.OAuth2Settings.from_section("email", s, self.config.data_dir)
+        source = oauth2.token_source(settings)
+
+        def attempt(token: str) -> MailBoxUnencrypted | MailBox:
+            box: Any = self._open()
+            try:
+                box.xoauth2(s.username, token, initial_folder=None)
+            except imaplib.IMAP4.abort as exc:  # the connection broke: not a refusal
+                _quiet_logout(box)
+                raise TransientError(f"IMAP {where}: login: {network_reason(exc)}") from None
+            except (MailboxLoginError, imaplib.IMAP4.error):
+                _quiet_logout(box)
+                raise oauth2.LoginRefused from None
+            except (OSError, ImapToolsError) as exc:
+                _quiet_logout(box)
+                raise TransientError(f"IMAP {where}: login: {network_reason(exc)}") from None
+            return box
+
+        try:
+            return oauth2.login_with_token(source, attempt)
+        except oauth2.OAuth2Error as exc:
+            error = NeedsReauth if exc.needs_admin else TransientError
+            raise error(f"IMAP {where}: {exc}") from None
+        except oauth2.LoginRefused:
+            raise TransientError(
+                f"IMAP {where}: XOAUTH2 login refused for {s.username} with a fresh access "
+                "token (check channels.email.username and oauth2_scope)"
+            ) from None
 
     def close(self) -> None:
         if self._box is not None:

@@ -42,6 +42,9 @@ class Field:
     secret: bool = False  # may come from <key>_file / _env / _credential; never logged
     path: bool = False  # resolved relative to the config file
     required: bool = False
+    # (key, value): this key must be set (non-empty) when that key of the section has that
+    # value, e.g. ("auth", "oauth2").
+    needed_when: tuple[str, Any] | None = None
     # None for a good value, else "<what is wrong> (<the fix>)", read after "key = value".
     check: Check | None = None
 
@@ -167,6 +170,27 @@ def _security() -> Field:
     return Field(str, "none", choices=("none", "starttls", "ssl"))
 
 
+def optional_http_url(value: str) -> str | None:
+    return None if value == "" else http_url(value)
+
+
+def mail_auth_fields() -> dict[str, Field]:
+    """How a mail login authenticates, the same keys in `[smtp]` and `[channels.email]`:
+    a password, or OAuth2 (XOAUTH2 with a refresh token; lapakd/mail/oauth2.py)."""
+    oauth2 = ("auth", "oauth2")
+    return {
+        "auth": Field(str, "password", choices=("password", "oauth2")),
+        "oauth2_token_url": Field(str, "", check=optional_http_url, needed_when=oauth2),
+        "oauth2_client_id": Field(str, "", needed_when=oauth2),
+        "oauth2_client_secret": Field(str, "", secret=True),
+        # Empty: the one `lapakd oauth2-token` stored in data_dir/oauth2/.
+        "oauth2_refresh_token": Field(str, "", secret=True),
+        "oauth2_scope": Field(str, ""),  # empty: the provider's usual scope (or none)
+        # For `lapakd oauth2-token`; empty: derived from a Google or Microsoft token URL.
+        "oauth2_auth_url": Field(str, "", check=optional_http_url),
+    }
+
+
 SECTIONS: dict[str, dict[str, Field]] = {
     "desk": {
         "name": Field(str, "Lapak Aduan Banyumas"),
@@ -201,8 +225,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "host": Field(str, "127.0.0.1"),
         "port": Field(int, 25, check=port()),
         "security": _security(),
-        "username": Field(str, ""),
+        "username": Field(str, "", needed_when=("auth", "oauth2")),
         "password": Field(str, "", secret=True),
+        **mail_auth_fields(),
         "timeout_seconds": Field(int, 30, check=seconds(1, 3600)),
         # 0 = forwards carry no attachments (they are listed by name)
         "max_attachments_bytes": Field(int, 10 * 1024 * 1024, check=size_bytes(0)),
@@ -397,6 +422,14 @@ def validate_section(
             # Resolve all but the last component: public_dir is a symlink swapped per export.
             full = base / out[key]
             out[key] = str(full.parent.resolve() / full.name)
+    for key, f in spec.items():
+        if f.needed_when and out.get(f.needed_when[0]) == f.needed_when[1] and not out[key]:
+            other, value = f.needed_when
+            raise ConfigError(
+                f"{cfg_path}: {_line_of(cfg_path, section, other)}{section}.{key} is required "
+                f"with {section}.{other} = {json.dumps(value)} (set it, or {other} = "
+                f"{json.dumps(spec[other].default)})"
+            )
     return out
 
 

@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from certs import make_self_signed_cert
 from dovecot import Dovecot
+from oauth2_provider import OAuth2Provider
 
 from lapakd.embedded.smtp_sink import SmtpSink
 
 # Fixtures that start a real server or a desk on real servers: a test using any of them (even
 # through another fixture) is marked `slow`, so `pytest -m "not slow"` is the quick inner loop.
-SERVER_FIXTURES = {"dovecot", "smtp_sink", "sink", "make_sink", "desk_env", "replica", "hook", "x"}
+SERVER_FIXTURES = {"dovecot", "smtp_sink", "sink", "make_sink", "desk_env", "replica", "hook", "x",
+                   "oauth2_provider", "oauth2_dovecot", "oauth2_desk"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -106,6 +108,38 @@ def desk_env(tmp_path, dovecot: Dovecot, sink: SmtpSink):
     env = DeskEnv(tmp_path, dovecot, sink, dovecot.new_user("desk"))
     env.write_config()
     return env
+
+
+# ---------------------------------------------------------------------------
+# OAuth2 (XOAUTH2): a token server, and a Dovecot checking bearer tokens with it (its oauth2
+# passdb); tests/test_oauth2.py has the desk that logs in with them
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oauth2_server() -> Iterator[OAuth2Provider]:
+    with OAuth2Provider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def oauth2_provider(oauth2_server: OAuth2Provider) -> OAuth2Provider:
+    """The session's token server, without rotation and with its request log emptied."""
+    oauth2_server.rotate = False
+    with oauth2_server.lock:
+        oauth2_server.posts.clear()
+    return oauth2_server
+
+
+@pytest.fixture(scope="session")
+def oauth2_dovecot(
+    tmp_path_factory: pytest.TempPathFactory, oauth2_server: OAuth2Provider
+) -> Iterator[Dovecot]:
+    server = Dovecot(tmp_path_factory.mktemp("dovecot-oauth2"),
+                     oauth2_introspection_url=oauth2_server.introspection_url)
+    server.start()
+    yield server
+    server.stop()
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ VERB_MODULES: list[str] = [
     "lapakd.cli.public",  # export, hide, publish-text
     "lapakd.cli.admin",  # add, assign, set-status, note, reply, merge
     "lapakd.cli.backup",  # backup (--verify, --keep)
+    "lapakd.cli.oauth2",  # oauth2-token
 ]
 
 

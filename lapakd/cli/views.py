@@ -260,6 +260,10 @@ def format_status(data: dict[str, Any]) -> str:
     d = data["daemon"]
     lines.append(f"runs: {d['runs']}, the last ({d['last_mode']}) started {d['last_started_at']}"
                  f", finished {d['last_finished_at'] or '-'}" if d["runs"] else "runs: none")
+    for login in data.get("oauth2", {}).values():
+        state = "FAILING" if login["error"] else "ok"
+        lines.append(f"oauth2 [{login['section']}]: {state}, refresh token from "
+                     f"{'data_dir/oauth2' if login['refresh_token'] == 'stored' else 'the config'}")
     r = data["rules"]
     lines.append(f"rules: {r['rules']} rules, {r['agencies']} agencies" if r["ok"]
                  else "rules: BROKEN — run lapakd rules check")

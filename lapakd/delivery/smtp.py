@@ -1,4 +1,5 @@
-"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH): `send_many` keeps
+"""Send emails over SMTP with smtplib (none / STARTTLS / SSL, optional AUTH: a password,
+or XOAUTH2 with `auth = "oauth2"`, lapakd/mail/oauth2.py): `send_many` keeps
 one or several connections (`SmtpSession`) busy from one thread.
 
 4xx replies, refused connections and timeouts are transient (retried by the outbox); 5xx
@@ -16,8 +17,9 @@ import ssl
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lapakd.adapters.base import PermanentError, TransientError
+from lapakd.adapters.base import NeedsReauth, PermanentError, TransientError
 from lapakd.errors import network_reason
+from lapakd.mail import oauth2
 
 if TYPE_CHECKING:
     from lapakd.config import Config
@@ -42,18 +44,34 @@ class SmtpSession:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.cfg.smtp
+        client: smtplib.SMTP | None = None
         try:
             if s.security == "ssl":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
+                client = smtplib.SMTP_SSL(
                     s.host, s.port, timeout=s.timeout_seconds, context=self._context()
                 )
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout_seconds)
                 if s.security == "starttls":
                     client.starttls(context=self._context())
-            if s.username:
+            if s.auth == "oauth2":
+                self._login_oauth2(client)
+            elif s.username:
                 client.login(s.username, s.password)
             client.ehlo_or_helo_if_needed()  # the extensions (SIZE, 8BITMIME...) are known
+        except TransientError:
+            _drop(client)
+            raise
+        except oauth2.OAuth2Error as exc:
+            _drop(client)
+            error = NeedsReauth if exc.needs_admin else TransientError
+            raise error(f"{self.where}: {exc}") from None
+        except oauth2.LoginRefused:
+            _drop(client)
+            raise TransientError(
+                f"{self.where}: XOAUTH2 login refused for {s.username} with a fresh access "
+                "token (check smtp.username and oauth2_scope)"
+            ) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise TransientError(
                 f"{self.where}: login refused ({exc.smtp_code}); check smtp.username and password"
@@ -63,6 +81,31 @@ class SmtpSession:
         except (OSError, smtplib.SMTPException) as exc:
             raise TransientError(f"{self.where}: {network_reason(exc)}") from None
         return client
+
+    def _login_oauth2(self, client: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2; a refused cached token is refreshed once (lapakd/mail/oauth2.py).
+        Raises OAuth2Error / LoginRefused, or smtplib's errors."""
+        s = self.cfg.smtp
+        settings = oauth2.OAuth2Settings.from_section("smtp", s, self.cfg.data_dir)
+        client.ehlo_or_helo_if_needed()
+        if "XOAUTH2" not in client.esmtp_features.get("auth", "").upper().split():
+            raise TransientError(
+                f"{self.where}: the server does not offer AUTH XOAUTH2 (check smtp.host, "
+                "port and security: Google smtp.gmail.com 465 ssl, Microsoft "
+                "smtp.office365.com 587 starttls)")
+
+        def attempt(token: str) -> None:
+            def answer(challenge: bytes | None = None) -> str:
+                # The initial response; to an error challenge (a JSON status) an empty line,
+                # after which the server sends its 535.
+                return oauth2.xoauth2_string(s.username, token) if challenge is None else ""
+
+            try:
+                client.auth("XOAUTH2", answer, initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError:
+                raise oauth2.LoginRefused from None
+
+        oauth2.login_with_token(oauth2.token_source(settings), attempt)
 
     def offers_8bitmime(self) -> bool:
         """Connect if need be (TransientError / PermanentError); whether the server takes
@@ -142,6 +185,13 @@ class SmtpSession:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
+
+
+def _drop(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            client.quit()
+        client.close()
 
 
 @functools.lru_cache(maxsize=4)

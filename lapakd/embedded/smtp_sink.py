@@ -11,7 +11,9 @@ Modes: plain (default), ``tls="starttls"`` (STARTTLS offered on the plain port)
 and ``tls="ssl"`` (implicit TLS from the first byte).  Failures can be injected
 with :meth:`SmtpSink.fail_next` / :meth:`SmtpSink.fail_recipient` /
 :meth:`SmtpSink.fail_always`, and AUTH
-can be required with :meth:`SmtpSink.require_auth`.
+can be required with :meth:`SmtpSink.require_auth` (PLAIN/LOGIN) or
+:meth:`SmtpSink.require_xoauth2` (AUTH XOAUTH2 with a bearer token, as Gmail and
+Microsoft 365 take it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import contextlib
 import email
 import email.policy
 import itertools
+import json
 import logging
 import os
 import socket
@@ -29,13 +32,15 @@ import threading
 import time
 import uuid
 import warnings
+from base64 import b64decode
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Literal
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 __all__ = ["ReceivedMail", "SmtpSink"]
 
@@ -123,6 +128,34 @@ class _Handler:
         queue_id = self.sink._store(mail)
         return f"250 2.0.0 OK queued as {queue_id}"
 
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """SASL XOAUTH2: `user=<name>^Aauth=Bearer <token>^A^A`, base64, as the initial
+        response or after an empty 334. A refused token gets Gmail's answer: a 334 with a JSON
+        status, the client's empty line, then 535."""
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        fields = dict(
+            part.split("=", 1) for part in blob.decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
+        user, bearer = fields.get("user", ""), fields.get("auth", "")
+        token = bearer[7:] if bearer[:7].lower() == "bearer " else ""
+        if user and token and self.sink._bearer_ok(user, token):
+            self.sink._count_xoauth2(True)
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        self.sink._count_xoauth2(False)
+        await server.challenge_auth(json.dumps({"status": "401", "schemes": "bearer"}))
+        return AuthResult(success=False, handled=False)  # aiosmtpd answers 535
+
 
 class _Controller(Controller):
     """Controller listening on a socket we bound ourselves (no port race), and
@@ -138,7 +171,9 @@ class _Controller(Controller):
 
     def factory(self):
         kwargs = dict(self.SMTP_kwargs)
-        kwargs["auth_required"] = self._sink._credentials is not None
+        kwargs["auth_required"] = (
+            self._sink._credentials is not None or self._sink._bearer is not None
+        )
         # aiosmtpd offers 8BITMIME unless it decodes the data itself
         kwargs["decode_data"] = not self._sink.offer_8bitmime
         with warnings.catch_warnings():
@@ -184,6 +219,8 @@ class SmtpSink:
         self._bad_recipients: dict[str, str] = {}
         self._always: dict[str, str] = {}  # stage -> reply, from fail_always()
         self._credentials: tuple[str, str] | None = None
+        self._bearer: Callable[[str, str], bool] | None = None  # require_xoauth2's check
+        self.xoauth2_logins = {"accepted": 0, "refused": 0}
         # False: EHLO does not offer 8BITMIME (from the next connection on), as some old
         # servers; a client must then send 7-bit bodies.
         self.offer_8bitmime = True
@@ -274,6 +311,7 @@ class SmtpSink:
             self._bad_recipients.clear()
             self._always.clear()
             self._credentials = None
+            self._bearer = None
             self.offer_8bitmime = True
 
     def wait_for(self, count: int, timeout: float = 10) -> list[ReceivedMail]:
@@ -368,11 +406,30 @@ class SmtpSink:
         with self._cond:
             self._credentials = (username, password)
 
+    def require_xoauth2(self, check: Callable[[str, str], bool]) -> None:
+        """From the next connection on, require AUTH XOAUTH2 with a bearer token that
+        `check(user, token)` accepts (e.g. a test token server's introspection, or
+        `lambda user, token: token in issued`). Password logins are refused then, unless
+        :meth:`require_auth` allows them too."""
+        with self._cond:
+            self._bearer = check
+
+    def _bearer_ok(self, user: str, token: str) -> bool:
+        with self._cond:
+            check = self._bearer
+        return check is not None and bool(check(user, token))
+
+    def _count_xoauth2(self, accepted: bool) -> None:
+        with self._cond:
+            self.xoauth2_logins["accepted" if accepted else "refused"] += 1
+
     def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         with self._cond:
             expected = self._credentials
+            if expected is None and self._bearer is not None:
+                return AuthResult(success=False, handled=False)  # OAuth2 only
         login = auth_data.login.decode("utf-8", "replace")
         password = auth_data.password.decode("utf-8", "replace")
         ok = expected is None or (login, password) == expected

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lapakd import runs
 from lapakd.errors import RulesError
 from lapakd.intake.poll import duplicates_dropped
+from lapakd.mail import oauth2
 from lapakd.store import iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ def status(desk: Desk) -> dict[str, Any]:
         if ch["enabled"] and ch["state"] != "ok":
             problems.append(f"channel {name} is {ch['state']}: {ch['last_error']}")
     problems += _silent_channels(desk, channels, daemon)
+    logins = _oauth2_logins(desk)
+    for use, login in logins.items():
+        channel = channels.get(use)
+        if login["error"] and not (channel and channel["state"] != "ok"):  # else said above
+            problems.append(f"OAuth2 login for [{login['section']}]: {login['error']}")
     if retrying["count"]:
         problems.append(
             f"{retrying['count']} outgoing message(s) waiting for a retry after a failed attempt"
@@ -86,10 +92,31 @@ def status(desk: Desk) -> dict[str, Any]:
         "quarantined": quarantined,
         "rules": rules_state,
         "daemon": daemon,
+        "oauth2": logins,
         "needs_admin": bool(problems),
         "problems": problems,
         "reasons": problems,  # the name before `problems`, kept for scripts that read it
     }
+
+
+def _oauth2_logins(desk: Desk) -> dict[str, Any]:
+    """The mail logins with auth = "oauth2": where their refresh token comes from, and the last
+    token-endpoint failure still standing (kept in data_dir/oauth2/ by lapakd/mail/oauth2.py)."""
+    cfg = desk.config
+    email = cfg.channels.get("email")
+    sections = {"email": email if email is not None and email.enabled else None,
+                "smtp": cfg.smtp}
+    out: dict[str, Any] = {}
+    for use, section in sections.items():
+        if section is None or section.get("auth") != "oauth2":
+            continue
+        settings = oauth2.OAuth2Settings.from_section(use, section, cfg.data_dir)
+        out[use] = {
+            "section": oauth2.section_name(use),
+            "refresh_token": oauth2.current_refresh_token(settings)[1],
+            "error": oauth2.problem(settings),
+        }
+    return out
 
 
 # A polled channel whose last success is older than this many poll intervals is stale.
