@@ -889,9 +889,9 @@ def _write_search(ctx: _BuildContext, files: _Builder) -> None:
             ids = ctx.order[(first - 1) * PAGE_SIZE:last * PAGE_SIZE]
             entry = {"n": s, "key": key[:16], **_shard_facets(conn, ids)}
         listed.append(entry)
-    index = {"fields": model.ROW_FIELDS, "total": len(ctx.order), "shards": listed}
-    files.file(f"{SEARCH_DIR}/index.json", None,
-               lambda: json.dumps(index, ensure_ascii=False, separators=(",", ":")))
+    index = json.dumps({"fields": model.ROW_FIELDS, "total": len(ctx.order), "shards": listed},
+                       ensure_ascii=False, separators=(",", ":"))
+    files.file(f"{SEARCH_DIR}/index.json", _key("cari-index", index), lambda: index)
 
 
 def _shard_facets(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
