@@ -67,6 +67,22 @@ class Complaint:
     resolve_due: str | None = None
     rating: int | None = None
     events: dict[str, str] = field(default_factory=dict)  # confirm event type -> first time
+    # Filled by `measure` (they do not depend on the moment of the figures):
+    answer_days: int | None = None  # working days received -> first answer
+    resolve_days: int | None = None  # working days received -> resolved
+    month: str = ""  # local YYYY-MM of received
+
+
+def measure(complaints: list[Complaint], working: WorkingDays) -> None:
+    """The working days and month of each complaint, once (not per period and agency)."""
+    for c in complaints:
+        if c.month:
+            continue
+        c.month = _month(c.received, working.tz)
+        if c.first_answer:
+            c.answer_days = working.between(c.received, c.first_answer)
+        if c.resolved:
+            c.resolve_days = working.between(c.received, c.resolved)
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
@@ -187,8 +203,9 @@ def is_overdue(c: Complaint, as_of: str) -> bool:
     return first or resolve
 
 
-def figures(items: Iterable[Complaint], as_of: str, working: WorkingDays) -> dict[str, Any]:
-    """One agency's figures over `items` (its complaints of one period), as of `as_of`."""
+def figures(items: Iterable[Complaint], as_of: str) -> dict[str, Any]:
+    """One agency's figures over `items` (its complaints of one period, `measure`d), as of
+    `as_of`."""
     received = due_decided = on_time = asked = confirmed = reopened = 0
     answer_days: list[int] = []
     resolve_days: list[int] = []
@@ -200,10 +217,10 @@ def figures(items: Iterable[Complaint], as_of: str, working: WorkingDays) -> dic
             due_decided += 1  # answered, or its deadline has passed unanswered
             if answered and (c.due is None or c.first_answer <= c.due):  # type: ignore[operator]
                 on_time += 1
-        if answered:
-            answer_days.append(working.between(c.received, c.first_answer))  # type: ignore[arg-type]
-        if _at_or_before(c.resolved, as_of):
-            resolve_days.append(working.between(c.received, c.resolved))  # type: ignore[arg-type]
+        if answered and c.answer_days is not None:
+            answer_days.append(c.answer_days)
+        if _at_or_before(c.resolved, as_of) and c.resolve_days is not None:
+            resolve_days.append(c.resolve_days)
         ev = c.events
         if _at_or_before(ev.get(CONFIRM_ASKED), as_of):
             asked += 1
@@ -267,7 +284,7 @@ def ranking(complaints: list[Complaint], agencies: dict[str, dict[str, Any]], *,
     (an agency removed from the rules) are listed under their key. Sorted by the first
     period's ranking."""
     periods = list(periods)
-    working = WorkingDays(calendar, tz)
+    measure(complaints, WorkingDays(calendar, tz))
     by_agency: dict[str, list[Complaint]] = {k: [] for k in agencies}
     for c in complaints:
         if c.received >= as_of:
@@ -283,7 +300,7 @@ def ranking(complaints: list[Complaint], agencies: dict[str, dict[str, Any]], *,
         info = agencies.get(key, {})
         per_month: dict[str, list[Complaint]] = {m: [] for m in months}
         for c in items:
-            bucket = per_month.get(_month(c.received, tz))
+            bucket = per_month.get(c.month)
             if bucket is not None:
                 bucket.append(c)
         rows.append({
@@ -292,10 +309,10 @@ def ranking(complaints: list[Complaint], agencies: dict[str, dict[str, Any]], *,
             "sla_days": info.get("sla_days"),
             "overdue": sum(is_overdue(c, as_of) for c in items),
             "open": sum(c.status in statuses.OPEN for c in items),
-            "periods": {p: figures((c for c in items if c.received >= starts[p]), as_of,
-                                   working) for p in periods},
+            "periods": {p: figures((c for c in items if c.received >= starts[p]), as_of)
+                        for p in periods},
             "trend": [{"month": m, "received": len(cs),
-                       "on_time_pct": figures(cs, as_of, working)["on_time_pct"]}
+                       "on_time_pct": figures(cs, as_of)["on_time_pct"]}
                       for m, cs in per_month.items()],
         })
     for p in reversed(periods):  # the first period's order last: it is the list's order
