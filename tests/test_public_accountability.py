@@ -165,6 +165,9 @@ def test_periods_rating_and_changes(desk):
         conn.execute("UPDATE complaints SET rating = 4 WHERE ticket = ?", (t["a"],))
         conn.execute("UPDATE complaints SET rating = 1 WHERE ticket = ?", (t["b"],))
         conn.execute("UPDATE complaints SET rating = 9 WHERE ticket = ?", (t["c"],))  # ignored
+        # an event whose data is not JSON (hand-edited store) breaks nothing
+        conn.execute("INSERT INTO events (complaint_id, at, type, actor, data) VALUES"
+                     " (?, ?, 'status_changed', 'x', 'not json')", (cid_of(desk, t["c"]), iso(NOW)))
     export.export(desk, now=NOW)
     data = json.loads((desk.config.public_dir / "instansi.json").read_text(encoding="utf-8"))
     dpupr = agency(data, "dpupr")

@@ -109,13 +109,15 @@ def load(conn: sqlite3.Connection, scope_sql: str | None = None) -> list[Complai
     resolved_at = dict(conn.execute(
         "SELECT e.complaint_id, MAX(e.at) FROM events e JOIN complaints c"
         " ON c.id = e.complaint_id WHERE e.type = 'status_changed'"
-        f" AND json_extract(e.data, '$.to') = 'resolved' AND c.status IN ({resolved_in})"
+        " AND CASE WHEN json_valid(e.data) THEN json_extract(e.data, '$.to') END = 'resolved'"
+        f" AND c.status IN ({resolved_in})"
         " GROUP BY e.complaint_id"))
     # An answer set by hand (`lapakd set-status X answered` after a phone call) leaves no
     # first_answer_at: the first status change to an answering status stands for it.
     answered_at = dict(conn.execute(
         "SELECT complaint_id, MIN(at) FROM events WHERE type = 'status_changed'"
-        " AND json_extract(data, '$.to') IN (" + statuses.sql_list(statuses.ANSWERS) + ")"
+        " AND CASE WHEN json_valid(data) THEN json_extract(data, '$.to') END"
+        " IN (" + statuses.sql_list(statuses.ANSWERS) + ")"
         " GROUP BY complaint_id"))
     confirm: dict[int, dict[str, str]] = {}
     marks = ",".join("?" * len(CONFIRM_EVENTS))
