@@ -286,3 +286,19 @@ def test_unchanged_agency_and_kecamatan_pages_are_reused(desk):
     page = desk.config.public_dir / "kecamatan" / "tambak.html"
     assert t in page.read_text(encoding="utf-8")
     assert third.rendered < 4 + 3 + 10 + 27  # not every agency and kecamatan page again
+
+    # The agencies' figures are kept for RANKING_MINUTES: the new complaint counts after that,
+    # or at a full export.
+    def received() -> int:
+        data = json.loads((desk.config.public_dir / "instansi.json").read_text("utf-8"))
+        return agency(data, "dpupr")["periods"]["semua"]["received"]
+
+    assert received() == 5
+    export.export(desk, now=NOW + timedelta(minutes=export.RANKING_MINUTES - 1))
+    assert received() == 5
+    export.export(desk, now=NOW + timedelta(minutes=export.RANKING_MINUTES + 1))
+    assert received() == 6
+    add_complaint(desk, "Jalan rusak di Kecamatan Tambak lagi", received=wib(31),
+                  kecamatan="Tambak")
+    export.export(desk, now=NOW + timedelta(minutes=export.RANKING_MINUTES + 2), full=True)
+    assert received() == 7

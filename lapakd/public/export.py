@@ -57,7 +57,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -579,7 +579,9 @@ def _begin(desk: Desk, target: Path, *, full: bool, now: datetime | None) -> _Bu
         "name": cfg.desk.name, "url": cfg.desk.public_url.rstrip("/"),
         "photos": bool(cfg.public.publish_photos),
     }
-    version = _code_version({"agencies": agency_names, "site": site, "tz": str(tz)})
+    calendar = [cfg.desk.sla_calendar, [str(d) for d in cfg.desk.extra_holidays]]
+    version = _code_version({"agencies": agency_names, "site": site, "tz": str(tz),
+                             "calendar": calendar})
     env = _env(tz)
     common = {"site": site, "agency_names": agency_names, "generated_at": now_s}
 
@@ -819,6 +821,7 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
     }
     files.file("statistik.html", None, lambda: env.get_template("stats.html").render(
         st=st, charts=charts, agency_rows=acc.rows, periods=acc.periods, tiles=acc.tiles,
+        computed_at=acc.computed_at,
         root="", **common))
     _render_accountability(ctx, files, acc)
 
@@ -858,11 +861,14 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
 
 OPEN_ROWS = 200  # newest open complaints listed on an agency's page, and complaints on a
 # kecamatan's page (the full list: the filters of index.html)
+RANKING_MINUTES = 60  # the agencies' figures are recomputed at most this often (and at --full)
+RANKING_STATE = "ranking"  # their row in public_state
 
 
 @dataclass
 class _Accountability:
     rows: list[dict[str, Any]]  # ranking.ranking() over the published complaints
+    computed_at: str  # as of when
     periods: dict[str, str]  # period key -> label
     tiles: dict[str, Any]  # tilemap.tiles()
     agency_rows: dict[str, list[dict[str, Any]]]  # agency -> its newest open complaints' rows
@@ -872,37 +878,35 @@ class _Accountability:
 def _accountability(ctx: _BuildContext) -> _Accountability:
     """The agencies' figures and the map's counts, over the published complaints only (the
     rows of `public_index`, written by this export), as of this export."""
-    conn, cfg = ctx.conn, ctx.desk.config
-    agencies = ranking.agencies_of(ctx.desk.rules, DEFAULT_SLA_DAYS)
-    complaints = ranking.load(conn, "SELECT complaint_id FROM public_index")
-    rows = ranking.ranking(complaints, agencies, as_of=ctx.now,
-                           calendar=Calendar.from_settings(cfg.desk), tz=ctx.tz)
-    counts: dict[str, dict[str, int]] = {}
-    for name, total, late, open_ in conn.execute(
-        "SELECT kecamatan, COUNT(*), SUM(overdue), SUM(status IN"
-        f" ({statuses.sql_list(statuses.OPEN)})) FROM public_index"
-        " WHERE kecamatan IS NOT NULL AND kecamatan != '' GROUP BY kecamatan"
-    ):
-        counts[name] = {"total": total, "overdue": late or 0, "open": open_ or 0}
-    tiles = tilemap.tiles(counts, "kecamatan/{slug}.html")
-    # Newest first: an agency's open complaints, a kecamatan's complaints (at most OPEN_ROWS).
+    conn = ctx.conn
+    rows, computed_at = _ranking(ctx)
+    # Newest first: an agency's open complaints, a kecamatan's complaints (at most OPEN_ROWS
+    # each, cut in SQL: at 100,000 complaints Python never walks them all).
     by_agency: dict[str, list[int]] = {}
     for key, cid in conn.execute(
-        "SELECT je.value, p.complaint_id FROM public_index p, json_each(p.agencies) je"
-        f" WHERE p.status IN ({statuses.sql_list(statuses.OPEN)})"
-        " ORDER BY p.complaint_id DESC"
+        "SELECT key, cid FROM (SELECT je.value AS key, p.complaint_id AS cid, ROW_NUMBER()"
+        " OVER (PARTITION BY je.value ORDER BY p.complaint_id DESC) AS n"
+        " FROM public_index p, json_each(p.agencies) je"
+        f" WHERE p.status IN ({statuses.sql_list(statuses.OPEN)})) WHERE n <= ?"
+        " ORDER BY key, cid DESC", (OPEN_ROWS,)
     ):
-        ids = by_agency.setdefault(key, [])
-        if len(ids) < OPEN_ROWS:
-            ids.append(cid)
+        by_agency.setdefault(key, []).append(cid)
+    # The kecamatan's counts and newest complaints in one pass.
+    counts: dict[str, dict[str, int]] = {}
     by_kecamatan: dict[str, list[int]] = {}
-    for name, cid in conn.execute(
-        "SELECT kecamatan, complaint_id FROM public_index WHERE kecamatan IS NOT NULL"
-        " AND kecamatan != '' ORDER BY complaint_id DESC"
+    for name, cid, n, total, late, open_ in conn.execute(
+        "SELECT * FROM (SELECT kecamatan, complaint_id, ROW_NUMBER() OVER newest AS n,"
+        " COUNT(*) OVER every, SUM(overdue) OVER every,"
+        f" SUM(status IN ({statuses.sql_list(statuses.OPEN)})) OVER every"
+        " FROM public_index WHERE kecamatan IS NOT NULL AND kecamatan != ''"
+        " WINDOW every AS (PARTITION BY kecamatan),"
+        " newest AS (PARTITION BY kecamatan ORDER BY complaint_id DESC))"
+        " WHERE n <= ? ORDER BY kecamatan, complaint_id DESC", (OPEN_ROWS,)
     ):
-        ids = by_kecamatan.setdefault(name, [])
-        if len(ids) < OPEN_ROWS:
-            ids.append(cid)
+        if n == 1:
+            counts[name] = {"total": total, "overdue": late or 0, "open": open_ or 0}
+        by_kecamatan.setdefault(name, []).append(cid)
+    tiles = tilemap.tiles(counts, "kecamatan/{slug}.html")
     wanted = sorted({c for ids in (*by_agency.values(), *by_kecamatan.values()) for c in ids})
     cached: dict[int, dict[str, Any]] = {}
     for chunk in model._chunks(wanted):
@@ -913,12 +917,42 @@ def _accountability(ctx: _BuildContext) -> _Accountability:
         ):
             cached[cid] = dict(zip(model.ROW_FIELDS, json.loads(row), strict=True))
     return _Accountability(
-        rows=rows, periods={p: label for p, (_d, label) in ranking.PERIODS.items()},
+        rows=rows, computed_at=computed_at,
+        periods={p: label for p, (_d, label) in ranking.PERIODS.items()},
         tiles=tiles,
         agency_rows={k: [cached[c] for c in ids if c in cached] for k, ids in by_agency.items()},
         kecamatan_rows={k: [cached[c] for c in ids if c in cached]
                         for k, ids in by_kecamatan.items()},
     )
+
+
+def _ranking(ctx: _BuildContext) -> tuple[list[dict[str, Any]], str]:
+    """The agencies' figures and as of when. A pass over every published complaint (seconds at
+    100,000), so they are kept in `public_state` and recomputed only when older than
+    RANKING_MINUTES, at a full export, or when the code, rules or calendar changed (version):
+    an incremental export stays quick. The pages say as of when."""
+    conn = ctx.conn
+    row = conn.execute("SELECT value FROM public_state WHERE name = ?",
+                       (RANKING_STATE,)).fetchone()
+    try:
+        kept = json.loads(row[0]) if row else None
+        at = kept["computed_at"]
+        age = datetime.fromisoformat(ctx.now) - datetime.fromisoformat(at)
+        if (not ctx.full and kept["version"] == ctx.version
+                and timedelta(0) <= age < timedelta(minutes=RANKING_MINUTES)):
+            return kept["rows"], at
+    except (ValueError, KeyError, TypeError):
+        pass  # none kept, or unreadable: compute
+    cfg = ctx.desk.config
+    rows = ranking.ranking(
+        ranking.load(conn, "SELECT complaint_id FROM public_index"),
+        ranking.agencies_of(ctx.desk.rules, DEFAULT_SLA_DAYS), as_of=ctx.now,
+        calendar=Calendar.from_settings(cfg.desk), tz=ctx.tz)
+    value = json.dumps({"version": ctx.version, "computed_at": ctx.now, "rows": rows})
+    with ctx.desk.store.transaction() as tx:
+        tx.execute("INSERT OR REPLACE INTO public_state (name, value) VALUES (?, ?)",
+                   (RANKING_STATE, value))
+    return rows, ctx.now
 
 
 def _render_accountability(ctx: _BuildContext, files: _Builder, acc: _Accountability) -> None:
@@ -932,10 +966,12 @@ def _render_accountability(ctx: _BuildContext, files: _Builder, acc: _Accountabi
         if not _safe_name(row["key"]):
             continue  # not a file name (keys come from the rules' checked format)
         rows = acc.agency_rows.get(row["key"], [])
-        key = _key(ctx.version, json.dumps([row, rows, ranked], sort_keys=True))
+        key = _key(ctx.version, acc.computed_at,
+                   json.dumps([row, rows, ranked], sort_keys=True))
         files.file(f"instansi/{row['key']}.html", key,
                    lambda row=row, rows=rows: agency_tpl.render(
                        a=row, rows=rows, periods=acc.periods, ranked=ranked, root="../",
+                       computed_at=acc.computed_at,
                        **common))
     kec_tpl = env.get_template("kecamatan.html")
     for tile in acc.tiles["tiles"]:
@@ -954,6 +990,7 @@ def _open_data(ctx: _BuildContext, acc: _Accountability) -> dict[str, Any]:
     """instansi.json: every agency's figures (the same as the pages), and the names."""
     return {
         "generated_at": ctx.now,
+        "computed_at": acc.computed_at,  # the agencies' figures are as of this moment
         "periods": acc.periods,
         "names": ctx.agency_names,
         "agencies": [
