@@ -233,3 +233,136 @@ def test_search_loads_shards_on_demand(tmp_path, chrome, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+# -- agencies held to account, the kecamatan map -----------------------------------------------
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+DESKTOP = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+
+
+def console_errors(chrome: Chrome) -> list[dict]:
+    """Exceptions, console.error calls and browser log errors (a CSP violation is one)."""
+    return [e for e in chrome.events
+            if e["method"] == "Runtime.exceptionThrown"
+            or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+            or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
+
+
+@pytest.mark.parametrize("screen", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_agency_table_sorts_and_period_selector(served, chrome, screen, tmp_path):
+    url, _ = served
+    chrome.send("Log.enable")
+    chrome.send("Emulation.setDeviceMetricsOverride", **screen)
+    try:
+        chrome.navigate(url + "statistik.html")
+        assert console_errors(chrome) == []
+        visible = ("Array.from(document.querySelectorAll('section.period'))"
+                   ".filter(s => !s.hidden).map(s => s.id)")
+        assert chrome.eval(visible) == ["peringkat-30hari"]
+        names = ("Array.from(document.querySelectorAll('#tabel-30hari tbody tr'))"
+                 ".map(r => r.cells[1].textContent)")
+        received = ("Array.from(document.querySelectorAll('#tabel-30hari tbody tr'))"
+                    ".map(r => Number(r.cells[2].textContent))")
+        before = chrome.eval(names)
+        assert len(before) == 2  # dpupr (36 with the probes) and dlh (30)
+        # Click "Aduan": most first; again: fewest first.
+        click = ("document.querySelectorAll('#tabel-30hari thead th')[2]"
+                 ".querySelector('button').click()")
+        chrome.eval(click)
+        counts = chrome.eval(received)
+        assert counts == sorted(counts, reverse=True)
+        assert chrome.eval("document.querySelectorAll('#tabel-30hari thead th')[2]"
+                           ".getAttribute('aria-sort')") == "descending"
+        chrome.eval(click)
+        assert chrome.eval(received) == sorted(counts)
+        # Click "Instansi": alphabetical.
+        chrome.eval("document.querySelectorAll('#tabel-30hari thead th')[1]"
+                    ".querySelector('button').click()")
+        alpha = chrome.eval(names)
+        assert alpha == sorted(alpha, key=str.lower) and sorted(alpha) == sorted(before)
+        # The period selector.
+        chrome.eval("document.querySelector('.periods a[data-period=\"semua\"]').click()")
+        assert chrome.eval(visible) == ["peringkat-semua"]
+        assert chrome.eval("location.hash") == "#peringkat-semua"
+        # The table fits a phone: it scrolls inside its box, the page does not.
+        widths = chrome.eval("[document.documentElement.scrollWidth, window.innerWidth]")
+        wide = chrome.eval(
+            "Array.from(document.querySelectorAll('main *')).filter(e => !e.closest('.scroll')"
+            f" && e.getBoundingClientRect().right > {screen['width'] + 1})"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 8)")
+        assert widths[0] <= screen["width"] + 1, (widths, wide)
+        assert console_errors(chrome) == []
+        shot = tmp_path / f"statistik-{screen['width']}.png"
+        chrome.screenshot(SHOTS / shot.name if SHOTS else shot)
+    finally:
+        chrome.send("Emulation.clearDeviceMetricsOverride")
+
+
+def test_agency_tables_without_javascript(served, chrome):
+    url, _ = served
+    chrome.send("Emulation.setScriptExecutionDisabled", value=True)
+    try:
+        chrome.navigate(url + "statistik.html")
+        assert chrome.eval("document.querySelectorAll('section.period').length") == 3
+        # all three periods readable, headers plain text, ranked order
+        assert chrome.eval("Array.from(document.querySelectorAll('section.period'))"
+                           ".every(s => !s.hidden && s.offsetHeight > 0)") is True
+        assert chrome.eval("document.querySelectorAll('.sortable th button').length") == 0
+        ranks = chrome.eval("Array.from(document.querySelectorAll('#tabel-semua tbody tr'))"
+                            ".map(r => Number(r.cells[0].textContent))")
+        assert ranks == sorted(ranks) and ranks[0] == 1
+    finally:
+        chrome.send("Emulation.setScriptExecutionDisabled", value=False)
+
+
+@pytest.mark.parametrize("screen", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_map_tiles_link_to_the_kecamatan_lists(served, chrome, screen):
+    url, _ = served
+    chrome.send("Log.enable")
+    chrome.send("Emulation.setDeviceMetricsOverride", **screen)
+    try:
+        chrome.navigate(url + "statistik.html")
+        tiles = "document.querySelectorAll('#peta-kecamatan svg a')"
+        assert chrome.eval(f"{tiles}.length") == 27
+        titles = chrome.eval(f"Array.from({tiles}).map(a => a.querySelector('title')"
+                             ".textContent.split(':')[0])")
+        assert len(set(titles)) == 27 and "Purwokerto Utara" in titles
+        # The tile is large enough to tap on a phone (at least 40 CSS px wide).
+        width = chrome.eval("(function(){var r=Array.from(" + tiles + ").find(a => a"
+                            ".querySelector('title').textContent.startsWith('Wangon'))"
+                            ".querySelector('rect').getBoundingClientRect();return r.width})()")
+        assert width >= 40
+        # A real click on the Wangon tile's centre.
+        box = chrome.eval("(function(){var a=Array.from(" + tiles + ").find(a => a"
+                          ".querySelector('title').textContent.startsWith('Wangon'));"
+                          "a.scrollIntoView({block:'center',inline:'center'});"
+                          "var r=a.querySelector('rect').getBoundingClientRect();"
+                          "return [r.x + r.width/2, r.y + r.height/2]})()")
+        for kind in ("mousePressed", "mouseReleased"):
+            chrome.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1],
+                        button="left", clickCount=1)
+        chrome.wait_event("Page.loadEventFired")
+        assert chrome.eval("location.pathname") == "/kecamatan/wangon.html"
+        assert chrome.eval("document.querySelectorAll('#rows tr').length") == 30  # even i
+        assert console_errors(chrome) == []
+        # Its rows open the complaint pages.
+        href = chrome.eval("document.querySelector('#rows a').href")
+        chrome.navigate(href)
+        assert chrome.eval("document.title").startswith("Aduan ")
+        # "Cari dan saring": the list opens filtered by the kecamatan (index.html?kecamatan=).
+        chrome.navigate(url + "index.html?kecamatan=Wangon")
+        chrome.wait_for("/30 aduan cocok/.test(document.getElementById('info').textContent)")
+        assert chrome.eval("document.getElementById('f-kecamatan').value") == "Wangon"
+        assert console_errors(chrome) == []
+    finally:
+        chrome.send("Emulation.clearDeviceMetricsOverride")
+
+
+def test_agency_page(served, chrome):
+    url, _ = served
+    chrome.navigate(url + "instansi/dlh.html")
+    assert_nothing_ran(chrome, "Dinas Lingkungan Hidup")
+    rows = chrome.eval("document.querySelectorAll('#rows tr').length")
+    assert rows == 20  # dlh: odd i, open = forwarded or answered (i % 3 != 1)
+    assert chrome.eval("document.querySelectorAll('#kinerja-instansi tbody tr').length") == 3
+    href = chrome.eval("document.querySelector('#rows a').getAttribute('href')")
+    assert href.startswith("../aduan/")

@@ -214,6 +214,19 @@ def test_weekly_digest_numbers_match_the_store(desk_env):
     assert dpupr.split()[-5:-1] == ["1", "1", "1", "0"]
     insp = next(x for x in text.splitlines() if x.strip().startswith("Inspektorat"))
     assert insp.split()[-5:] == ["1", "0", "0", "0", "-"]
+    # It leads with the agencies' ranking (the public site's figures, last 30 days): dlh and
+    # dpupr answered on time (1/1 each; d is not due yet), dlh faster (a: Mon 2 → Wed 4 = 2
+    # working days; b: Tue 3 → Fri 6 = 3); inspektorat not answered, not due: "–".
+    assert text.index("Peringkat instansi") < text.index("Aduan baru minggu ini")
+    block = text.split("Peringkat instansi")[1].split("TepatWaktu:")[0]
+    ranked = [line.split() for line in block.splitlines()[2:] if line.strip()]
+    assert [r[0] for r in ranked] == ["1", "2", "3"], block
+    assert ranked[0][1:5] == ["Dinas", "Lingkungan", "Hidup", "2"] and ranked[0][5] == "100%"
+    assert ranked[0][6] == "2"  # median working days to the first answer
+    assert ranked[1][1:3] == ["Dinas", "Pekerjaan"] and "100%" in ranked[1]
+    assert ranked[1][ranked[1].index("100%") + 1] == "3"
+    assert ranked[2][1] == "Inspektorat" and ranked[2][ranked[2].index("1") + 1] == "–"
+    assert html.index("Peringkat instansi") < html.index("Aduan terbuka per status")
     assert "LINGKUNGAN HIDUP DAN KEHUTANAN" in text and "Belum dikategorikan" in text
     oldest = text.split("Aduan terbuka paling lama:")[1]
     assert oldest.index(b["X-Lapakd-Ticket"]) < oldest.index(c["X-Lapakd-Ticket"]) \

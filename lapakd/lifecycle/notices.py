@@ -155,6 +155,18 @@ def _escalation(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: di
 # -- the weekly digest -----------------------------------------------------------------------------
 
 
+def _dash(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:g}%"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+g}"
+
+
 def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
     d = payload
     tz = desk.config.tz
@@ -208,7 +220,10 @@ def _digest(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
         "red": image("legend-red", pngbars.bar([(12, pngbars.RED)], 12, 12)),
     }
     ctx = {
-        "d": d, "period": period, "statuses": status_rows, "agencies": agencies,
+        # digests queued before the ranking existed have none
+        "d": d | {"ranking": d.get("ranking", [])}, "period": period,
+        "pct": _pct, "dash": _dash, "signed": _signed,
+        "statuses": status_rows, "agencies": agencies,
         "categories": ranked("category", d["top_categories"]),
         "kecamatan": ranked("kecamatan", d["top_kecamatan"]),
         "open_total": sum(d["open_by_status"].values()),

@@ -18,10 +18,11 @@ import structlog
 
 from lapakd import statuses
 from lapakd.errors import ConfigError
+from lapakd.lifecycle import ranking
 from lapakd.links import ticket_url
 from lapakd.mail.text import first_words
 from lapakd.outbox import queue as outbox
-from lapakd.routing.deadlines import Calendar, end_of_day
+from lapakd.routing.deadlines import DEFAULT_SLA_DAYS, Calendar, end_of_day
 from lapakd.store import iso, now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -254,6 +255,7 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
     )
     today = end.date()
     return {
+        "ranking": digest_ranking(desk, end),
         "start": s,
         "end": e,
         "new": len(new_rows),
@@ -274,6 +276,44 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
             for c in oldest
         ],
     }
+
+
+DIGEST_PERIOD = "30hari"
+
+
+def digest_ranking(desk: Desk, end: datetime) -> list[dict[str, Any]]:
+    """The agencies' ranking as the public site computes it (complaints of the last 30 days,
+    as of `end`), with the changes since a week earlier (the same figures as of end - 7 days).
+    Counts every routed complaint, also those not published (public: false, held for review),
+    so a figure can be higher than the site's. Agencies without complaints or overdue are left
+    out."""
+    p = DIGEST_PERIOD
+    agencies = ranking.agencies_of(desk.rules, DEFAULT_SLA_DAYS)
+    complaints = ranking.load(desk.store.conn)
+    calendar = Calendar.from_settings(desk.config.desk)
+    tz = desk.config.tz
+    now_rows, before_rows = (
+        ranking.ranking(complaints, agencies, as_of=iso(at), calendar=calendar, tz=tz,
+                        periods=(p,))  # type: ignore[arg-type]
+        for at in (end, end - timedelta(days=7))
+    )
+    out = []
+    for r in ranking.changes(now_rows, before_rows, p):
+        f = r["periods"][p]
+        if not f["received"] and not r["overdue"]:
+            continue
+        out.append({
+            "key": r["key"], "name": r["name"], "rank": r["rank"][p],
+            "prev_rank": r["prev_rank"], "d_rank": r["d_rank"],
+            "received": f["received"], "on_time_pct": f["on_time_pct"],
+            "d_on_time_pct": r["d_on_time_pct"],
+            "median_answer_days": f["median_answer_days"],
+            "median_resolve_days": f["median_resolve_days"],
+            "confirmed_pct": f["confirmed_pct"], "reopen_pct": f["reopen_pct"],
+            "mean_rating": f["mean_rating"], "overdue": r["overdue"],
+            "d_overdue": r["d_overdue"],
+        })
+    return out
 
 
 JOBS = [("reminders", JOB_SECONDS, morning), ("digest", JOB_SECONDS, weekly)]

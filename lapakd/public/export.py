@@ -57,7 +57,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -68,9 +68,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from lapakd import channels, links, statuses
 from lapakd.delivery.sender import die_with_parent
 from lapakd.errors import LapakdError
-from lapakd.lifecycle import boilerplate
-from lapakd.public import model, photos, stats
+from lapakd.lifecycle import boilerplate, ranking
+from lapakd.public import model, photos, stats, tilemap
 from lapakd.routing import kecamatan as kec
+from lapakd.routing.deadlines import DEFAULT_SLA_DAYS, Calendar
 from lapakd.store import iso, utcnow
 
 if TYPE_CHECKING:
@@ -122,8 +123,10 @@ def _code_version(extra: Any) -> str:
     """Hash of the templates, the code that shapes the output and the site settings."""
     h = hashlib.sha256(FORMAT.encode())
     root = importlib.resources.files("lapakd.public")
-    for name in ("model.py", "stats.py", "export.py", "photos.py"):
+    for name in ("model.py", "stats.py", "export.py", "photos.py", "tilemap.py",
+                 "data/" + tilemap.POPULATION_FILE):
         h.update((root / name).read_bytes())
+    h.update(importlib.resources.files("lapakd.lifecycle").joinpath("ranking.py").read_bytes())
     h.update(importlib.resources.files("lapakd").joinpath("redact.py").read_bytes())
     h.update(importlib.resources.files("lapakd.lifecycle").joinpath("boilerplate.py").read_bytes())
     mail_templates = importlib.resources.files("lapakd.mail").joinpath("templates")
@@ -578,7 +581,9 @@ def _begin(desk: Desk, target: Path, *, full: bool, now: datetime | None) -> _Bu
         "name": cfg.desk.name, "url": cfg.desk.public_url.rstrip("/"),
         "photos": bool(cfg.public.publish_photos),
     }
-    version = _code_version({"agencies": agency_names, "site": site, "tz": str(tz)})
+    calendar = [cfg.desk.sla_calendar, [str(d) for d in cfg.desk.extra_holidays]]
+    version = _code_version({"agencies": agency_names, "site": site, "tz": str(tz),
+                             "calendar": calendar})
     env = _env(tz)
     common = {"site": site, "agency_names": agency_names, "generated_at": now_s}
 
@@ -643,7 +648,7 @@ def _start_build(ctx: _BuildContext) -> _Builder:
     try:
         _mark(build, BUILD_MARKER, target)  # first: only marked builds are ever removed
         os.chmod(build, SITE_DIR_MODE)
-        for sub in ("halaman", "data", SEARCH_DIR, "static", "foto"):
+        for sub in ("halaman", "data", SEARCH_DIR, "static", "foto", "instansi", "kecamatan"):
             (build / sub).mkdir()
             os.chmod(build / sub, SITE_DIR_MODE)
         os.symlink(f"../{ctx.pages_dir.name}", build / links.TICKET_DIR)
@@ -802,10 +807,11 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
         "agency": agency_names, "fields": model.ROW_FIELDS, "total": len(order),
         "complete": len(order) <= INDEX_ROWS,
     }
+    acc = _accountability(ctx)
     files.file("index.html", None, lambda: env.get_template("index.html").render(
         rows=newest, pages=pages, total=len(order), facets=facets, meta=meta,
         # the embedded rows let the filters work without another download on small sites
-        embedded=embedded, root="", **common))
+        embedded=embedded, tiles=acc.tiles, root="", **common))
 
     # Statistics (in SQL over the cache columns).
     st = stats.compute(conn, agency_names, ctx.tz)
@@ -816,7 +822,10 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
         "month": stats.column_chart(st["per_month"], "Aduan per bulan"),
     }
     files.file("statistik.html", None, lambda: env.get_template("stats.html").render(
-        st=st, charts=charts, root="", **common))
+        st=st, charts=charts, agency_rows=acc.rows, periods=acc.periods, tiles=acc.tiles,
+        computed_at=acc.computed_at,
+        root="", **common))
+    _render_accountability(ctx, files, acc)
 
     # Open data, newest first: the cached blocks concatenated (hard-linked when unchanged).
     data_key = _key(ctx.version, *(ctx.data_keys[n] for n in range(1, pages + 1)))
@@ -843,7 +852,7 @@ def _render(ctx: _BuildContext, files: _Builder) -> None:
         files.file(rel, _key(kind, data_key), concat)
     _write_search(ctx, files)
     files.file("instansi.json", None, lambda: json.dumps(
-        agency_names, ensure_ascii=False, indent=1, sort_keys=True))
+        _open_data(ctx, acc), ensure_ascii=False, indent=1))
     feed = [json.loads(cached[c][0]) for c in newest_ids[:FEED_SIZE]]
     files.file("feed.xml", None, lambda: env.get_template("feed.xml").render(
         entries=feed, updated=feed[0]["received_at"] if feed else ctx.now, **common))
@@ -917,3 +926,153 @@ def _shard_facets(conn: sqlite3.Connection, ids: list[int]) -> dict[str, Any]:
             oldest = min(oldest, received or "") if oldest else (received or "")
     return {"count": count, "overdue": overdue, "newest": newest, "oldest": oldest,
             "has": {f: sorted(v for v in values if v) for f, values in has.items()}}
+
+
+# -- agencies held to account, the kecamatan map ---------------------------------------------
+
+OPEN_ROWS = 200  # newest open complaints listed on an agency's page, and complaints on a
+# kecamatan's page (the full list: the filters of index.html)
+RANKING_MINUTES = 60  # the agencies' figures are recomputed at most this often (and at --full)
+RANKING_STATE = "ranking"  # their row in public_state
+
+
+@dataclass
+class _Accountability:
+    rows: list[dict[str, Any]]  # ranking.ranking() over the published complaints
+    computed_at: str  # as of when
+    periods: dict[str, str]  # period key -> label
+    tiles: dict[str, Any]  # tilemap.tiles()
+    agency_rows: dict[str, list[dict[str, Any]]]  # agency -> its newest open complaints' rows
+    kecamatan_rows: dict[str, list[dict[str, Any]]]  # kecamatan -> its newest complaints' rows
+
+
+def _accountability(ctx: _BuildContext) -> _Accountability:
+    """The agencies' figures and the map's counts, over the published complaints only (the
+    rows of `public_index`, written by this export), as of this export."""
+    conn = ctx.conn
+    rows, computed_at = _ranking(ctx)
+    # Newest first: an agency's open complaints, a kecamatan's complaints (at most OPEN_ROWS
+    # each, cut in SQL: at 100,000 complaints Python never walks them all).
+    by_agency: dict[str, list[int]] = {}
+    for key, cid in conn.execute(
+        "SELECT key, cid FROM (SELECT je.value AS key, p.complaint_id AS cid, ROW_NUMBER()"
+        " OVER (PARTITION BY je.value ORDER BY p.complaint_id DESC) AS n"
+        " FROM public_index p, json_each(p.agencies) je"
+        f" WHERE p.status IN ({statuses.sql_list(statuses.OPEN)})) WHERE n <= ?"
+        " ORDER BY key, cid DESC", (OPEN_ROWS,)
+    ):
+        by_agency.setdefault(key, []).append(cid)
+    # The kecamatan's counts and newest complaints in one pass.
+    counts: dict[str, dict[str, int]] = {}
+    by_kecamatan: dict[str, list[int]] = {}
+    for name, cid, n, total, late, open_ in conn.execute(
+        "SELECT * FROM (SELECT kecamatan, complaint_id, ROW_NUMBER() OVER newest AS n,"
+        " COUNT(*) OVER every, SUM(overdue) OVER every,"
+        f" SUM(status IN ({statuses.sql_list(statuses.OPEN)})) OVER every"
+        " FROM public_index WHERE kecamatan IS NOT NULL AND kecamatan != ''"
+        " WINDOW every AS (PARTITION BY kecamatan),"
+        " newest AS (PARTITION BY kecamatan ORDER BY complaint_id DESC))"
+        " WHERE n <= ? ORDER BY kecamatan, complaint_id DESC", (OPEN_ROWS,)
+    ):
+        if n == 1:
+            counts[name] = {"total": total, "overdue": late or 0, "open": open_ or 0}
+        by_kecamatan.setdefault(name, []).append(cid)
+    tiles = tilemap.tiles(counts, "kecamatan/{slug}.html")
+    wanted = sorted({c for ids in (*by_agency.values(), *by_kecamatan.values()) for c in ids})
+    cached: dict[int, dict[str, Any]] = {}
+    for chunk in model._chunks(wanted):
+        marks = ",".join("?" * len(chunk))
+        for cid, row in conn.execute(
+            f"SELECT complaint_id, row FROM public_cache WHERE complaint_id IN ({marks})",
+            chunk,
+        ):
+            cached[cid] = dict(zip(model.ROW_FIELDS, json.loads(row), strict=True))
+    return _Accountability(
+        rows=rows, computed_at=computed_at,
+        periods={p: label for p, (_d, label) in ranking.PERIODS.items()},
+        tiles=tiles,
+        agency_rows={k: [cached[c] for c in ids if c in cached] for k, ids in by_agency.items()},
+        kecamatan_rows={k: [cached[c] for c in ids if c in cached]
+                        for k, ids in by_kecamatan.items()},
+    )
+
+
+def _ranking(ctx: _BuildContext) -> tuple[list[dict[str, Any]], str]:
+    """The agencies' figures and as of when. A pass over every published complaint (seconds at
+    100,000), so they are kept in `public_state` and recomputed only when older than
+    RANKING_MINUTES, at a full export, or when the code, rules or calendar changed (version):
+    an incremental export stays quick. The pages say as of when."""
+    conn = ctx.conn
+    row = conn.execute("SELECT value FROM public_state WHERE name = ?",
+                       (RANKING_STATE,)).fetchone()
+    try:
+        kept = json.loads(row[0]) if row else None
+        at = kept["computed_at"]
+        age = datetime.fromisoformat(ctx.now) - datetime.fromisoformat(at)
+        if (not ctx.full and kept["version"] == ctx.version
+                and timedelta(0) <= age < timedelta(minutes=RANKING_MINUTES)):
+            return kept["rows"], at
+    except (ValueError, KeyError, TypeError):
+        pass  # none kept, or unreadable: compute
+    cfg = ctx.desk.config
+    rows = ranking.ranking(
+        ranking.load(conn, "SELECT complaint_id FROM public_index"),
+        ranking.agencies_of(ctx.desk.rules, DEFAULT_SLA_DAYS), as_of=ctx.now,
+        calendar=Calendar.from_settings(cfg.desk), tz=ctx.tz)
+    value = json.dumps({"version": ctx.version, "computed_at": ctx.now, "rows": rows})
+    with ctx.desk.store.transaction() as tx:
+        tx.execute("INSERT OR REPLACE INTO public_state (name, value) VALUES (?, ?)",
+                   (RANKING_STATE, value))
+    return rows, ctx.now
+
+
+def _render_accountability(ctx: _BuildContext, files: _Builder, acc: _Accountability) -> None:
+    """`instansi/<key>.html` for every agency (in the rules or on a complaint) and
+    `kecamatan/<slug>.html` for each of the 27: keyed by what they show, so an unchanged page
+    is linked from the previous build."""
+    env, common = ctx.env, ctx.common
+    ranked = {p: sum(1 for r in acc.rows if r["rank"][p]) for p in acc.periods}
+    agency_tpl = env.get_template("agency.html")
+    for row in acc.rows:
+        if not _safe_name(row["key"]):
+            continue  # not a file name (keys come from the rules' checked format)
+        rows = acc.agency_rows.get(row["key"], [])
+        key = _key(ctx.version, acc.computed_at,
+                   json.dumps([row, rows, ranked], sort_keys=True))
+        files.file(f"instansi/{row['key']}.html", key,
+                   lambda row=row, rows=rows: agency_tpl.render(
+                       a=row, rows=rows, periods=acc.periods, ranked=ranked, root="../",
+                       computed_at=acc.computed_at,
+                       **common))
+    kec_tpl = env.get_template("kecamatan.html")
+    for tile in acc.tiles["tiles"]:
+        rows = acc.kecamatan_rows.get(tile["name"], [])
+        key = _key(ctx.version, json.dumps([tile, rows], sort_keys=True))
+        files.file(f"kecamatan/{tile['slug']}.html", key,
+                   lambda tile=tile, rows=rows: kec_tpl.render(
+                       k=tile, rows=rows, root="../", **common))
+
+
+def _safe_name(key: str) -> bool:
+    return bool(key) and all(ch.isalnum() or ch in "_.-" for ch in key) and key[0] != "."
+
+
+def _open_data(ctx: _BuildContext, acc: _Accountability) -> dict[str, Any]:
+    """instansi.json: every agency's figures (the same as the pages), and the names."""
+    return {
+        "generated_at": ctx.now,
+        "computed_at": acc.computed_at,  # the agencies' figures are as of this moment
+        "periods": acc.periods,
+        "names": ctx.agency_names,
+        "agencies": [
+            {k: r[k] for k in ("key", "name", "sla_days", "open", "overdue", "rank",
+                               "periods", "trend")}
+            for r in acc.rows
+        ],
+        "kecamatan": [
+            {k: t[k] for k in ("name", "total", "open", "overdue", "population", "per10k")}
+            for t in acc.tiles["ordered"]
+        ],
+        "population_source": "BPS Kabupaten Banyumas, Kabupaten Banyumas Dalam Angka"
+                             f" ({acc.tiles['year']}), perkiraan dibulatkan ke ribuan",
+    }

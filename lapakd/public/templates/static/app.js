@@ -186,4 +186,15 @@
   form.addEventListener("change", apply);
   form.addEventListener("submit", function (e) { e.preventDefault(); apply(); });
   form.hidden = false;
+  // Links like index.html?kecamatan=Sokaraja (the map's kecamatan pages) open filtered.
+  var params = new URLSearchParams(location.search);
+  var preset = false;
+  Array.prototype.forEach.call(form.querySelectorAll("select"), function (s) {
+    var v = params.get(s.getAttribute("data-field"));
+    if (v && Array.prototype.some.call(s.options, function (o) { return o.value === v; })) {
+      s.value = v;
+      preset = true;
+    }
+  });
+  if (preset) { apply(); }
 })();
