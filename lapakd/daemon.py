@@ -26,6 +26,7 @@ from lapakd.delivery import send
 from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
+from lapakd.learn.job import model_job
 from lapakd.lifecycle import scheduled
 from lapakd.monitor import metrics
 from lapakd.notify import Notifier
@@ -58,6 +59,7 @@ SENDER_BACKLOG: int | None = 200
 EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = [
     *scheduled.JOBS,  # morning reminders + escalation, weekly digest
     ("export", 30, export_job),  # the public site, every [public] export_minutes
+    ("model", 3600, model_job),  # retrain in a process of its own when [routing] retrain_hours old
 ]
 
 
