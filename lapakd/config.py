@@ -362,6 +362,8 @@ def parse_config(raw: dict[str, Any], cfg_path: Path) -> Config:
 def _type_name(t: type | tuple[type, ...]) -> str:
     names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
              float: "a number"}
+    if isinstance(t, tuple) and set(t) == {float, int}:
+        return "a number"
     if isinstance(t, tuple):
         return " or ".join(names.get(x, x.__name__) for x in t)
     return names.get(t, t.__name__)
@@ -541,8 +543,8 @@ def dump_toml(
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped too.
