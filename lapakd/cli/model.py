@@ -33,7 +33,8 @@ def cmd_model_train(args: argparse.Namespace) -> int:
         _print_json(summary)
     else:
         print(f"trained on {summary['labels']} labels ({summary['desk_labels']} from the desk's "
-              f"decisions) in {summary['seconds']} s: {summary['path']}, "
+              f"decisions) in {summary['seconds']} s ({summary['cpu_seconds']} s CPU): "
+              f"{summary['path']}, "
               f"{summary['size_bytes'] / 1e6:.1f} MB")
         print(_held_out_lines(summary["held_out"], cfg.routing.auto_forward_confidence))
     return 0
@@ -60,7 +61,8 @@ def cmd_model_show(args: argparse.Namespace) -> int:
         _print_json(meta)
         return 0
     print(f"model: {path}")
-    print(f"trained: {meta['trained_at']} in {meta.get('seconds', '?')} s, "
+    print(f"trained: {meta['trained_at']} in {meta.get('seconds', '?')} s "
+          f"({meta.get('cpu_seconds', '?')} s CPU), "
           f"{meta['size_bytes'] / 1e6:.1f} MB")
     print(f"labels: {meta['labels']} ({meta['example_labels']} examples, "
           f"{meta['desk_labels']} from the desk's decisions); {meta['classes']} classes "

@@ -7,6 +7,7 @@ picked up by the desk's ModelSlot at the next routing."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ log = structlog.get_logger("lapakd.learn")
 
 MIN_LABELS = 50  # = lapakd.learn.train.MIN_LABELS (not imported: that module loads sklearn)
 TRAIN_TIMEOUT = 900  # seconds
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class NotEnoughLabels(LapakdError):
@@ -38,6 +40,8 @@ def train_in_subprocess(config_path: Path, timeout: float = TRAIN_TIMEOUT) -> di
         proc = subprocess.run(
             [sys.executable, "-m", "lapakd.learn.train", "--config", str(config_path)],
             capture_output=True, text=True, timeout=timeout, check=False,
+            # one thread: a small model, and the daemon's host has other work (2 cores)
+            env={**os.environ, **SINGLE_THREAD},
         )
     except subprocess.TimeoutExpired:
         raise LapakdError(f"model training took more than {timeout:.0f} s; stopped") from None

@@ -150,7 +150,7 @@ def train(config_path: str | None) -> dict[str, Any]:
     from lapakd.rules import load_rules
     from lapakd.store import Store
 
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     cfg = load_config(config_path)
     rules = load_rules(cfg.rules_dir)
     store = Store(cfg.data_dir) if cfg.db_path.exists() else None
@@ -171,6 +171,7 @@ def train(config_path: str | None) -> dict[str, Any]:
         "features": len(vectorizer.vocabulary_), "held_out": held_out,
     }
     meta["seconds"] = round(time.monotonic() - started, 2)
+    meta["cpu_seconds"] = round(time.process_time() - cpu_started, 2)
     path = model_path(cfg.data_dir)
     size = export(vectorizer, clf, meta, path)
     return {**meta, "path": str(path), "size_bytes": size}
