@@ -274,31 +274,56 @@ def test_model_train_and_show(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_daemon_job_retrains_daily(tmp_path: Path) -> None:
+def test_daemon_job_retrains_daily_without_waiting(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(job, "TRAINER", job.Trainer())  # this test's own training process
     config = write_config(tmp_path, retrain_hours=24)
     desk = Desk.open(str(config))
     path = model_path(tmp_path / "var")
     try:
-        assert job.model_job(desk)["labels"] == 68  # none yet: trained at once
+        assert job.model_job(desk) is None  # none yet: a training starts; the job returns
+        assert job.TRAINER.running and not path.exists()
+        assert job.finish_training(desk)["labels"] == 68
         first = path.stat().st_mtime_ns
-        assert job.model_job(desk) is None  # fresh: nothing to do
+        assert job.model_job(desk) is None and not job.TRAINER.running  # fresh: nothing to do
         day_ago = time.time() - 25 * 3600
         os.utime(path, (day_ago, day_ago))
-        assert job.model_job(desk) is not None
+        assert job.model_job(desk) is None and job.TRAINER.running
+        deadline = time.monotonic() + 300
+        summary = None
+        while summary is None and time.monotonic() < deadline:  # later runs of the job
+            time.sleep(0.5)
+            summary = job.model_job(desk)
+        assert summary is not None and not job.TRAINER.running
         assert path.stat().st_mtime_ns > first
         assert desk.model is not None and desk.model.classes[:1] == ["dinkes"]
     finally:
         desk.close()
-    # 0: never by the daemon; too few labels: no model, no process
+    # 0: never by the daemon; too few labels: no model, no process (and no retry for an hour)
     cases = ((tmp_path / "off", MODEL_RULES, 0), (tmp_path / "few", TEST_RULES, 24))
     for root, rules, hours in cases:
         root.mkdir()
         desk = Desk.open(str(write_config(root, rules=rules, retrain_hours=hours)))
         try:
-            assert job.model_job(desk) is None
+            assert job.model_job(desk) is None and not job.TRAINER.running
         finally:
             desk.close()
         assert not model_path(root / "var").exists()
+    assert job.TRAINER.resting()
+
+
+@pytest.mark.slow
+def test_stopping_the_daemon_ends_its_training(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(job, "TRAINER", job.Trainer())
+    desk = Desk.open(str(write_config(tmp_path, retrain_hours=24)))
+    try:
+        job.model_job(desk)
+        proc = job.TRAINER.proc
+        assert proc is not None and proc.poll() is None
+        job.TRAINER.stop()
+        assert proc.returncode is not None and not job.TRAINER.running
+    finally:
+        desk.close()
+    assert not list((tmp_path / "var").glob("*.partial"))
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import zlib
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config")
     args = parser.parse_args(argv)
     from lapakd.errors import LapakdError, RulesError
+
+    # The daemon stopping ends a training (SIGTERM): as an exception, so that a file being
+    # written aside is removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
 
     try:
         summary = train(args.config)
