@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -22,8 +22,9 @@ from lapakd.errors import LapakdError
 from lapakd.learn.slot import model_path
 
 if TYPE_CHECKING:
-    from lapakd.app import Desk
     from lapakd.config import Config
+    from lapakd.rules import RuleSet
+    from lapakd.store import Store
 
 log = structlog.get_logger("lapakd.learn")
 
@@ -71,6 +72,17 @@ def stale(config: Config, now: float | None = None) -> bool:
     except FileNotFoundError:
         return True
     return age >= config.routing.retrain_hours * 3600
+
+
+class Desk(Protocol):
+    """What the job needs of lapakd.app.Desk (which sits above this stage and loads the
+    model this job writes)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def rules(self) -> RuleSet: ...
+    store: Store
 
 
 def label_count(desk: Desk) -> int:
