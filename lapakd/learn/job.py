@@ -218,4 +218,7 @@ def model_for_test(config: Config, example_count: int) -> Any:
         train_in_subprocess(config.path)
     except NotEnoughLabels:
         return None
+    except LapakdError as exc:  # the rules' answer is still worth giving
+        print(f"lapakd: no model step: {exc} (try `lapakd model train`)", file=sys.stderr)
+        return None
     return slot.get()
