@@ -194,6 +194,7 @@ def test_auto_forward_at_or_above_the_threshold_and_not_below(tmp_path: Path) ->
         assert model["suggestions"][0][0] == "dpupr" and "probability" not in model
 
 
+@pytest.mark.slow
 def test_disagreements_are_recorded_and_audited(tmp_path: Path) -> None:
     train_here(tmp_path / "var")
     config = write_config(tmp_path)
@@ -218,6 +219,7 @@ def test_disagreements_are_recorded_and_audited(tmp_path: Path) -> None:
     assert "the model says dlh" in shown
 
 
+@pytest.mark.slow
 def test_rules_test_trains_on_demand_and_gives_the_full_decision(tmp_path: Path) -> None:
     config = write_config(tmp_path, auto_forward_confidence=0.6)
     assert not model_path(tmp_path / "var").exists()
