@@ -12,12 +12,14 @@ import structlog
 from lapakd import channels
 from lapakd.config import SECTIONS, Config, Section, load_config, validate_section
 from lapakd.errors import ConfigError, RulesError
+from lapakd.learn.slot import ModelSlot, model_path
 from lapakd.rules import RuleSet, rules_signature
 from lapakd.rules.cache import load_rules_cached
 from lapakd.store import Store
 
 if TYPE_CHECKING:
     from lapakd.adapters.base import Adapter
+    from lapakd.learn.predict import Model
 
 log = structlog.get_logger("lapakd")
 
@@ -32,6 +34,7 @@ class Desk:
         self._config = config
         self.store = store or Store(config.data_dir)
         self._rules: RuleSet | None = None
+        self._model_slot: ModelSlot | None = None
         self._adapters: dict[str, Adapter] = {}
         self._parent = parent
         # Set by SIGTERM: finish the item in hand, then stop. Shared with worker desks.
@@ -108,6 +111,17 @@ class Desk:
         if current is not None:
             log.info("rules.reloaded", rules=len(fresh.rules), agencies=len(fresh.agencies))
         return True
+
+    # -- the model: data_dir/model.npz, loaded when it appears or changes --------------------
+
+    @property
+    def model(self) -> Model | None:
+        """The trained model (lapakd.learn), None while there is none; one stat per call."""
+        if self._parent is not None:
+            return self._parent.model
+        if self._model_slot is None:
+            self._model_slot = ModelSlot(model_path(self.config.data_dir))
+        return self._model_slot.get()
 
     # -- config: lapakd.toml again on SIGHUP ----------------------------------------------------
 

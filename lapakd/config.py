@@ -69,6 +69,18 @@ def between(low: int, high: int, unit: str = "", why: str = "") -> Check:
     return check
 
 
+def fraction(low: float, high: float, why: str = "") -> Check:
+    """A number (a probability) in [low, high]."""
+
+    def check(value: float) -> str | None:
+        if not isinstance(value, bool) and low <= value <= high:
+            return None
+        note = f"; {why}" if why else ""
+        return f"is out of range (give a number from {low} to {high}{note})"
+
+    return check
+
+
 def seconds(low: int = 1, high: int = DAY_SECONDS) -> Check:
     return between(low, high, "seconds")
 
@@ -242,6 +254,16 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "listen": Field(str, "127.0.0.1:8787", check=host_port),
         "max_body_bytes": Field(int, 1024 * 1024, check=size_bytes(1, 64 * 1024 * 1024)),
     },
+    "routing": {
+        # the model forwards a complaint no rule matched at or above this probability; 0.9: the
+        # lowest threshold at which it is as precise as the rules on the held-out examples
+        # (`lapakd model show`, docs/routing-model.md)
+        "auto_forward_confidence": Field((float, int), 0.9, check=fraction(
+            0.5, 1.0, "1.0 = the model never forwards, it only suggests")),
+        # the daemon retrains the model when its file is this old
+        "retrain_hours": Field(int, 24, check=between(
+            0, 8760, "hours", "0 = never (lapakd model train by hand)")),
+    },
     "metrics": {
         # /metrics (Prometheus) and /healthz in `lapakd run`; "" = off
         "listen": Field(str, "", check=optional_host_port),
@@ -281,6 +303,7 @@ class Config:
     public: Section
     webhook: Section
     metrics: Section
+    routing: Section
     channels: dict[str, Section] = field(default_factory=dict)
 
     @property
@@ -364,7 +387,10 @@ def parse_config(raw: dict[str, Any], cfg_path: Path) -> Config:
 
 
 def _type_name(t: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list"}
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+             float: "a number"}
+    if isinstance(t, tuple) and set(t) == {float, int}:
+        return "a number"
     if isinstance(t, tuple):
         return " or ".join(names.get(x, x.__name__) for x in t)
     return names.get(t, t.__name__)
@@ -395,7 +421,8 @@ def validate_section(
         f = spec[key]
         where = f"{cfg_path}: {_line_of(cfg_path, section, key)}"
         # bool is a subclass of int: `port = true` must not pass as an integer.
-        bad_bool = isinstance(value, bool) and f.type is int
+        types = f.type if isinstance(f.type, tuple) else (f.type,)
+        bad_bool = isinstance(value, bool) and bool not in types
         if bad_bool or not isinstance(value, f.type):
             raise ConfigError(
                 f"{where}{full} must be {_type_name(f.type)}, got {value!r}"
@@ -551,8 +578,8 @@ def dump_toml(
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped too.

@@ -29,6 +29,7 @@ from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
 from lapakd.intake.idle import IdleWatcher
+from lapakd.learn import job as learning
 from lapakd.lifecycle import scheduled
 from lapakd.monitor import metrics
 from lapakd.notify import Notifier
@@ -61,6 +62,8 @@ SENDER_BACKLOG: int | None = 200
 EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = [
     *scheduled.JOBS,  # morning reminders + escalation, weekly digest
     ("export", 30, export_job),  # the public site, every [public] export_minutes
+    # the routing model: retrained in a process of its own when [routing] retrain_hours old
+    ("model", 60, learning.model_job),
 ]
 
 
@@ -247,6 +250,7 @@ def run_once(desk: Desk) -> list[str]:
             break
     for _, _, job in EXTRA_JOBS:
         job(desk)
+    learning.finish_training(desk)  # a training the model job started: nothing left running
     send.send_due(desk)
     return run.finish()
 
@@ -346,6 +350,7 @@ def run_forever(desk: Desk) -> None:
             hook.stop()
         if scrape is not None:
             scrape.stop()
+        learning.TRAINER.stop()  # a training in hand ends with the daemon; the last model stays
     if waiting:
         log.warning("daemon.abandoned", channels=waiting,
                     note="still waiting for the server; the next start polls again")

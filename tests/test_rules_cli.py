@@ -340,7 +340,7 @@ def test_rules_test_file_json(tmp_path: Path) -> None:
     assert rows[1]["matched"] == ["diare*"]
     assert rows[2] == {
         "text": "selamat pagi", "action": "triage", "agencies": [], "category": None,
-        "rule": None, "matched": [],
+        "rule": None, "matched": [], "score": None, "model": None,  # too few examples: no model
     }
 
 

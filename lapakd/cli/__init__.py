@@ -36,6 +36,7 @@ VERB_MODULES: list[str] = [
     "lapakd.cli.admin",  # add, assign, set-status, note, reply, merge
     "lapakd.cli.backup",  # backup (--verify, --keep)
     "lapakd.cli.oauth2",  # oauth2-token
+    "lapakd.cli.model",  # model train, model show, rules audit
 ]
 
 
@@ -140,20 +141,33 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         texts = [" ".join(args.text)]
     else:
         raise LapakdError("give a TEXT or --file FILE (one text per line)")
+    from lapakd.learn.consult import MODEL_RULE, consult
+    from lapakd.learn.job import model_for_test
+
+    # the daemon's decision: the rules, then the model (trained on demand on a fresh store)
+    model = None if args.no_model else model_for_test(cfg, len(rules.examples))
+    threshold = cfg.routing.auto_forward_confidence
     for text in texts:
-        d = rules.evaluate(text, args.channel, args.sender)
+        d = consult(rules.evaluate(text, args.channel, args.sender), model, text, rules,
+                    threshold)
+        by_model = d.rule == MODEL_RULE and d.model is not None
         out = {
             "text": text, "action": d.action, "agencies": d.agencies, "category": d.category,
             "rule": d.rule, "matched": d.matched,
+            "score": d.model["probability"] if by_model else getattr(d, "score", None),
+            "model": d.model,
         }
         if args.json:
             print(json.dumps(out, ensure_ascii=False))
             continue
         target = ", ".join(d.agencies) if d.action == "forward" else d.action
         why = (
+            f"the model ({out['score']:.0%})" if by_model else
             f"rule {d.rule!r} ({d.hits[0]['where']}) matched {', '.join(d.matched) or '-'}"
             if d.rule else "no rule matched"
         )
+        if d.model and d.model["suggestions"] and not by_model:
+            why += " · model: " + ", ".join(f"{a} {p:.0%}" for a, p in d.model["suggestions"])
         prefix = f"{text[:60]!r}: " if len(texts) > 1 else ""
         print(f"{prefix}{d.action} → {target} · {d.category or '-'} · {why}")
     return 0
@@ -314,13 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run every job once, then exit")
 
     rules = sub.add_parser("rules", help="check and try the routing rules")
-    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test", required=True)
+    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test|audit", required=True)
     rsub.add_parser("check", parents=[common], help="validate rules/ and run every example")
     p = rsub.add_parser("test", parents=[common], help="show how a text would be routed")
     p.add_argument("text", nargs="*", help="the complaint text")
     p.add_argument("--file", help="one text per line (- for stdin)")
     p.add_argument("--channel", help="pretend the text came on this channel")
     p.add_argument("--sender", help="pretend the text came from this sender")
+    p.add_argument("--no-model", action="store_true",
+                   help="the rules alone (no model step; no training on a fresh store)")
+    rsub.add_parser("audit", parents=[common],
+                    help="complaints a rule routed where the model strongly prefers another agency")
 
     p = sub.add_parser("list", parents=[common], help="list complaints")
     p.add_argument("--status")
@@ -357,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    key = f"rules {args.rules_verb}" if args.verb == "rules" else args.verb
+    key = (f"rules {args.rules_verb}" if args.verb == "rules"
+           else f"model {args.model_verb}" if args.verb == "model" else args.verb)
     logsetup.setup(args.log_level)
     try:
         return COMMANDS[key](args)

@@ -34,7 +34,8 @@ def add_verbs(sub: Any, common: argparse.ArgumentParser, actor: argparse.Argumen
     p = sub.add_parser("assign", parents=[common, actor],
                        help="route a triage complaint by hand (forwards it)")
     p.add_argument("id", help="ticket, e.g. LA-2026-000123")
-    p.add_argument("agencies", nargs="+", metavar="AGENCY", help="agency keys (agencies.yaml)")
+    p.add_argument("agencies", nargs="+", metavar="AGENCY",
+                   help="agency keys (agencies.yaml), or 1-3: the model's suggestion (lapakd show)")
 
     p = sub.add_parser("set-status", parents=[common, actor], help="change a complaint's status")
     p.add_argument("id")
@@ -130,8 +131,9 @@ def add_complaint(
                 (message_id, complaint_id, digest, filename, ctype, len(data)),
             )
         c = store.complaint(complaint_id)
-        decision = rules.evaluate(routing.routing_text(c), channel, contact)
-        routing.apply_decision(desk, c, decision, actor="rules")
+        decision = routing.decide(rules, desk.model, cfg.routing.auto_forward_confidence, c)
+        routing.apply_decision(desk, c, decision,
+                               actor="model" if decision.rule == "model" else "rules")
         c = store.complaint(complaint_id)
     return ticket, c["status"], json.loads(c["agencies"])
 
@@ -141,8 +143,8 @@ def cmd_assign(args: argparse.Namespace) -> int:
     with open_desk(args) as desk:
         c = desk.store.complaint(args.id)
         with desk.store.transaction():
-            replies.assign(desk, c, [a.lower() for a in args.agencies], actor=args.by)
-    return _done(args, c["ticket"], f"forwarded to {', '.join(args.agencies)}")
+            keys = replies.assign(desk, c, [a.lower() for a in args.agencies], actor=args.by)
+    return _done(args, c["ticket"], f"forwarded to {', '.join(keys)}", agencies=keys)
 
 
 @command("set-status")

@@ -152,6 +152,10 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
         "events": _events(desk, "complaint_id", c["id"]),
     }
     data["awaiting_review"] = bool(c["awaiting_review"])  # [public] review
+    from lapakd.routing.route import model_suggestions
+
+    data["suggestions"] = [  # the model's top 3 when it was routed: `Teruskan: 1` picks one
+        {"agency": key, "probability": p} for key, p in model_suggestions(store, c["id"])]
     return data
 
 
@@ -201,6 +205,10 @@ def format_show(data: dict[str, Any]) -> str:
         lines.append(f"category: {data['category'] or '-'}   agencies: "
                      f"{', '.join(data['agencies']) or '-'}   due: {data['due_at'] or '-'}")
         lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
+        if data.get("suggestions"):
+            lines.append("model suggests: " + ", ".join(
+                f"{i}. {s['agency']} {s['probability']:.0%}"
+                for i, s in enumerate(data["suggestions"], 1)))
         if data["subject"]:
             lines.append(f"subject: {data['subject']}")
         lines.append("")
@@ -231,8 +239,16 @@ def _event_detail(type_: str, data: dict[str, Any]) -> str:
         target = ", ".join(data.get("agencies") or []) or data.get("action", "")
         hits = data.get("hits") or []
         where = f" at {hits[0]['where']}" if hits and hits[0].get("where") else ""
+        model = data.get("model") or {}
+        said = ""
+        if model.get("probability") is not None:
+            said = f" (probability {model['probability']:.0%})"
+        elif model.get("disagrees"):
+            other = model["disagrees"]
+            said = f"; the model says {other['agency']} ({other['probability']:.0%})"
+        matched = f" (matched: {', '.join(data.get('matched') or []) or '-'})"
         return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}{where}"
-                f" (matched: {', '.join(data.get('matched') or []) or '-'})")
+                f"{matched if data.get('rule') != 'model' else ''}{said}")
     if type_ == "sent":
         to = ", ".join(data.get("to") or [])
         return f"{data.get('kind')} to {to} <{data.get('rfc_message_id')}>"

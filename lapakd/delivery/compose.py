@@ -368,7 +368,15 @@ def _triage(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
     if c is None:
         raise PermanentError("triage without a complaint")
     subject = f"[{c['ticket']}] Perlu verifikasi: {first_words(c['subject'] or c['text'])}"
-    return subject, templates.get_template("triage.txt.j2").render(_common(desk, c)), []
+    agencies = desk.rules.agencies
+    suggestions = [  # the model's, recorded when it was routed (lapakd.learn.consult)
+        {"key": key, "name": agencies[key].name if key in agencies else key,
+         "percent": round(float(p) * 100)}
+        for key, p in payload.get("suggestions") or []
+    ]
+    body = templates.get_template("triage.txt.j2").render(
+        _common(desk, c) | {"suggestions": suggestions})
+    return subject, body, []
 
 
 def _alert(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:

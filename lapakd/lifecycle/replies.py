@@ -6,7 +6,8 @@ Then who sent it decides what it may do:
 
 - one of the complaint's agencies (email or cc in agencies.yaml): a public update, with an
   optional `Status: ...` line at the top setting the status;
-- the desk's admin_email: `Teruskan: dpupr [dinkes ...]`, `Tolak: <alasan>`, a status line, or
+- the desk's admin_email: `Teruskan: dpupr [dinkes ...]` (or `Teruskan: 1`, the model's first
+  suggestion in the triage email), `Tolak: <alasan>`, a status line, or
   else an internal note;
 - anyone else: stored and shown to the admin for review, never applied.
 
@@ -361,8 +362,8 @@ def admin_reply(desk: Desk, row: sqlite3.Row, content: Content, c: sqlite3.Row, 
     first = next((line for line in new.split("\n") if line.strip()), "")
     try:
         if m := FORWARD_LINE.match(first):
-            keys = [k for k in re.split(r"[\s,;/]+", m.group(1).strip().lower())
-                    if k and k not in ("dan", "and", "&")]
+            keys = [k.strip(".)") for k in re.split(r"[\s,;/]+", m.group(1).strip().lower())
+                    if k.strip(".)") and k not in ("dan", "and", "&")]
             assign(desk, c, keys, actor=actor)
             kind = "admin_command"
         elif m := REJECT_LINE.match(first):
@@ -392,9 +393,34 @@ def admin_reply(desk: Desk, row: sqlite3.Row, content: Content, c: sqlite3.Row, 
 # -- actions shared with the CLI verbs (inside the caller's transaction) -----------------------
 
 
-def assign(desk: Desk, c: sqlite3.Row, keys: list[str], *, actor: str) -> None:
+def suggested_keys(desk: Desk, c: sqlite3.Row, keys: list[str]) -> list[str]:
+    """Agency keys with `1`, `2`, `3` replaced by the model's suggestions for the complaint
+    (as the triage email numbered them)."""
+    if not any(k.isdigit() for k in keys):
+        return keys
+    suggestions = routing.model_suggestions(desk.store, c["id"])
+    out = []
+    for key in keys:
+        if not key.isdigit():
+            out.append(key)
+            continue
+        number = int(key)
+        if not 1 <= number <= len(suggestions):
+            listed = ", ".join(f"{i}: {s[0]}" for i, s in enumerate(suggestions, 1))
+            raise LapakdError(
+                f"{c['ticket']} has no suggestion {number} "
+                + (f"(the model suggested {listed})" if listed else "(the model made none)")
+                + "; name the agency key instead")
+        out.append(str(suggestions[number - 1][0]))
+    return out
+
+
+def assign(desk: Desk, c: sqlite3.Row, keys: list[str], *, actor: str) -> list[str]:
+    """Forward a triage complaint to these agencies (keys, or suggestion numbers); returns the
+    agency keys."""
     if not keys:
         raise LapakdError("name at least one agency key (see rules/agencies.yaml)")
+    keys = suggested_keys(desk, c, keys)
     unknown = [k for k in keys if k not in desk.rules.agencies]
     if unknown:
         raise LapakdError(
@@ -408,6 +434,7 @@ def assign(desk: Desk, c: sqlite3.Row, keys: list[str], *, actor: str) -> None:
                         category=c["category"], rule=None, matched=[],
                         budget_dependent=bool(c["budget_dependent"]))
     routing.apply_decision(desk, c, decision, actor=actor)
+    return decision.agencies
 
 
 def reject(desk: Desk, c: sqlite3.Row, reason: str, *, actor: str,

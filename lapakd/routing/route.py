@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from lapakd.learn.consult import MODEL_RULE, consult
 from lapakd.links import ticket_url
 from lapakd.outbox import queue as outbox
 from lapakd.routing import deadlines, kecamatan
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from lapakd.config import Config
 
 log = structlog.get_logger("lapakd.routing.route")
-
 
 
 def routing_text(complaint: sqlite3.Row) -> str:
@@ -48,13 +48,31 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
             " ORDER BY id LIMIT ?",
             (now_iso(), limit),
         )
-        rules = desk.rules
+        rules, model = desk.rules, desk.model
+        threshold = desk.config.routing.auto_forward_confidence
         return in_transactions(
             store, rows,
-            lambda c: rules.evaluate(routing_text(c), c["channel"], c["sender"]),
+            lambda c: decide(rules, model, threshold, c),
             lambda c, decision: _route_one(desk, c, decision),
             PER_TRANSACTION, desk.stopping,
         )
+
+
+def decide(rules: RuleSet, model: Any, threshold: float, complaint: sqlite3.Row) -> Decision:
+    """The rules, then the model where it has a say (lapakd.learn.consult)."""
+    text = routing_text(complaint)
+    decision = rules.evaluate(text, complaint["channel"], complaint["sender"])
+    return consult(decision, model, text, rules, threshold)
+
+
+def model_suggestions(store: Store, complaint_id: int) -> list[list[Any]]:
+    """The model's suggestions ([agency, probability], best first) recorded by the complaint's
+    latest routing by the rules or the model; [] when it had none."""
+    row = store.one(
+        "SELECT json_extract(data, '$.model.suggestions') FROM events WHERE complaint_id = ?"
+        " AND type = 'routed' AND json_extract(data, '$.model.suggestions') IS NOT NULL"
+        " ORDER BY id DESC LIMIT 1", (complaint_id,))
+    return json.loads(row[0]) if row and row[0] else []
 
 
 def _route_one(desk: Desk, c: sqlite3.Row, decision: Decision | Exception) -> int:
@@ -63,7 +81,8 @@ def _route_one(desk: Desk, c: sqlite3.Row, decision: Decision | Exception) -> in
         if isinstance(decision, Exception):
             raise decision
         with store.savepoint():
-            apply_decision(desk, c, decision, actor="rules")
+            apply_decision(desk, c, decision,
+                           actor="model" if decision.rule == MODEL_RULE else "rules")
         return 1
     except Exception as exc:  # noqa: BLE001 - quarantine the complaint, go on
         error = f"{type(exc).__name__}: {exc}"[:300]
@@ -132,6 +151,7 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         "routed", complaint_id=complaint["id"], actor=actor, at=now, action=decision.action,
         rule=decision.rule, matched=decision.matched, hits=decision.hits,
         agencies=decision.agencies, category=decision.category, due_at=due_at,
+        **({"model": decision.model} if decision.model else {}),
     )
     if decision.action == "forward":
         for key in decision.agencies:
@@ -145,7 +165,7 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         outbox.enqueue(
             store, domain=desk.desk_domain, kind="triage", complaint=complaint,
             recipients=[desk.config.desk.admin_email], dedupe_key=f"triage:{complaint['id']}",
-            payload={},
+            payload={"suggestions": (decision.model or {}).get("suggestions", [])},
         )
     if decision.action != "ignore":
         acknowledge(desk, complaint, decision, due_at, sla)

@@ -238,6 +238,8 @@ class Decision:
     budget_dependent: bool = False
     public: bool = True
     sla_days: int | None = None
+    # the model's say (lapakd.learn.consult): suggestions, its probability, a disagreement
+    model: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -250,7 +252,7 @@ class Decision:
             "budget_dependent": self.budget_dependent,
             "public": self.public,
             "sla_days": self.sla_days,
-        }
+        } | ({"model": self.model} if self.model is not None else {})
 
 
 class _TokenBits(dict[str, int]):
