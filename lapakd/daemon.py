@@ -27,7 +27,7 @@ from lapakd.delivery.sender import Burst
 from lapakd.intake import poll as intake
 from lapakd.intake import process, webhook
 from lapakd.lifecycle import scheduled
-from lapakd.monitor import metrics
+from lapakd.monitor import metrics, tokens
 from lapakd.notify import Notifier
 from lapakd.public.job import export_job
 from lapakd.routing import route as routing
@@ -58,6 +58,7 @@ SENDER_BACKLOG: int | None = 200
 EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = [
     *scheduled.JOBS,  # morning reminders + escalation, weekly digest
     ("export", 30, export_job),  # the public site, every [public] export_minutes
+    ("tokens", tokens.JOB_SECONDS, tokens.check_due),  # Meta tokens, daily: expiring, invalid
 ]
 
 

@@ -251,8 +251,9 @@ def format_status(data: dict[str, Any]) -> str:
             (("seen_before", "seen-before"), ("duplicates_dropped", "duplicates-dropped"))
             if ch.get(key)
         )
+        token = f"  token {ch['token']['text']}" if ch.get("token") else ""
         lines.append(f"  {name:<10} {ch['state']:<12} stored {ch['messages_stored']:<6} "
-                     f"last success {ch['last_success'] or '-'}{extra}{err}")
+                     f"last success {ch['last_success'] or '-'}{extra}{token}{err}")
     lines.append("complaints: " + (", ".join(
         f"{k} {v}" for k, v in sorted(data["complaints"].items())) or "none"))
     lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))

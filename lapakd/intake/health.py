@@ -20,6 +20,12 @@ log = structlog.get_logger("lapakd.intake.health")
 BACKOFF = (30, 60, 120, 300, 600, 900)
 
 
+def invalid_token_key(credential: str) -> str:
+    """The alert key for a dead credential (its fingerprint): whoever notices first — a poll,
+    a send, the daily token check (monitor/tokens.py) — the admin is told once per token."""
+    return f"token-invalid:{credential}"
+
+
 def _row(store: Store, channel: str) -> dict:
     row = store.one("SELECT * FROM channel_health WHERE channel = ?", (channel,))
     return dict(row) if row else {"channel": channel, "state": "ok", "failures": 0}
@@ -80,8 +86,10 @@ def record_failure(store: Store, channel: str, exc: BaseException) -> None:
             (channel, state, message, iso(now), failures, iso(now + timedelta(seconds=delay))),
         )
     if state == "needs_reauth" and row["state"] != "needs_reauth":
+        credential = getattr(exc, "credential", None)
         outbox.alert_admin(
-            store, f"needs-reauth:{channel}:{iso(now)}",
+            store, invalid_token_key(credential) if credential else
+            f"needs-reauth:{channel}:{iso(now)}",
             f"Channel {channel} needs new credentials",
             f"The {channel} channel's credentials were rejected: {message}\n"
             "Renew the token in lapakd.toml and restart lapakd.",
