@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lapakd import statuses
 from lapakd.monitor.checks import status as status  # `lapakd status`: the checks live below
+from lapakd.routing import duplicates
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
         "events": _events(desk, "complaint_id", c["id"]),
     }
     data["awaiting_review"] = bool(c["awaiting_review"])  # [public] review
+    # Open complaints that may be the same problem; merging is the admin's call (lapakd merge).
+    data["similar"] = [{"ticket": s.ticket, "score": s.score, "status": s.status,
+                        "channel": s.channel}
+                       for s in duplicates.similar_open(desk.store, c)]
     return data
 
 
@@ -203,6 +208,10 @@ def format_show(data: dict[str, Any]) -> str:
         lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
         if data["subject"]:
             lines.append(f"subject: {data['subject']}")
+        if data.get("similar"):
+            lines.append("mungkin sama dengan " + ", ".join(
+                f"{s['ticket']} ({s['score']:.2f}, {s['channel']})" for s in data["similar"])
+                + f"   (lapakd merge {data['id']} TICKET)")
         lines.append("")
         lines.extend("  " + t for t in (data["text"] or "").splitlines()[:40])
         lines.append("")
