@@ -10,13 +10,16 @@ suggestion other than the twin, is a false suggestion.
 
     .venv/bin/python bench/duplicates_bench.py            # the figures at THRESHOLD
     .venv/bin/python bench/duplicates_bench.py --sweep    # the figures at other thresholds
+    .venv/bin/python bench/duplicates_bench.py --speed 20000  # ms per lookup on a big store
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,10 +143,52 @@ def measure(store: Store, probes, threshold: float) -> dict[str, float]:
             "different": different, "different_flagged": different_flagged / different}
 
 
+KECAMATAN = ("Ajibarang", "Banyumas", "Baturraden", "Cilongok", "Kalibagor", "Kebasen",
+             "Kedungbanteng", "Kembaran", "Patikraja", "Purwokerto Barat", "Purwokerto Selatan",
+             "Purwokerto Timur", "Purwokerto Utara", "Sokaraja", "Sumbang", "Wangon")
+
+
+def speed(n: int) -> None:
+    """Lookups on a store of n complaints (bench/corpus.py texts) over 60 days."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from corpus import complaints
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp))
+        start = datetime(2026, 9, 1, tzinfo=UTC)
+        t0 = time.perf_counter()
+        with store.transaction() as conn:
+            for i, c in enumerate(complaints(n)):
+                at = iso(start + timedelta(minutes=i * 60 * 24 * 60 // n))
+                conn.execute(
+                    "INSERT INTO complaints (ticket, channel, status, subject, text,"
+                    " received_at, route_after, category, kecamatan, created_at, updated_at)"
+                    " VALUES (?, 'email', 'forwarded', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (f"LA-2026-{i:06d}", c.subject, c.body, at, at, c.topic,
+                     KECAMATAN[i % len(KECAMATAN)], at, at))
+        insert = time.perf_counter() - t0
+        rows = store.all("SELECT * FROM complaints ORDER BY id DESC LIMIT 500")
+        times, shown = [], 0
+        for row in rows:
+            t = time.perf_counter()
+            shown += bool(duplicates.similar_open(store, row))
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        print(f"{n} complaints stored in {insert:.1f} s (FTS5 triggers included); "
+              f"lookup median {statistics.median(times):.2f} ms, "
+              f"p95 {times[int(len(times) * 0.95)]:.2f} ms over {len(times)}; "
+              f"{shown} of them got a suggestion")
+        store.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--speed", type=int, metavar="N", help="time lookups on N complaints")
     args = parser.parse_args()
+    if args.speed:
+        speed(args.speed)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
         # Each new complaint is measured against what was open before it and after it in

@@ -8,6 +8,10 @@ CREATE VIRTUAL TABLE complaint_fts USING fts5(
     tokenize='unicode61 remove_diacritics 2'
 );
 INSERT INTO complaint_fts(complaint_fts) VALUES ('rebuild');
+-- The candidates of a lookup: same kecamatan, then category and the 14-day window.
+CREATE INDEX complaints_place ON complaints(kecamatan, category, received_at);
+-- How many complaints hold each word: the rare words are the ones worth asking about.
+CREATE VIRTUAL TABLE complaint_fts_terms USING fts5vocab(complaint_fts, 'row');
 CREATE TRIGGER complaint_fts_insert AFTER INSERT ON complaints BEGIN
     INSERT INTO complaint_fts(rowid, subject, text) VALUES (new.id, new.subject, new.text); END;
 CREATE TRIGGER complaint_fts_delete AFTER DELETE ON complaints BEGIN
