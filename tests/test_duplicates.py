@@ -113,3 +113,22 @@ def test_forward_and_show_say_mungkin_sama_dengan(desk_env):
     assert f"mungkin sama dengan {first}" in desk_env.cli("show", second).stdout
     if rows[1]["status"] == "triage":  # the test rules may leave it to the admin
         assert any(ADMIN_EMAIL in m.rcpt_tos for m in desk_env.sink.messages)
+
+
+def test_triage_mail_says_mungkin_sama_dengan_and_how_to_merge(desk_env):
+    first_text = ("Ada kandang kambing berdiri di atas selokan dekat Pasar Sokaraja, baunya"
+                  " ke mana-mana")
+    again_text = "kandang wedhus nang dhuwur selokan cedhak Pasar Sokaraja, mambu banget"
+    desk_env.append(make_mail("Kandang", first_text, sender="Budi <budi.w@example.com>"))
+    desk_env.run_once()
+    desk_env.append(make_mail("Kambing", again_text, sender="Sri <sri.k@example.com>"))
+    desk_env.run_once()
+    with desk_env.db() as db:
+        rows = db.execute("SELECT ticket, status FROM complaints ORDER BY id").fetchall()
+    assert [r["status"] for r in rows] == ["triage", "triage"]
+    first, second = rows[0]["ticket"], rows[1]["ticket"]
+    triage = [m.message for m in desk_env.sink.messages
+              if ADMIN_EMAIL in m.rcpt_tos and m.message["X-Lapakd-Ticket"] == second]
+    body = triage[0].get_body(("plain",)).get_content()
+    assert f"mungkin sama dengan {first}" in body
+    assert f"lapakd merge {second} {first}" in body

@@ -4,8 +4,9 @@ For a complaint, find the open complaints of the same kecamatan and category (an
 one in triage, which has none yet) received within WINDOW_DAYS of it whose text is similar:
 SQLite FTS5 (`complaint_fts`, migration 0015) ranks them with bm25 over the salient words of
 this complaint's text (the rarest RARE_TERMS of them: bm25 reads the whole list of complaints
-holding each word it is asked about), and a candidate is shown when its bm25 is at least THRESHOLD of what this
-complaint scores against itself (bm25 alone depends on the corpus; the ratio does not).
+holding each word it is asked about), and a candidate is shown when its bm25 is at least
+THRESHOLD of what this complaint scores against itself (bm25 alone depends on the corpus; the
+ratio does not).
 
 Only a suggestion: the forward, the triage mail and `lapakd show` say "mungkin sama dengan
 LA-..."; merging stays the admin's decision (`lapakd merge`). Figures: docs/benchmarks.md
