@@ -156,7 +156,7 @@ class TwitterAdapter(Adapter):
         return self._client
 
     @property
-    def _credential(self) -> str:
+    def credential(self) -> str:
         """The fingerprint of the configured keys: one alert per set of keys that X rejects."""
         s = self.section
         return fingerprint(s.bearer_token, s.consumer_key, s.consumer_secret, s.access_token,
@@ -183,7 +183,7 @@ class TwitterAdapter(Adapter):
             raise NeedsReauth(
                 f"X {what}: 401 Unauthorized: the token was rejected (expired or revoked); "
                 "renew the channels.twitter keys",
-                credential=self._credential,
+                credential=self.credential,
             ) from None
         except tweepy.TwitterServerError as exc:
             raise TransientError(

@@ -186,3 +186,26 @@ def test_status_json_keeps_the_token_for_every_social_channel(desk_env, replica)
     assert data["channels"]["facebook"]["token"]["state"] == "unknown"
     assert "token" not in data["channels"]["email"]
     json.dumps(data)
+
+
+def test_new_keys_end_the_hours_wait_at_once(desk_env, replica, x):
+    configure(desk_env, replica, facebook=FB)
+    desk_env.write_config(**{"channels.twitter": x.channel_config(page_size=10)})
+    desk_env.run_once()
+    replica.revoke_token()
+    x.revoke_tokens()
+    desk_env.run_once()
+    data = status(desk_env)
+    assert {data["channels"][n]["state"] for n in ("facebook", "twitter")} == {"needs_reauth"}
+    # The operator puts new keys in lapakd.toml: the next run tries them, not in an hour.
+    replica.renew_token("replica-page-token-2")
+    x.restore_tokens()
+    desk_env.write_config(**{"channels.facebook": {"access_token": "replica-page-token-2"},
+                             "channels.twitter": {"bearer_token": ""}})  # user keys only now
+    desk_env.run_once()  # the daily jobs see the new keys after this run's polls
+    desk_env.run_once()
+    data = status(desk_env)
+    assert data["channels"]["facebook"]["state"] == "ok"
+    assert data["channels"]["facebook"]["token"]["state"] == "valid"
+    assert data["channels"]["twitter"]["state"] == "ok"
+    assert len(alerts(desk_env)) == 2  # one per dead credential

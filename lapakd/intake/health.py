@@ -37,6 +37,17 @@ def ready(store: Store, channel: str) -> bool:
     return next_try is None or utcnow() >= next_try
 
 
+def retry_now(store: Store, channel: str, why: str) -> None:
+    """A channel waiting for new credentials got them: its next poll runs now, not after the
+    rest of the hour's wait (`needs_reauth` waits an hour between tries)."""
+    with store.transaction() as conn:
+        changed = conn.execute(
+            "UPDATE channel_health SET next_try_at = NULL WHERE channel = ?"
+            " AND state = 'needs_reauth' AND next_try_at IS NOT NULL", (channel,)).rowcount
+    if changed:
+        log.info("channel.retry_now", channel=channel, why=why)
+
+
 def record_success(store: Store, channel: str) -> None:
     row = _row(store, channel)
     if row["state"] != "ok":

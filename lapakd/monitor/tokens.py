@@ -22,6 +22,7 @@ import structlog
 
 from lapakd.adapters.base import ChannelError, NeedsReauth, fingerprint
 from lapakd.adapters.graph import GraphChannel
+from lapakd.intake import health as channel_health
 from lapakd.intake.health import invalid_token_key
 from lapakd.outbox import queue as outbox
 from lapakd.store import iso, parse_iso, utcnow
@@ -48,6 +49,9 @@ def check_due(desk: Desk) -> int:
     """The daemon's job: check each Graph channel's token that is due. Returns tokens checked."""
     now = utcnow()
     checked = 0
+    for name in desk.config.enabled_channels():
+        if name in TOKEN_CHANNELS:
+            _notice_new_keys(desk, name)
     for name in graph_channels(desk):
         adapter = desk.adapter(name)
         assert isinstance(adapter, GraphChannel)
@@ -60,6 +64,24 @@ def check_due(desk: Desk) -> int:
         check_channel(desk, name)
         checked += 1
     return checked
+
+
+def _notice_new_keys(desk: Desk, name: str) -> None:
+    """A channel without debug_token (X): new keys in lapakd.toml end a needs_reauth wait."""
+    credential = getattr(desk.adapter(name), "credential", None)
+    if not isinstance(credential, str):
+        return
+    row = desk.store.one("SELECT fingerprint FROM token_checks WHERE channel = ?", (name,))
+    if row is not None and row["fingerprint"] == credential:
+        return
+    now = utcnow()
+    with desk.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO token_checks (channel, fingerprint, next_check_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(channel) DO UPDATE SET fingerprint = excluded.fingerprint",
+            (name, credential, iso(now)))
+    if row is not None:
+        channel_health.retry_now(desk.store, name, "new keys in lapakd.toml")
 
 
 def _rejected_since_check(desk: Desk, name: str, row: Any) -> bool:
@@ -128,6 +150,8 @@ def _record_answer(desk: Desk, name: str, credential: str, data: dict[str, Any],
             (name, credential, state, iso(expires), iso(data_access), invalid_since, reason,
              iso(now), iso(now + CHECK_EVERY)),
         )
+    if valid and not same_token:
+        channel_health.retry_now(store, name, "a new, valid token in lapakd.toml")
     if not valid:
         if not same_token or previous["state"] != "invalid":
             log.error("token.invalid", channel=name, reason=reason)
