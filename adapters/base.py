@@ -11,6 +11,7 @@ marks the channel's credentials dead.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +38,22 @@ class PermanentError(ChannelError):
 
 
 class NeedsReauth(PermanentError):
-    """Credentials expired or were revoked: the admin has to act."""
+    """Credentials expired or were revoked: the admin has to act.
+
+    `credential`: the `fingerprint()` of the rejected credential, when known, so that the
+    admin is told once per dead token whoever notices it first (a poll, a send, the daily
+    token check)."""
+
+    def __init__(self, message: str, credential: str | None = None) -> None:
+        super().__init__(message)
+        self.credential = credential
+
+
+def fingerprint(*secrets: str) -> str:
+    """A short, one-way name for a credential: the same token always gets the same name, and
+    the name reveals nothing of it (it may appear in the store and in dedupe keys)."""
+    digest = hashlib.sha256("\x1f".join(secrets).encode()).hexdigest()
+    return digest[:16]
 
 
 @dataclass

@@ -25,7 +25,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import facebook
 import requests
-from lapakd.adapters.base import Adapter, NeedsReauth, PermanentError, TransientError
+from lapakd.adapters.base import (
+    Adapter,
+    NeedsReauth,
+    PermanentError,
+    TransientError,
+    fingerprint,
+)
 from lapakd.adapters.paging import MAX_PAGES_PER_POLL, RATE_LIMIT, PageWalk
 from requests.adapters import HTTPAdapter
 
@@ -59,6 +65,9 @@ def graph_fields() -> dict[str, Field]:
         "acknowledge": Field(bool, True),
         # The Meta app's secret and webhook verify token: needed only for push (webhooks).
         "app_secret": Field(str, "", secret=True),
+        # The Meta app's id: with app_secret, the daily token check asks debug_token with the
+        # app's own token, which can still describe a page token that no longer works.
+        "app_id": Field(str, "", check=pattern(r"\d{0,32}", '"1234567890123456"')),
         "verify_token": Field(str, "", secret=True),
     }
 
@@ -87,6 +96,9 @@ class GraphClient:
     def __init__(self, channel: str, section: Any) -> None:
         self.channel = channel
         self.token = section.access_token
+        self.credential = fingerprint(self.token)
+        app_id, app_secret = section.get("app_id", ""), section.get("app_secret", "")
+        self.app_token = f"{app_id}|{app_secret}" if app_id and app_secret else None
         self.version = section.graph_version.strip("/")
         self.timeout = section.get("timeout_seconds", TIMEOUT_SECONDS)
         self.session = requests.Session()
@@ -117,6 +129,20 @@ class GraphClient:
     def post(self, path: str, data: dict[str, Any]) -> dict[str, Any]:
         form = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in data.items()}
         return self._call("POST", self._path(path), {}, form)
+
+    def debug_token(self) -> dict[str, Any]:
+        """Graph's description of the configured token (`GET {version}/debug_token`): the
+        `data` object with `is_valid`, `expires_at` (0 = never), `scopes`, and `error` for a
+        token that no longer works. Asked with the app's token when app_id and app_secret are
+        set, else with the token itself (a dead token then fails with error 190: NeedsReauth)."""
+        args = {"input_token": self.token}
+        if self.app_token:
+            args["access_token"] = self.app_token
+        answer = self.get("debug_token", **args)
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise PermanentError(f"Graph {self.channel} debug_token: answer has no data object")
+        return data
 
     def get_next(self, next_url: str) -> dict[str, Any]:
         """Follow a `paging.next` URL (absolute, with the token in it) through the same client."""
@@ -266,7 +292,8 @@ class GraphClient:
         # Classified by code, never by type: throttling errors are OAuthException too.
         if code in TOKEN_CODES:
             return NeedsReauth(
-                f"{text} (renew channels.{self.channel}.access_token)"
+                f"{text} (renew channels.{self.channel}.access_token)",
+                credential=self.credential,
             )
         if code in THROTTLE_CODES or status == 429:
             return TransientError(text, retry_after=pause_seconds(headers))

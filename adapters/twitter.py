@@ -46,6 +46,7 @@ from lapakd.adapters.base import (
     NeedsReauth,
     PermanentError,
     TransientError,
+    fingerprint,
 )
 from lapakd.adapters.paging import MAX_PAGES_PER_POLL, PAGE_CAP, PageWalk
 from requests.adapters import HTTPAdapter
@@ -155,6 +156,13 @@ class TwitterAdapter(Adapter):
         return self._client
 
     @property
+    def credential(self) -> str:
+        """The fingerprint of the configured keys: one alert per set of keys that X rejects."""
+        s = self.section
+        return fingerprint(s.bearer_token, s.consumer_key, s.consumer_secret, s.access_token,
+                           s.access_token_secret)
+
+    @property
     def _user_keys(self) -> bool:
         s = self.section
         return all((s.consumer_key, s.consumer_secret, s.access_token, s.access_token_secret))
@@ -174,7 +182,8 @@ class TwitterAdapter(Adapter):
         except tweepy.Unauthorized:
             raise NeedsReauth(
                 f"X {what}: 401 Unauthorized: the token was rejected (expired or revoked); "
-                "renew the channels.twitter keys"
+                "renew the channels.twitter keys",
+                credential=self.credential,
             ) from None
         except tweepy.TwitterServerError as exc:
             raise TransientError(

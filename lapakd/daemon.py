@@ -31,7 +31,7 @@ from lapakd.intake import process, webhook
 from lapakd.intake.idle import IdleWatcher
 from lapakd.learn import job as learning
 from lapakd.lifecycle import scheduled
-from lapakd.monitor import metrics
+from lapakd.monitor import metrics, tokens
 from lapakd.notify import Notifier
 from lapakd.public.job import export_job
 from lapakd.routing import route as routing
@@ -64,6 +64,7 @@ EXTRA_JOBS: list[tuple[str, int, Callable[[Desk], object]]] = [
     ("export", 30, export_job),  # the public site, every [public] export_minutes
     # the routing model: retrained in a process of its own when [routing] retrain_hours old
     ("model", 60, learning.model_job),
+    ("tokens", tokens.JOB_SECONDS, tokens.check_due),  # Meta tokens, daily: expiring, invalid
 ]
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lapakd import statuses
 from lapakd.monitor.checks import status as status  # `lapakd status`: the checks live below
+from lapakd.routing import duplicates
 from lapakd.store import now_iso
 
 if TYPE_CHECKING:
@@ -156,6 +157,10 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
 
     data["suggestions"] = [  # the model's top 3 when it was routed: `Teruskan: 1` picks one
         {"agency": key, "probability": p} for key, p in model_suggestions(store, c["id"])]
+    # Open complaints that may be the same problem; merging is the admin's call (lapakd merge).
+    data["similar"] = [{"ticket": s.ticket, "score": s.score, "status": s.status,
+                        "channel": s.channel}
+                       for s in duplicates.similar_open(desk.store, c)]
     return data
 
 
@@ -211,6 +216,10 @@ def format_show(data: dict[str, Any]) -> str:
                 for i, s in enumerate(data["suggestions"], 1)))
         if data["subject"]:
             lines.append(f"subject: {data['subject']}")
+        if data.get("similar"):
+            lines.append("mungkin sama dengan " + ", ".join(
+                f"{s['ticket']} ({s['score']:.2f}, {s['channel']})" for s in data["similar"])
+                + f"   (lapakd merge {data['id']} TICKET)")
         lines.append("")
         lines.extend("  " + t for t in (data["text"] or "").splitlines()[:40])
         lines.append("")
@@ -267,8 +276,9 @@ def format_status(data: dict[str, Any]) -> str:
             (("seen_before", "seen-before"), ("duplicates_dropped", "duplicates-dropped"))
             if ch.get(key)
         )
+        token = f"  token {ch['token']['text']}" if ch.get("token") else ""
         lines.append(f"  {name:<10} {ch['state']:<12} stored {ch['messages_stored']:<6} "
-                     f"last success {ch['last_success'] or '-'}{extra}{err}")
+                     f"last success {ch['last_success'] or '-'}{extra}{token}{err}")
     lines.append("complaints: " + (", ".join(
         f"{k} {v}" for k, v in sorted(data["complaints"].items())) or "none"))
     lines.append("outbox: " + ", ".join(f"{k} {v}" for k, v in data["outbox"].items()))

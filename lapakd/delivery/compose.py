@@ -32,6 +32,7 @@ from lapakd.mail.text import (
     tanggal,
     templates,
 )
+from lapakd.routing import duplicates
 from lapakd.store import parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -322,6 +323,8 @@ def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:
         "text": c["text"],  # agencies get the full, unredacted text
         "contact": contact_line(c),
         "public_link": ticket_url(cfg.desk.public_url, c["ticket"]),
+        # Open complaints that may be the same problem (routing/duplicates.py): a hint only.
+        "similar": [s.ticket for s in duplicates.similar_open(desk.store, c)],
     }
 
 

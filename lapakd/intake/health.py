@@ -20,6 +20,12 @@ log = structlog.get_logger("lapakd.intake.health")
 BACKOFF = (30, 60, 120, 300, 600, 900)
 
 
+def invalid_token_key(credential: str) -> str:
+    """The alert key for a dead credential (its fingerprint): whoever notices first — a poll,
+    a send, the daily token check (monitor/tokens.py) — the admin is told once per token."""
+    return f"token-invalid:{credential}"
+
+
 def _row(store: Store, channel: str) -> dict:
     row = store.one("SELECT * FROM channel_health WHERE channel = ?", (channel,))
     return dict(row) if row else {"channel": channel, "state": "ok", "failures": 0}
@@ -29,6 +35,17 @@ def ready(store: Store, channel: str) -> bool:
     row = _row(store, channel)
     next_try = parse_iso(row.get("next_try_at"))
     return next_try is None or utcnow() >= next_try
+
+
+def retry_now(store: Store, channel: str, why: str) -> None:
+    """A channel waiting for new credentials got them: its next poll runs now, not after the
+    rest of the hour's wait (`needs_reauth` waits an hour between tries)."""
+    with store.transaction() as conn:
+        changed = conn.execute(
+            "UPDATE channel_health SET next_try_at = NULL WHERE channel = ?"
+            " AND state = 'needs_reauth' AND next_try_at IS NOT NULL", (channel,)).rowcount
+    if changed:
+        log.info("channel.retry_now", channel=channel, why=why)
 
 
 def record_success(store: Store, channel: str) -> None:
@@ -80,8 +97,10 @@ def record_failure(store: Store, channel: str, exc: BaseException) -> None:
             (channel, state, message, iso(now), failures, iso(now + timedelta(seconds=delay))),
         )
     if state == "needs_reauth" and row["state"] != "needs_reauth":
+        credential = getattr(exc, "credential", None)
         outbox.alert_admin(
-            store, f"needs-reauth:{channel}:{iso(now)}",
+            store, invalid_token_key(credential) if credential else
+            f"needs-reauth:{channel}:{iso(now)}",
             f"Channel {channel} needs new credentials",
             f"The {channel} channel's credentials were rejected: {message}\n"
             "Renew the token in lapakd.toml and restart lapakd.",

@@ -10,6 +10,7 @@ from lapakd import runs
 from lapakd.errors import RulesError
 from lapakd.intake.poll import duplicates_dropped
 from lapakd.mail import oauth2
+from lapakd.monitor.tokens import token_problem, token_status
 from lapakd.store import iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ def status(desk: Desk) -> dict[str, Any]:
             # Rate limited: this channel (only it) waits until then; the others go on.
             "paused_until": h["next_try_at"] if h and h["state"] == "paused" else None,
         }
+        if enabled:
+            token = token_status(desk, name, h)
+            if token is not None:
+                channels[name]["token"] = token
     complaints = {r["status"]: r["n"] for r in store.all(
         "SELECT status, count(*) n FROM complaints GROUP BY status")}
     counts = {r["status"]: r["n"] for r in store.all(
@@ -64,6 +69,9 @@ def status(desk: Desk) -> dict[str, Any]:
     for name, ch in channels.items():
         if ch["enabled"] and ch["state"] != "ok":
             problems.append(f"channel {name} is {ch['state']}: {ch['last_error']}")
+        problem = token_problem(name, ch.get("token")) if ch["state"] != "needs_reauth" else None
+        if problem:  # a dead channel is told once, by its state
+            problems.append(problem)
     problems += _silent_channels(desk, channels, daemon)
     logins = _oauth2_logins(desk)
     for use, login in logins.items():

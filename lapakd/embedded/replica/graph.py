@@ -10,8 +10,11 @@ Switches for the unhappy paths: `throttle(n, code=32, minutes=1)` answers the ne
 with a throttling error; `rate_limit(n)` with HTTP 429; `usage_full(n)` answers normally with
 the usage headers at 100%; `expire_token()` makes every request fail with code 190;
 `fail(n, html=True)` answers the next n requests with a 5xx; `stall(seconds, n)` answers late;
-`repeat_next()` hands out the same `paging.next` forever. POSTed replies are kept in
-`posted` for assertions. `send_webhook()` delivers a body to lapakd signed like Meta signs it.
+`repeat_next()` hands out the same `paging.next` forever. `debug_token` describes a token
+(`set_token(expires_at=..., valid=...)` sets what it says; `revoke_token()` is a password
+change: error 190/460), asked with the token itself or with the app's token `APP_ID|APP_SECRET`.
+POSTed replies are kept in `posted` for assertions. `send_webhook()` delivers a body to lapakd
+signed like Meta signs it.
 
 Citizens are simulated with `messenger_message`, `visitor_post`, `comment`, `ig_dm`,
 `ig_comment`, `ig_tag` (polled content) and `whatsapp_*_body` (pushed content).
@@ -45,6 +48,17 @@ DISPLAY_PHONE = "6281125550100"
 WABA_ID = "102290129340398"
 TOKEN = "replica-page-token"
 APP_SECRET = "replica-app-secret"
+APP_ID = "1049385610274651"
+APP_NAME = "Lapak Aduan Banyumas desk"
+USER_ID = "10229384756102938"
+SCOPES = ["pages_show_list", "pages_messaging", "pages_read_engagement",
+          "pages_manage_metadata", "instagram_basic", "instagram_manage_messages",
+          "whatsapp_business_messaging"]
+EXPIRED_MESSAGE = "Error validating access token: Session has expired on Tuesday, 21-Oct-25 " \
+    "10:00:00 PDT."
+REVOKED_MESSAGE = ("Error validating access token: The session has been invalidated because the "
+                   "user changed their password or Facebook has changed the session for "
+                   "security reasons.")
 VERIFY_TOKEN = "replica-verify-token"
 
 PHOTO = TINY_JPEG  # the replica's stand-in for a citizen's photo
@@ -84,6 +98,13 @@ class GraphReplica:
         self.lock = threading.RLock()
         self.ids = itertools.count(1000)
         self.tokens = {TOKEN}
+        issued = int(time.time()) - 86400
+        # What debug_token says of each token it knows: expires_at 0 = never (a long-lived
+        # page token); a token that is no longer in `tokens` is described as invalid.
+        self.token_info: dict[str, dict[str, Any]] = {TOKEN: {
+            "issued_at": issued, "expires_at": 0,
+            "data_access_expires_at": issued + 90 * 86400}}
+        self.invalid_reason = (EXPIRED_MESSAGE, 463)
         self.conversations: dict[str, Conversation] = {}
         self.posts: list[dict[str, Any]] = []  # newest first; each with "comments" (newest first)
         self.ig_media: list[dict[str, Any]] = []
@@ -136,10 +157,31 @@ class GraphReplica:
     def expire_token(self) -> None:
         with self.lock:
             self.tokens = set()
+            self.invalid_reason = (EXPIRED_MESSAGE, 463)
+
+    def revoke_token(self) -> None:
+        """The page admin changed their password: every call fails with 190/460."""
+        with self.lock:
+            self.tokens = set()
+            self.invalid_reason = (REVOKED_MESSAGE, 460)
+
+    def set_token(self, token: str = TOKEN, *, expires_at: datetime | None = None,
+                  valid: bool = True) -> None:
+        """What debug_token says of `token`: its expiry (None: never) and whether it works."""
+        with self.lock:
+            info = self.token_info.setdefault(token, {
+                "issued_at": int(time.time()), "data_access_expires_at": 0})
+            info["expires_at"] = int(expires_at.timestamp()) if expires_at else 0
+            if valid:
+                self.tokens.add(token)
+            else:
+                self.tokens.discard(token)
 
     def renew_token(self, token: str = TOKEN) -> None:
         with self.lock:
             self.tokens = {token}
+            self.token_info.setdefault(token, {"issued_at": int(time.time()), "expires_at": 0,
+                                               "data_access_expires_at": 0})
 
     def fail(self, n: int = 1, html: bool = True) -> None:
         with self.lock:
@@ -355,10 +397,14 @@ class GraphReplica:
             bearer = headers.get("authorization", "")
             if bearer.lower().startswith("bearer "):
                 token = token or bearer[7:]
+            if path.split("/")[-1] == "debug_token" and (
+                    token in self.tokens or token == f"{APP_ID}|{APP_SECRET}"):
+                return 200, {}, json.dumps(self._debug_token(query.get("input_token", ""))
+                                           ).encode()
             if token not in self.tokens:
+                message, subcode = self.invalid_reason
                 return 400, {"WWW-Authenticate": 'OAuth "Facebook Platform" "invalid_token"'}, \
-                    _err("Error validating access token: Session has expired on Tuesday, "
-                         "21-Oct-25 10:00:00 PDT.", 190, subcode=463)
+                    _err(message, 190, subcode=subcode)
             if self._throttle_left > 0:
                 self._throttle_left -= 1
                 usage = json.dumps({PAGE_ID: [{
@@ -381,6 +427,26 @@ class GraphReplica:
                 return status, self._usage_headers(100), json.dumps(doc).encode()
             usage = json.dumps({"call_count": 5, "total_cputime": 1, "total_time": 2})
             return status, {"x-app-usage": usage}, json.dumps(doc).encode()
+
+    def _debug_token(self, input_token: str) -> dict[str, Any]:
+        """The `debug_token` answer: `{"data": {...}}`, with `error` and `is_valid: false` for
+        a token that does not work (any more)."""
+        info = self.token_info.get(input_token)
+        if info is None:
+            return {"data": {"error": {
+                "code": 190, "message": "Invalid OAuth access token - Cannot parse access token"},
+                "is_valid": False, "scopes": []}}
+        data: dict[str, Any] = {
+            "app_id": APP_ID, "type": "PAGE", "application": APP_NAME,
+            "data_access_expires_at": info["data_access_expires_at"],
+            "expires_at": info["expires_at"], "is_valid": True,
+            "issued_at": info["issued_at"], "profile_id": PAGE_ID, "scopes": list(SCOPES),
+            "user_id": USER_ID}
+        if input_token not in self.tokens:
+            message, subcode = self.invalid_reason
+            data.update(is_valid=False, scopes=[],
+                        error={"code": 190, "message": message, "subcode": subcode})
+        return {"data": data}
 
     def _get(self, rest: list[str], query: dict[str, str], path: str) -> tuple[int, Any]:
         if len(rest) == 2 and rest[1] == "conversations":
