@@ -44,6 +44,12 @@ def is_overdue(status: str, due_at: str | None, now: str) -> bool:
     return late and status in statuses.AWAITING_ANSWER
 
 
+def is_resolve_overdue(status: str, resolve_due_at: str | None, now: str) -> bool:
+    """The resolution clock ran out while the agency had not said selesai."""
+    late = bool(resolve_due_at) and resolve_due_at < now  # type: ignore[operator]
+    return late and status in statuses.RESOLVE_RUNNING
+
+
 def publishable_sql(cols: set[str], *, reviewed: bool = True) -> str:
     """Complaints on the site; reviewed=False: also those waiting for `lapakd publish`."""
     hidden = " AND hidden = 0" if "hidden" in cols else ""
@@ -65,13 +71,20 @@ def source_keys(conn: sqlite3.Connection, now: str, version: str
         if has_table(conn, "updates") else "NULL"
     )
     open_states = statuses.sql_list(statuses.AWAITING_ANSWER)
+    resolving = statuses.sql_list(statuses.RESOLVE_RUNNING)
+    # the resolution clock running out changes the page too (0011_confirm)
+    resolve_late = (
+        " || (CASE WHEN c.resolve_due_at IS NOT NULL"
+        f" AND c.status IN ({resolving}) AND c.resolve_due_at < :now THEN 1 ELSE 0 END)"
+        if "resolve_due_at" in cols else ""
+    )
     where = " AND ".join(f"c.{cond}" for cond in publishable_sql(cols).split(" AND "))
     return conn.execute(
         "SELECT c.id, :version || '|' || COALESCE(c.updated_at, '') || '|'"
         " || COALESCE((SELECT MAX(e.id) FROM events e WHERE e.complaint_id = c.id), 0)"
         f" || '|' || COALESCE({last_update}, 0) || '|'"
         " || (CASE WHEN c.due_at IS NOT NULL AND c.due_at != ''"
-        f" AND c.status IN ({open_states}) AND c.due_at < :now THEN 1 ELSE 0 END),"
+        f" AND c.status IN ({open_states}) AND c.due_at < :now THEN 1 ELSE 0 END){resolve_late},"
         " p.source_key FROM complaints c LEFT JOIN public_index p ON p.complaint_id = c.id"
         f" WHERE {where} ORDER BY c.id",
         {"version": version, "now": now},
@@ -144,7 +157,8 @@ def build_records(
 ) -> dict[int, PublicComplaint]:
     """The public form of the given complaints — the ONE place that decides what is shown."""
     cols = columns(conn, "complaints")
-    extra = [c for c in ("first_answer_at", "closed_at", "lat", "lon") if c in cols]
+    extra = [c for c in ("first_answer_at", "closed_at", "lat", "lon", "resolve_due_at",
+                         "resolve_days", "budget_dependent") if c in cols]
     whitelist = [
         "id", "ticket", "channel", "status", "subject", "text", "public_text", "received_at",
         "category", "agencies", "kecamatan", "due_at", "sender", "sender_name", *extra,
@@ -216,6 +230,11 @@ def build_records(
                 "status": c["status"],
                 "due_at": c["due_at"],
                 "overdue": is_overdue(c["status"], c["due_at"], now),
+                # the second clock: settled within resolve_days (none when budget-bound)
+                "resolve_due_at": c.get("resolve_due_at"),
+                "resolve_days": c.get("resolve_days"),
+                "resolve_overdue": is_resolve_overdue(c["status"], c.get("resolve_due_at"), now),
+                "budget_dependent": bool(c.get("budget_dependent")),
                 "text": public_text(c["subject"], c["text"], c["public_text"], names),
                 "updates": ups,
                 "lat": rounded(c.get("lat")),
