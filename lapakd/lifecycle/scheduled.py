@@ -308,26 +308,28 @@ BUDGET_ASK_DAYS = 30  # a month of waiting, whatever the month's length
 
 
 def budget_questions(desk: Desk) -> int:
-    """After reminder_time on a working day: each budget-bound complaint still open gets a
-    question to its agencies for every full month it has waited (`budget_ask:<id>:<agency>:<n>`),
-    so a desk that was down asks once, not for each month missed."""
+    """After reminder_time on a working day: each budget-bound complaint still open that has
+    waited a month gets a question to its agencies, once a calendar month
+    (`budget_ask:<id>:<agency>:<YYYY-MM>`) and never within BUDGET_ASK_DAYS of the last one, so
+    a desk that was down asks once, not for each month missed."""
     now = _local_now(desk)
     cal = Calendar.from_settings(desk.config.desk)
     if now.time() < reminder_clock(desk) or not cal.is_working_day(now.date()):
         return 0
     store, today, queued = desk.store, now.date(), 0
+    recent = iso(utcnow() - timedelta(days=BUDGET_ASK_DAYS - 2))
     waiting = tuple(s for s in statuses.OPEN
                     if s not in (*statuses.AWAITING_CONFIRMATION, "triage"))
     with store.transaction():
         for c in store.all(
             "SELECT * FROM complaints WHERE budget_dependent = 1 AND merged_into IS NULL"
-            f" AND status IN ({statuses.sql_list(waiting)}) ORDER BY id"
+            f" AND status IN ({statuses.sql_list(waiting)}) AND received_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.complaint_id = complaints.id"
+            " AND o.kind = 'budget_ask' AND o.created_at > ?) ORDER BY id",
+            (iso(utcnow() - timedelta(days=BUDGET_ASK_DAYS)), recent),
         ):
             since = waiting_since(desk, c)
             days = (today - since.astimezone(desk.config.tz).date()).days
-            months = days // BUDGET_ASK_DAYS
-            if months < 1:
-                continue
             for key in json.loads(c["agencies"]):
                 agency = desk.rules.agencies.get(key)
                 if agency is None:
@@ -335,24 +337,21 @@ def budget_questions(desk: Desk) -> int:
                 row = outbox.enqueue(
                     store, domain=desk.desk_domain, kind="budget_ask", complaint=c,
                     recipients=list(agency.addresses),
-                    dedupe_key=f"budget_ask:{c['id']}:{key}:{months}",
+                    dedupe_key=f"budget_ask:{c['id']}:{key}:{today:%Y-%m}",
                     payload={"agency": key, "since": iso(since), "days": days,
                              "summary": first_words(c["subject"] or c["text"], 20)},
                 )
                 if row:
                     queued += 1
                     store.event("budget_asked", complaint_id=c["id"], outbox_id=row,
-                                agency=key, days=days, month=months)
+                                agency=key, days=days)
     return queued
 
 
 def waiting_since(desk: Desk, c: Any) -> datetime:
-    """When a budget-bound complaint began to wait: its first `waiting_budget`, else receipt."""
-    row = desk.store.one(
-        "SELECT min(at) FROM events WHERE complaint_id = ? AND type = 'status_changed'"
-        " AND json_extract(data, '$.to') = 'waiting_budget'", (c["id"],),
-    )
-    return parse_iso(row[0] if row and row[0] else c["received_at"]) or utcnow()
+    """How long a budget-bound complaint has waited is counted from its receipt: the citizen
+    has waited since then, whenever the agency named the budget."""
+    return parse_iso(c["received_at"]) or utcnow()
 
 
 def confirmations(desk: Desk) -> int:

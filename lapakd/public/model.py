@@ -24,6 +24,8 @@ from lapakd.redact import known_names, redact
 COLUMNS = [
     "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "due_at",
     "overdue", "text", "updates", "lat", "lon",
+    # 0011_confirm, appended so readers taking CSV columns by position keep working
+    "resolve_due_at", "resolve_days", "resolve_overdue", "budget_dependent",
 ]
 LOCATION_DECIMALS = 3  # about 100 m: where the road is broken, not whose house it is
 SNIPPET = 160
@@ -120,6 +122,9 @@ class PublicComplaint:
             "true" if r["overdue"] else "false", r["text"],
             json.dumps(r["updates"], ensure_ascii=False),
             "" if r.get("lat") is None else r["lat"], "" if r.get("lon") is None else r["lon"],
+            r["resolve_due_at"] or "", "" if r["resolve_days"] is None else r["resolve_days"],
+            "true" if r["resolve_overdue"] else "false",
+            "true" if r["budget_dependent"] else "false",
         ])
         return buf.getvalue()
 
@@ -230,15 +235,15 @@ def build_records(
                 "status": c["status"],
                 "due_at": c["due_at"],
                 "overdue": is_overdue(c["status"], c["due_at"], now),
+                "text": public_text(c["subject"], c["text"], c["public_text"], names),
+                "updates": ups,
+                "lat": rounded(c.get("lat")),
+                "lon": rounded(c.get("lon")),
                 # the second clock: settled within resolve_days (none when budget-bound)
                 "resolve_due_at": c.get("resolve_due_at"),
                 "resolve_days": c.get("resolve_days"),
                 "resolve_overdue": is_resolve_overdue(c["status"], c.get("resolve_due_at"), now),
                 "budget_dependent": bool(c.get("budget_dependent")),
-                "text": public_text(c["subject"], c["text"], c["public_text"], names),
-                "updates": ups,
-                "lat": rounded(c.get("lat")),
-                "lon": rounded(c.get("lon")),
             }
             first_answer = c.get("first_answer_at") or next(
                 (u["at"] for u in ups if u["source"] == "agency"), None
