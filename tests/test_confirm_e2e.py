@@ -81,6 +81,7 @@ def test_no_words(text):
 @pytest.mark.parametrize("text,rating", [
     ("SUDAH 4", 4), ("udah beres, nilai 3", 3), ("nilai 5", 5), ("5", 5), ("Rating: 2", 2),
     ("sudah", None), ("belum 0", None), ("sudah 9", None), ("bintang 1 aja", 1),
+    ("sudah 4 bintang", 4), ("Sudah 3 hari lampu PJU mati", None),
 ])
 def test_rating(text, rating):
     assert parse_answer(text).rating == rating, text
@@ -90,6 +91,9 @@ def test_rating(text, rating):
     "Jalan di RT 05 rusak lagi, tolong dicek",
     "ya jalannya masih rusak di depan pasar",  # "ya" alone only in a short answer
     "Mohon info nomor aduan saya",
+    "Sudah 3 hari lampu PJU di Jl. Bank mati",  # how long, not an answer
+    "Wis rong minggu sampah ora diangkut",
+    "sudah seminggu jalannya ambles",
 ])
 def test_other_texts_are_not_answers(text):
     answer = parse_answer(text)
@@ -397,3 +401,29 @@ def test_whatsapp_outside_the_window_uses_the_followup_template(desk_env, replic
     assert asked["template"]["name"] == "konfirmasi_selesai"
     assert asked["template"]["components"][0]["parameters"][0]["text"] == \
         fwd["X-Lapakd-Ticket"]
+
+
+# -- Messenger: the question as a DM, the answer in the conversation -----------------------------
+
+
+def test_messenger_dm_question_and_an_answer_with_rating(desk_env, replica):
+    from metaenv import FB, configure
+
+    configure(desk_env, replica, email=True, facebook=FB)
+    psid = "7319876543210001"
+    replica.messenger_message(psid, "Siti Rahayu", "Sampah di TPS Pasar Wage numpuk seminggu")
+    desk_env.run_once()
+    (fwd,) = [m.message for m in desk_env.sink.wait_for(1) if DLH in m.rcpt_tos]
+    ticket = fwd["X-Lapakd-Ticket"]
+    desk_env.append(reply_to(fwd, "Status: selesai\nSudah diangkut."))
+    desk_env.run_once()
+    dms = [p for p in replica.posted if p["path"] == f"{R.PAGE_ID}/messages"
+           and "Balas SUDAH atau BELUM" in p["message"]["text"]]
+    assert len(dms) == 1 and dms[0]["recipient"] == {"id": psid}
+    assert ticket in dms[0]["message"]["text"]
+    replica.messenger_message(psid, "Siti Rahayu", "uwis mas, matur nuwun. nilai 4")
+    desk_env.run_once()
+    c = complaint(desk_env)
+    assert (c["status"], c["rating"]) == ("closed", 4)
+    assert events(desk_env, ticket, "confirmed")[0]["via"] == "facebook:conversation"
+    assert len(complaints(desk_env)) == 1

@@ -48,8 +48,18 @@ NO = frozenset({"belum", "blm", "blom", "belom", "blum", "durung", "drung", "uru
 NEGATION = frozenset({"tidak", "tdk", "gak", "ga", "nggak", "ngga", "enggak", "ora", "ndak",
                       "dudu", "mboten", "boten", "bukan"})
 RATING_WORDS = frozenset({"nilai", "rating", "skor", "bintang", "rate", "poin"})
-# Only the start of a message answers the question: a long text further on is a new story.
-ANSWER_WORDS = 8
+# "sudah 3 hari lampunya mati" is a new story, not an answer: a number after the word followed
+# by a unit of time.
+TIME_UNITS = frozenset({"hari", "hr", "minggu", "mgg", "bulan", "bln", "tahun", "thn", "jam",
+                        "kali", "x", "dino", "sasi", "taun", "minggon"})
+NUMBER_WORDS = frozenset({"satu", "dua", "tiga", "empat", "lima", "beberapa", "berapa", "siji",
+                          "loro", "rong", "telu", "telung", "papat", "patang", "limang", "pirang"})
+DURATIONS = frozenset({"seminggu", "sebulan", "setahun", "seharian", "lama", "suwe", "sewulan",
+                       "setaun", "sedino", "berhari", "berminggu", "berbulan", "bertahun"})
+# Only the start of a message answers the question: a text further on is a new story.
+ANSWER_WORDS = 5
+# Markers the chat adapters put in front of a text ("[Balasan] ", "[Pesan diteruskan] ").
+MARKERS = frozenset({"balasan", "pesan", "diteruskan"})
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -58,6 +68,7 @@ class Answer:
     verdict: str | None  # "sudah" | "belum" | None
     rating: int | None  # 1..5
     words: str  # what the citizen wrote (for the agency and the timeline)
+    short: bool = True  # a few words only: safe to read as a late answer too
 
 
 def _rating_from(token: str | None) -> int | None:
@@ -71,7 +82,13 @@ def parse_answer(text: str) -> Answer:
     quoted history). "BELUM, masih bocor" → belum; "udh beres 5" → sudah, 5; "nilai 4" → 4."""
     words = text.strip()
     tokens = [t.lower() for t in _TOKEN.findall(words)]
+    while tokens and tokens[0] in MARKERS:
+        tokens.pop(0)
     head = tokens[:ANSWER_WORDS]
+
+    def after(i: int) -> str | None:
+        return tokens[i] if i < len(tokens) else None
+
     verdict: str | None = None
     at = -1
     for i, token in enumerate(head):
@@ -79,20 +96,25 @@ def parse_answer(text: str) -> Answer:
             verdict, at = "belum", i
             break
         if token in YES or (token in SHORT_YES and i == 0 and len(tokens) <= 2):
+            amount = after(i + 1) or ""
+            if after(i + 1) in DURATIONS or (
+                (amount.isdigit() or amount in NUMBER_WORDS) and after(i + 2) in TIME_UNITS
+            ):
+                break  # "sudah 3 hari ...", "wis seminggu" tell how long, they do not answer
             negated = i > 0 and head[i - 1] in NEGATION
             verdict, at = ("belum" if negated else "sudah"), i
             break
     rating = None
-    for i, token in enumerate(head):
+    for i, token in enumerate(tokens[:ANSWER_WORDS + 8]):
         if token in RATING_WORDS:
-            rating = _rating_from(head[i + 1] if i + 1 < len(head) else None)
+            rating = _rating_from(after(i + 1))
             if rating:
                 break
-    if rating is None and at >= 0 and at + 1 < len(head):
-        rating = _rating_from(head[at + 1])  # "SUDAH 4"
+    if rating is None and at >= 0 and after(at + 2) in (None, *RATING_WORDS, "dari"):
+        rating = _rating_from(after(at + 1))  # "SUDAH 4", "sudah 4 bintang"
     if rating is None and len(tokens) == 1:
         rating = _rating_from(tokens[0])  # a lone "5"
-    return Answer(verdict, rating, words)
+    return Answer(verdict, rating, words, short=len(tokens) <= 8)
 
 
 # -- applying an answer (inside the caller's transaction) --------------------------------------
@@ -223,6 +245,17 @@ def apply(desk: Desk, c: sqlite3.Row, answer: Answer, *, via: str,
     if not done:
         desk.store.event("confirm_unclear", complaint_id=c["id"], message_id=message_id,
                          actor="citizen", via=via, status=c["status"], text=answer.words[:500])
+        if answer.verdict == "belum" and c["status"] in statuses.CLOSED:
+            # too late to reopen by itself (closed): a person decides
+            outbox.enqueue(
+                desk.store, kind="alert", recipients=[],
+                dedupe_key=f"alert:late-belum:{c['id']}:{message_id}",
+                payload={"subject": f"Pelapor menyatakan BELUM setelah ditutup: {c['ticket']}",
+                         "body": (f"Pelapor aduan {c['ticket']} menyatakan masalahnya belum "
+                                  f"selesai (via {via}), tetapi aduan sudah ditutup.\n\n"
+                                  f"{answer.words[:1500]}\n\nBila perlu dibuka kembali: "
+                                  f"lapakd set-status {c['ticket']} reopened --note \"...\"")},
+            )
     return ", ".join(done) or "nothing"
 
 
@@ -334,7 +367,11 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
         if found is None:
             continue
         c = lifecycle.canonical(desk, found)
-        if not wants(c, answer):
+        asked = c["status"] in statuses.AWAITING_CONFIRMATION or (
+            c["status"] == "closed" and c["resolved_at"] is not None)
+        # once closed, only a short message is taken as a late answer (a second "Sudah", a
+        # rating); a longer one is a new complaint
+        if not asked or (c["status"] == "closed" and not answer.short):
             continue
         done = apply(desk, c, answer, via=f"{row['channel']}:{how}", message_id=row["id"])
         desk.store.mark_processed(row["id"], "confirmation", c["id"])

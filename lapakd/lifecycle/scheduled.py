@@ -272,11 +272,13 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
 
     categories = Counter(c["category"] or "Belum dikategorikan" for c in new_rows)
     kecamatan = Counter(c["kecamatan"] for c in new_rows if c["kecamatan"])
+    # the oldest still waiting for an agency (not those waiting for the citizen's SUDAH/BELUM)
+    waiting = tuple(st for st in statuses.OPEN if st not in statuses.AWAITING_CONFIRMATION)
     oldest = store.all(
         "SELECT * FROM complaints WHERE merged_into IS NULL"
-        f" AND status IN ({', '.join('?' * len(statuses.OPEN))})"
+        f" AND status IN ({', '.join('?' * len(waiting))})"
         " ORDER BY received_at, id LIMIT 10",
-        statuses.OPEN,
+        waiting,
     )
     today = end.date()
     return {
