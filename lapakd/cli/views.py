@@ -190,7 +190,7 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
 def clocks(desk: Desk, c: Any) -> dict[str, Any]:
     """Both clocks of a complaint for `show`: deadline, running or not, late or not; a
     budget-bound complaint has no resolution clock but a waiting time."""
-    from lapakd.lifecycle.scheduled import waiting_since  # why: holidays load for show only
+    from lapakd.lifecycle.scheduled import waiting_since  # why: the lifecycle loads for show only
 
     now = now_iso()
     late = clocks_late(c, now)

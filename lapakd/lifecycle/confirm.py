@@ -29,8 +29,7 @@ from lapakd import statuses
 from lapakd.lifecycle import status as lifecycle
 from lapakd.outbox import queue as outbox
 from lapakd.redact import known_names, redact
-from lapakd.routing import deadlines
-from lapakd.store import now_iso, utcnow
+from lapakd.store import now_iso
 
 if TYPE_CHECKING:
     from lapakd.adapters.base import Content
@@ -180,16 +179,12 @@ def reopen(desk: Desk, c: sqlite3.Row, words: str, *, via: str,
                                 reason="the citizen says it is not solved (BELUM)"):
         return False
     store, now = desk.store, now_iso()
-    resolve_due = None
-    if not c["budget_dependent"]:
-        from lapakd.routing.route import effective_resolve_days
-
-        days = c["resolve_days"] or effective_resolve_days(desk, json.loads(c["agencies"]))
-        resolve_due = deadlines.resolve_due_at(desk.config, utcnow(), days)
+    # set_status gave it a new resolution deadline
+    resolve_due = lifecycle.reload(desk, c)["resolve_due_at"]
     store.conn.execute(
-        "UPDATE complaints SET resolve_due_at = ?, confirmed_at = ?, confirmation = 'belum',"
+        "UPDATE complaints SET confirmed_at = ?, confirmation = 'belum',"
         " reopen_count = reopen_count + 1 WHERE id = ?",
-        (resolve_due, now, c["id"]),
+        (now, c["id"]),
     )
     round_ = c["reopen_count"] + 1
     store.event("reopened", complaint_id=c["id"], message_id=message_id, actor="citizen",

@@ -20,6 +20,7 @@ from lapakd.mail.text import contact_line, tanggal
 from lapakd.outbox import queue as outbox
 from lapakd.redact import known_names, redact
 from lapakd.routing import deadlines
+from lapakd.routing import route as routing
 from lapakd.store import now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
@@ -67,6 +68,9 @@ def set_status(
                                                  desk.config.desk.confirm_days)]
     elif c["status"] in statuses.AWAITING_CONFIRMATION:
         sets.append("confirm_due_at = NULL")
+    if status == "reopened":  # back to the agency: a new resolution deadline from now
+        sets.append("resolve_due_at = ?")
+        params.append(new_resolve_due(desk, c))
     sets.append("closed_at = ?")
     params.append(now if status in statuses.CLOSED else None)
     store.conn.execute(
@@ -78,6 +82,14 @@ def set_status(
     if ask and status in statuses.AWAITING_CONFIRMATION:
         ask_confirmation(desk, reload(desk, c), actor=actor)
     return True
+
+
+def new_resolve_due(desk: Desk, c: sqlite3.Row) -> str | None:
+    """A fresh resolution deadline (reopened): `resolve_days` from now; none when budget-bound."""
+    if c["budget_dependent"]:
+        return None
+    days = c["resolve_days"] or routing.effective_resolve_days(desk, json.loads(c["agencies"]))
+    return deadlines.resolve_due_at(desk.config, utcnow(), days)
 
 
 # -- the citizen confirms: "Apakah masalahnya sudah selesai?" ---------------------------------
