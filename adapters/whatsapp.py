@@ -48,6 +48,10 @@ class WhatsAppAdapter(GraphChannel):
         # `lapakd status` exits 1 when no webhook arrived for this long (Meta stopped calling:
         # an expired subscription, a broken proxy, a changed callback URL).
         "silence_alert_hours": Field(int, 24, check=between(1, 24 * 90, "hours")),
+        # Outside the 24-hour window WhatsApp allows only an approved template: the one that
+        # asks the citizen whether the problem is solved (body parameter {{1}}: the ticket).
+        "followup_template": Field(str, ""),
+        "followup_template_language": Field(str, "id"),
     }
 
 
@@ -140,7 +144,8 @@ class WhatsAppAdapter(GraphChannel):
             occurred_at=when, attachments=attachments, notes=notes, location=location,
             conversation=f"wa:{sender}",
             reply_ref={"to": sender, "at": when.isoformat() if when else None},
-            extra={"wamid": msg.get("id"), "context": context},
+            extra={"wamid": msg.get("id"), "context": context,
+                   "button_id": _button_id(msg)},
         )
 
     def _body(self, msg: dict[str, Any]) -> tuple[str, list[Attachment], list[str]]:
@@ -205,14 +210,17 @@ class WhatsAppAdapter(GraphChannel):
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, kind: str, payload: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        if kind not in ("ack", "relay"):
+        if kind not in ("ack", "relay", "confirm_ask"):
             raise PermanentError(f"whatsapp cannot send {kind!r} messages")
         ref = payload.get("reply_ref") or {}
         to = ref.get("to")
         if not to:
             raise PermanentError(f"whatsapp {kind}: the complaint has no phone number to answer")
         at = graph_time(ref.get("at")) if ref.get("at") else None
-        if at is not None and datetime.now(UTC) - at > SERVICE_WINDOW:
+        outside = at is not None and datetime.now(UTC) - at > SERVICE_WINDOW
+        if kind == "confirm_ask":
+            return self._ask(to, payload, outside)
+        if outside:
             raise PermanentError(
                 f"whatsapp {kind}: outside the 24-hour customer service window (the citizen "
                 f"wrote at {at:%Y-%m-%d %H:%M} UTC); WhatsApp allows only an approved template "
@@ -225,6 +233,55 @@ class WhatsAppAdapter(GraphChannel):
         )
         ids = [m.get("id") for m in result.get("messages") or [] if isinstance(m, dict)]
         return {"wamid": ids[0] if ids else None}
+
+
+    def _ask(self, to: str, payload: dict[str, Any], outside: bool) -> dict[str, Any]:
+        """The SUDAH/BELUM question: reply buttons inside the 24-hour window, else the
+        approved `followup_template` (its body parameter: the ticket)."""
+        ticket = str(payload.get("ticket") or "")
+        message: dict[str, Any] = {"messaging_product": "whatsapp",
+                                   "recipient_type": "individual", "to": to}
+        if not outside:
+            message |= {"type": "interactive", "interactive": {
+                "type": "button",
+                "body": {"text": (payload.get("text") or "")[:1024]},
+                "action": {"buttons": [
+                    {"type": "reply", "reply": {"id": f"confirm:{ticket}:sudah",
+                                                "title": "Sudah"}},
+                    {"type": "reply", "reply": {"id": f"confirm:{ticket}:belum",
+                                                "title": "Belum"}},
+                ]},
+            }}
+        elif self.section.followup_template:
+            message |= {"type": "template", "template": {
+                "name": self.section.followup_template,
+                "language": {"code": self.section.followup_template_language},
+                "components": [{"type": "body",
+                                "parameters": [{"type": "text", "text": ticket}]}],
+            }}
+        else:
+            raise PermanentError(
+                "whatsapp confirm_ask: outside the 24-hour customer service window and no "
+                "[channels.whatsapp] followup_template set — set an approved template, or ask "
+                "the citizen another way"
+            )
+        result = self.graph.post(f"{self.section.phone_number_id}/messages", message)
+        ids = [m.get("id") for m in result.get("messages") or [] if isinstance(m, dict)]
+        return {"wamid": ids[0] if ids else None,
+                "via": "buttons" if not outside else "template"}
+
+
+def _button_id(msg: dict[str, Any]) -> str | None:
+    """The id of the reply button the citizen pressed (interactive) or the template button's
+    payload, for matching the answer to the question that offered it."""
+    if msg.get("type") == "interactive":
+        inter = msg.get("interactive") or {}
+        reply = inter.get("button_reply") or inter.get("list_reply") or {}
+        return str(reply.get("id")) if reply.get("id") else None
+    if msg.get("type") == "button":
+        payload = (msg.get("button") or {}).get("payload")
+        return str(payload) if payload else None
+    return None
 
 
 def _location(msg: dict[str, Any]) -> tuple[float, float] | None:

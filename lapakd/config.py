@@ -219,6 +219,11 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "reminder_time": Field(str, "08:00", check=clock_time),
         # 0 = escalate as soon as a complaint is overdue
         "escalate_after_days": Field(int, 3, check=between(0, 365, "days")),
+        # after an agency's `selesai` the citizen may object (BELUM) for this many working
+        # days; without an answer the complaint closes (SP4N-LAPOR!'s 10 working days)
+        "confirm_days": Field(int, 10, check=between(1, 90, "working days")),
+        # the resolution clock when the agency has no `resolve_days` (calendar days)
+        "resolve_days": Field(int, 7, check=between(1, 366, "days")),
         "leadership_email": Field(str, "", check=email_address(optional=True)),
         "digest_day": Field(
             str,

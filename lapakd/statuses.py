@@ -13,7 +13,10 @@ LABELS: dict[str, str] = {
     "triage": "menunggu verifikasi",
     "forwarded": "diteruskan",
     "answered": "ditanggapi",
-    "resolved": "selesai",
+    # the agency says it is done; the citizen is asked (SUDAH/BELUM) before it closes
+    "resolved": "selesai, menunggu konfirmasi pelapor",
+    "closed": "selesai dan ditutup",
+    "reopened": "dibuka kembali",
     "rejected": "ditolak",
     "waiting_budget": "menunggu anggaran",
     "ignored": "diabaikan",
@@ -21,21 +24,28 @@ LABELS: dict[str, str] = {
 }
 KEYS = tuple(LABELS)
 
-# Still on the desk's books (the weekly digest counts them per status).
-OPEN = ("triage", "forwarded", "answered", "waiting_budget")
+# Still on the desk's books (the weekly digest counts them per status). `resolved` waits for the
+# citizen's SUDAH/BELUM (or `[desk] confirm_days` without objection) before it is `closed`.
+OPEN = ("triage", "forwarded", "answered", "waiting_budget", "reopened", "resolved")
 # Closed: `closed_at` is set when a complaint enters one of these.
-CLOSED = ("resolved", "rejected", "ignored")
+CLOSED = ("closed", "rejected", "ignored")
 # An answer to the citizen: setting one is a public update, relayed; the site counts it answered.
-ANSWERS = ("answered", "resolved", "rejected", "waiting_budget")
+ANSWERS = ("answered", "resolved", "closed", "reopened", "rejected", "waiting_budget")
 # Settled for good (the public statistics' "selesai" share).
-SETTLED = ("resolved", "rejected")
+SETTLED = ("closed", "rejected")
 # Statuses an admin may set by hand (`new`/`quarantined` belong to the pipeline).
-SETTABLE = ("triage", "forwarded", "answered", "resolved", "rejected", "waiting_budget",
-            "ignored")
+SETTABLE = ("triage", "forwarded", "answered", "resolved", "closed", "reopened", "rejected",
+            "waiting_budget", "ignored")
 # Waiting for a first answer: the public site marks these late once `due_at` has passed.
 AWAITING_ANSWER = ("triage", "forwarded")
-# The agency's deadline runs: reminders, escalation and `lapakd list --overdue` look at these.
+# The first clock (`due_at`, `sla_days`) runs: reminders, escalation and `lapakd list --overdue
+# first` look at these. An answer (`diproses`) stops it.
 DEADLINE_RUNNING = ("forwarded",)
+# The second clock (`resolve_due_at`, the agency's `resolve_days`) runs until the agency says
+# `selesai` (or rejects); a citizen's BELUM starts it again. Budget-bound complaints have none.
+RESOLVE_RUNNING = ("forwarded", "answered", "reopened")
+# Waiting for the citizen's confirmation after the agency's `selesai`.
+AWAITING_CONFIRMATION = ("resolved",)
 # Never on the public site: not routed yet (the rules may still say `public: false`), spam,
 # or broken.
 UNPUBLISHED = ("new", "ignored", "quarantined")

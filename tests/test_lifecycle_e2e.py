@@ -134,14 +134,16 @@ def test_each_status_line_and_its_variations(desk_env):
         if text is not None:
             assert u["text"] == text
         else:
-            assert u["text"] == "Status aduan diubah menjadi: selesai."
+            assert u["text"] == ("Status aduan diubah menjadi: selesai, menunggu konfirmasi "
+                                 "pelapor.")
     with desk_env.db() as conn:
         row = conn.execute("SELECT due_at, budget_dependent FROM complaints WHERE ticket = ?",
                            (tickets[3],)).fetchone()
-        closed = conn.execute("SELECT closed_at FROM complaints WHERE ticket = ?",
-                              (tickets[0],)).fetchone()[0]
+        resolved = conn.execute("SELECT resolved_at, closed_at FROM complaints WHERE ticket = ?",
+                                (tickets[0],)).fetchone()
     assert row["due_at"] is None and row["budget_dependent"] == 1  # no deadline any more
-    assert closed
+    # selesai is the agency's word: closed only once the citizen confirms (test_confirm_e2e)
+    assert resolved["resolved_at"] and resolved["closed_at"] is None
 
 
 def test_a_strangers_reply_is_stored_for_review_not_applied(desk_env):
@@ -294,7 +296,12 @@ def test_merge_keeps_both_histories_and_informs_both_citizens(desk_env):
 
     desk_env.append(reply_to(fwd1, "Status: selesai\nSampah sudah diangkut."))
     desk_env.run_once()
-    mails = desk_env.sink.wait_for(2)
+    # each citizen: the answer, then the SUDAH/BELUM question
+    mails = desk_env.sink.wait_for(4)
+    asks = [m for m in mails if "Balas SUDAH atau BELUM" in
+            m.message.get_body(("plain",)).get_content()]
+    assert sorted(m.rcpt_tos[0] for m in asks) == [CITIZEN, "sri@example.net"]
+    mails = [m for m in mails if m not in asks]
     assert sorted(m.rcpt_tos[0] for m in mails) == [CITIZEN, "sri@example.net"]
     to_sri = next(m.message for m in mails if m.rcpt_tos == ["sri@example.net"])
     assert to_sri["In-Reply-To"] == "<b@example.com>"  # in Sri's own thread

@@ -114,7 +114,7 @@ def test_list_filters_and_search(served, chrome, tmp_path):
     assert chrome.eval(rows) == 10
     statuses = chrome.eval("Array.from(document.querySelectorAll('#rows .st'))"
                            ".map(e => e.textContent)")
-    assert set(statuses) == {"Selesai"}
+    assert set(statuses) == {"Selesai, menunggu konfirmasi pelapor"}  # the citizen is asked
     choose("f-status", "")
     choose("f-kecamatan", "")
     chrome.wait_for("document.querySelectorAll('#rows tr').length == 50")

@@ -134,8 +134,12 @@ def test_reminders_and_escalation_are_sent_once_across_restarts(desk_env):
     events = [e["type"] for e in desk_env.cli_json("show", ticket)["events"]]
     assert events.count("escalated") == 1
     with time_machine.travel(at(12, 9), tick=True):
-        overdue = desk_env.cli_json("list", "--overdue")
+        overdue = desk_env.cli_json("list", "--overdue", "first")
+        both = desk_env.cli_json("list", "--overdue")
     assert [c["id"] for c in overdue] == [ticket]
+    # the answered one stopped its first clock, but not its resolution clock (7 days)
+    assert [c["id"] for c in both] == [ticket, answered["X-Lapakd-Ticket"]]
+    assert both[1]["overdue"] == ["resolve"]
 
     # An agency answering the reminder itself (no ticket): for the admin, not a new complaint.
     complaints = desk_env.count("SELECT count(*) FROM complaints")

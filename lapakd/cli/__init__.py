@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="list complaints")
     p.add_argument("--status")
     p.add_argument("--agency")
-    p.add_argument("--overdue", action="store_true", help="only complaints past their deadline")
+    p.add_argument("--overdue", nargs="?", const="both", choices=("first", "resolve", "both"),
+                   help="only complaints past a deadline: first (answer), resolve (resolution)"
+                        " or both (the default)")
     p.add_argument("--unreviewed", action="store_true",
                    help="complaints and answers waiting for `publish` ([public] review)")
     p.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")

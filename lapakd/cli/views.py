@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 from lapakd import statuses
 from lapakd.monitor.checks import status as status  # `lapakd status`: the checks live below
 from lapakd.routing import duplicates
-from lapakd.store import now_iso
+from lapakd.store import now_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
 
 
-def complaint_summary(row: Any) -> dict[str, Any]:
+def complaint_summary(row: Any, now: str | None = None) -> dict[str, Any]:
+    now = now or now_iso()
     return {
         "id": row["ticket"],
         "channel": row["channel"],
@@ -24,9 +25,32 @@ def complaint_summary(row: Any) -> dict[str, Any]:
         "rule": row["rule"],
         "received_at": row["received_at"],
         "due_at": row["due_at"],
+        "resolve_due_at": row["resolve_due_at"],
+        "overdue": clocks_late(row, now),
         "subject": row["subject"],
         "text": row["text"],
     }
+
+
+# The two clocks: the first answer (`due_at`, stopped by `diproses`) and the resolution
+# (`resolve_due_at`, stopped by `selesai`), each late when its deadline passed while it runs.
+_CLOCK_SQL = {
+    "first": (f"due_at IS NOT NULL AND due_at < :now"
+              f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"),
+    "resolve": (f"resolve_due_at IS NOT NULL AND resolve_due_at < :now AND budget_dependent = 0"
+                f" AND status IN ({statuses.sql_list(statuses.RESOLVE_RUNNING)})"),
+}
+
+
+def clocks_late(row: Any, now: str) -> list[str]:
+    """Which clocks have run out: [], ["first"], ["resolve"] or both."""
+    late = []
+    if row["due_at"] and row["due_at"] < now and row["status"] in statuses.DEADLINE_RUNNING:
+        late.append("first")
+    if (row["resolve_due_at"] and row["resolve_due_at"] < now and not row["budget_dependent"]
+            and row["status"] in statuses.RESOLVE_RUNNING):
+        late.append("resolve")
+    return late
 
 
 def list_complaints(
@@ -34,27 +58,28 @@ def list_complaints(
     *,
     status: str | None = None,
     agency: str | None = None,
-    overdue: bool = False,
+    overdue: bool | str = False,
     limit: int = 0,
 ) -> list[dict[str, Any]]:
+    """`overdue`: True or "both" — either clock late; "first" / "resolve" — that clock."""
     store = desk.store
-    where, params = ["1 = 1"], []
+    now = now_iso()
+    where, params = ["1 = 1"], {"now": now}
     if status:
-        where.append("status = ?")
-        params.append(status)
+        where.append("status = :status")
+        params["status"] = status
     if agency:
-        where.append("EXISTS (SELECT 1 FROM json_each(complaints.agencies) WHERE value = ?)")
-        params.append(agency)
+        where.append("EXISTS (SELECT 1 FROM json_each(complaints.agencies) WHERE value = :agency)")
+        params["agency"] = agency
     if overdue:
-        # Past the deadline and not answered yet; duplicates excluded.
-        where.append("due_at IS NOT NULL AND due_at < ?"
-                     f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"
+        clocks = ["first", "resolve"] if overdue in (True, "both") else [str(overdue)]
+        # Past a running clock's deadline; duplicates excluded.
+        where.append("(" + " OR ".join(f"({_CLOCK_SQL[k]})" for k in clocks) + ")"
                      " AND merged_into IS NULL")
-        params.append(now_iso())
     sql = f"SELECT * FROM complaints WHERE {' AND '.join(where)} ORDER BY id"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    out = [complaint_summary(r) for r in store.all(sql, tuple(params))]
+    out = [complaint_summary(r, now) for r in store.all(sql, params)]
     if status in (None, "quarantined") and not agency and not overdue:
         for m in store.all("SELECT * FROM messages WHERE state = 'quarantined' ORDER BY id"):
             out.append({
@@ -128,6 +153,13 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
         "sender_name": c["sender_name"],
         "matched": json.loads(c["matched"]),
         "budget_dependent": bool(c["budget_dependent"]),
+        "clocks": clocks(desk, c),
+        "confirmation": {
+            "resolved_at": c["resolved_at"], "confirm_due_at": c["confirm_due_at"],
+            "answer": c["confirmation"], "answered_at": c["confirmed_at"],
+            "reopened": c["reopen_count"], "rating": c["rating"], "rated_at": c["rated_at"],
+        },
+        "rating": c["rating"],
         "notes": json.loads(c["notes"]),
         "messages": [
             {"id": f"msg-{m['id']}", "external_id": m["external_id"], "state": m["state"],
@@ -162,6 +194,29 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
                         "channel": s.channel}
                        for s in duplicates.similar_open(desk.store, c)]
     return data
+
+
+def clocks(desk: Desk, c: Any) -> dict[str, Any]:
+    """Both clocks of a complaint for `show`: deadline, running or not, late or not; a
+    budget-bound complaint has no resolution clock but a waiting time."""
+    from lapakd.lifecycle.scheduled import waiting_since  # why: the lifecycle loads for show only
+
+    now = now_iso()
+    late = clocks_late(c, now)
+    out: dict[str, Any] = {
+        "first": {"due_at": c["due_at"], "sla_days": c["sla_days"],
+                  "running": c["status"] in statuses.DEADLINE_RUNNING and bool(c["due_at"]),
+                  "late": "first" in late, "answered_at": c["first_answer_at"]},
+        "resolve": {"due_at": c["resolve_due_at"], "resolve_days": c["resolve_days"],
+                    "running": (c["status"] in statuses.RESOLVE_RUNNING
+                                and bool(c["resolve_due_at"]) and not c["budget_dependent"]),
+                    "late": "resolve" in late, "resolved_at": c["resolved_at"]},
+    }
+    if c["budget_dependent"] and c["status"] in statuses.OPEN:
+        since = waiting_since(desk, c)
+        out["budget_waiting"] = {"since": since.isoformat(),
+                                 "days": (utcnow() - since).days}
+    return out
 
 
 def _updates(desk: Desk, complaint_id: int) -> list[dict[str, Any]]:
@@ -208,7 +263,25 @@ def format_show(data: dict[str, Any]) -> str:
         who = data["sender_name"] or ""
         lines.append(f"from: {who} <{data['sender'] or '-'}>".replace(" <", " <", 1).strip())
         lines.append(f"category: {data['category'] or '-'}   agencies: "
-                     f"{', '.join(data['agencies']) or '-'}   due: {data['due_at'] or '-'}")
+                     f"{', '.join(data['agencies']) or '-'}")
+        ck = data["clocks"]
+        first, resolve = ck["first"], ck["resolve"]
+
+        def clock_state(clock: dict[str, Any], stopped: str) -> str:
+            if clock["late"]:
+                return "LATE"
+            return "running" if clock["running"] else stopped
+        lines.append(f"first answer due: {first['due_at'] or '-'} "
+                     f"({clock_state(first, 'stopped')})   resolution due: "
+                     f"{resolve['due_at'] or '-'} ({clock_state(resolve, 'stopped')})")
+        if ck.get("budget_waiting"):
+            lines.append(f"waiting for budget since {ck['budget_waiting']['since'][:10]} "
+                         f"({ck['budget_waiting']['days']} days)")
+        conf = data["confirmation"]
+        if conf["resolved_at"]:
+            lines.append(f"selesai by the agency {conf['resolved_at']}; citizen: "
+                         f"{conf['answer'] or 'asked, until ' + str(conf['confirm_due_at'])}"
+                         f"; reopened {conf['reopened']}x; rating {conf['rating'] or '-'}")
         lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
         if data.get("suggestions"):
             lines.append("model suggests: " + ", ".join(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from lapakd.adapters.base import Content, TransientError
-from lapakd.lifecycle import replies
+from lapakd.lifecycle import confirm, replies
 from lapakd.mail.filenames import safe_filename
 from lapakd.outbox import queue as outbox
 from lapakd.redact import extract_location
@@ -140,7 +140,13 @@ def handle_reply(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     return replies.handle(desk, row, content)
 
 
-HANDLERS: list[Handler] = [handle_not_complaint, handle_bounce, handle_reply, handle_complaint]
+def handle_confirmation(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
+    """A chat/social citizen's SUDAH/BELUM (or rating) after `selesai` (confirm.py)."""
+    return confirm.handle(desk, row, content)
+
+
+HANDLERS: list[Handler] = [handle_not_complaint, handle_bounce, handle_reply, handle_confirmation,
+                           handle_complaint]
 
 
 def add_to_complaint(store: Store, cfg: Config, row: sqlite3.Row, content: Content) -> int:

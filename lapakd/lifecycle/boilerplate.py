@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 # Mail the desk sends that an agency or the admin may answer or paste back.
 TEMPLATES = ("forward.txt.j2", "relay.txt.j2", "reminder.txt.j2", "escalation.txt.j2",
-             "triage.txt.j2")
+             "triage.txt.j2", "confirm_ask.txt.j2", "reopen.txt.j2", "budget_ask.txt.j2")
 # A template line is a marker when its fixed text has at least this many words: short lines
 # ("Status: selesai", "Isi aduan:", "Yth. {{ agency.name }},") are what answers say too.
 MIN_WORDS = 4

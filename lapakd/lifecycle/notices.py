@@ -80,6 +80,68 @@ def _relay(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -
     return subject, body, [], {"headers": headers}
 
 
+# -- the citizen confirms: the SUDAH/BELUM question, in the citizen's thread ------------------
+
+
+def _agency_names(desk: Desk, keys: list[str]) -> str:
+    names = [desk.rules.agencies[k].name if k in desk.rules.agencies else k for k in keys]
+    if not names:
+        return "Instansi terkait"
+    return ", ".join(names[:-1]) + (" dan " if len(names) > 1 else "") + names[-1]
+
+
+def _confirm_ask(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    if c is None:
+        raise PermanentError("confirmation question without a complaint")
+    ticket = payload.get("ticket") or c["ticket"]
+    ref = payload.get("reply_ref") or json.loads(c["reply_ref"] or "{}")
+    subject, headers = _in_thread(desk, c, ref, ticket)
+    body = templates.get_template("confirm_ask.txt.j2").render(
+        name=c["sender_name"] or "Bapak/Ibu", ticket=ticket,
+        agencies=_agency_names(desk, payload.get("agencies") or []),
+        until=_day(desk, payload.get("confirm_due_at")) or "-",
+        link=ticket_url(desk.config.desk.public_url, ticket), desk=desk.config.desk,
+    )
+    return subject, body, [], {"headers": headers}
+
+
+def _reopen(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    """The citizen's BELUM to the agency, threaded to the forward it answered."""
+    if c is None:
+        raise PermanentError("reopen notice without a complaint")
+    agency = desk.rules.agencies.get(payload["agency"])
+    if agency is None:
+        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    body = templates.get_template("reopen.txt.j2").render(
+        agency=agency, ticket=c["ticket"], words=payload.get("words") or "(tanpa keterangan)",
+        resolve_due=_day(desk, payload.get("resolve_due_at"))
+        if payload.get("resolve_due_at") else None,
+        link=ticket_url(desk.config.desk.public_url, c["ticket"]), desk=desk.config.desk,
+    )
+    parent = (payload.get("in_reply_to") or "").strip("<> ")
+    headers = {"In-Reply-To": f"<{parent}>", "References": f"<{parent}>"} if parent else {}
+    subject = header_text(payload.get("subject") or "", 160) or f"Aduan {c['ticket']}"
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    if f"[{c['ticket']}]".lower() not in subject.lower():
+        subject = f"{subject} [{c['ticket']}]"
+    return f"{subject} — BELUM selesai menurut pelapor", body, [], {"headers": headers}
+
+
+def _budget_ask(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
+    if c is None:
+        raise PermanentError("budget question without a complaint")
+    agency = desk.rules.agencies.get(payload["agency"])
+    if agency is None:
+        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    body = templates.get_template("budget_ask.txt.j2").render(
+        agency=agency, ticket=c["ticket"], since=_day(desk, payload.get("since")),
+        days=payload.get("days", 0), summary=payload.get("summary") or "",
+        link=ticket_url(desk.config.desk.public_url, c["ticket"]), desk=desk.config.desk,
+    )
+    return f"[{c['ticket']}] Masih menunggu anggaran?", body, []
+
+
 # -- receipt: the ticket, in reply to an emailing citizen's complaint ------------------------------
 
 
@@ -116,12 +178,17 @@ def _reminder(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict
     if agency is None:
         raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
     items = [i | {"due": _day(desk, i["due_at"])} for i in payload["items"]]
-    overdue = [i for i in items if i["overdue_days"] > 0]
-    soon = [i for i in items if i["overdue_days"] <= 0]
+    first = [i for i in items if i.get("clock", "first") == "first"]
+    resolve = [i for i in items if i.get("clock") == "resolve"]
+    overdue = [i for i in first if i["overdue_days"] > 0]
+    soon = [i for i in first if i["overdue_days"] <= 0]
+    resolve_overdue = [i for i in resolve if i["overdue_days"] > 0]
+    resolve_soon = [i for i in resolve if i["overdue_days"] <= 0]
     day = datetime.combine(date.fromisoformat(payload["date"]), time(12), tzinfo=desk.config.tz)
     today = tanggal(day, desk.config.tz, time=False)
     body = templates.get_template("reminder.txt.j2").render(
         agency=agency, overdue=overdue, soon=soon, today=today, desk=desk.config.desk,
+        resolve_overdue=resolve_overdue, resolve_soon=resolve_soon,
         escalate_after_days=desk.config.desk.escalate_after_days,
     )
     parts = []
@@ -129,7 +196,10 @@ def _reminder(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict
         parts.append(f"{len(overdue)} melewati tenggat")
     if soon:
         parts.append(f"{len(soon)} mendekati tenggat")
-    subject = f"Pengingat aduan belum ditanggapi: {', '.join(parts)} ({today})"
+    if resolve_overdue or resolve_soon:
+        parts.append(f"{len(resolve_overdue) + len(resolve_soon)} belum diselesaikan")
+    what = "belum ditanggapi" if first else "belum diselesaikan"
+    subject = f"Pengingat aduan {what}: {', '.join(parts)} ({today})"
     return subject, body, []
 
 
@@ -140,15 +210,18 @@ def _escalation(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: di
         desk.rules.agencies[k].name if k in desk.rules.agencies else k
         for k in payload.get("agencies", [])
     ]
+    resolve = payload.get("clock") == "resolve"
     body = templates.get_template("escalation.txt.j2").render(
         c=c, agencies=", ".join(names) or "-", received=_day(desk, c["received_at"]),
+        resolve=resolve,
         due=_day(desk, payload.get("due_at")), overdue_days=payload.get("overdue_days", 0),
         link=payload.get("link"), text=c["text"], desk=desk.config.desk,
         escalate_after_days=desk.config.desk.escalate_after_days,
     )
-    subject = (f"[{c['ticket']}] Eskalasi: belum ditanggapi "
+    subject = (f"[{c['ticket']}] Eskalasi: belum "
+               f"{'diselesaikan' if resolve else 'ditanggapi'} "
                f"{', '.join(payload.get('agencies', [])) or ''}, terlambat "
-               f"{payload.get('overdue_days', 0)} hari kerja")
+               f"{payload.get('overdue_days', 0)} {'hari' if resolve else 'hari kerja'}")
     return subject, body, []
 
 
@@ -243,4 +316,7 @@ BUILDERS = {
     "reminder": _reminder,
     "escalation": _escalation,
     "digest": _digest,
+    "confirm_ask": _confirm_ask,
+    "reopen": _reopen,
+    "budget_ask": _budget_ask,
 }

@@ -28,7 +28,7 @@ import structlog
 
 from lapakd import statuses
 from lapakd.errors import LapakdError
-from lapakd.lifecycle import boilerplate
+from lapakd.lifecycle import boilerplate, confirm
 from lapakd.lifecycle import status as lifecycle
 from lapakd.mail.text import message_ids
 from lapakd.outbox import queue as outbox
@@ -260,7 +260,7 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
         return False
     found = find_complaint(desk, content)
     if found is None:
-        return _reply_to_notice(desk, row, content)
+        return _reply_to_notice(desk, row, content) or _citizen_by_ticket(desk, row, content)
     c, via, _replied_to = found
     sender = (content.sender or "").lower()
     if _AUTO_SUBJECT.match(content.subject or ""):
@@ -275,8 +275,24 @@ def handle(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
     if agency is not None:
         agency_reply(desk, row, content, c, agency, via)
         return True
+    if confirm.is_citizen(c, sender, desk) is not None and confirm.citizen_email(
+        desk, row, content, c, via, strip_reply(content.text)
+    ):
+        return True
     unverified_reply(desk, row, content, c, via)
     return True
+
+
+def _citizen_by_ticket(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
+    """A citizen's SUDAH/BELUM in a new mail naming the ticket in its text (not its subject)."""
+    text = strip_reply(content.text)
+    found = confirm.ticket_in_text(desk, text)
+    if found is None:
+        return False
+    c = lifecycle.canonical(desk, found)
+    if confirm.is_citizen(c, content.sender or "", desk) is None:
+        return False
+    return confirm.citizen_email(desk, row, content, c, "ticket", text)
 
 
 def _reply_to_notice(desk: Desk, row: sqlite3.Row, content: Content) -> bool:
@@ -317,7 +333,7 @@ def agency_reply(
     changed = bool(target) and lifecycle.set_status(
         desk, c, target, actor=sender,  # type: ignore[arg-type]
         reason=f"reply from {agency}" + (f" (Status: {parsed.status_word})" if parsed.status
-                                         else ""),
+                                         else ""), ask=False,
     )
     text = parsed.text or (lifecycle.status_sentence(target) if target else "")
     desk.store.event("agency_reply", complaint_id=c["id"], message_id=row["id"], actor=sender,
@@ -327,6 +343,8 @@ def agency_reply(
         raw_text=content.text, status_set=target if changed or parsed.status else None,
         message_id=row["id"],
     )
+    if changed and target in statuses.AWAITING_CONFIRMATION:
+        lifecycle.ask_confirmation(desk, lifecycle.reload(desk, c), actor=sender)
     desk.store.mark_processed(row["id"], "agency_reply", c["id"])
     log.info("reply.agency", ticket=c["ticket"], agency=agency, status=target, via=via)
 
@@ -445,10 +463,13 @@ def reject(desk: Desk, c: sqlite3.Row, reason: str, *, actor: str,
 def desk_status(desk: Desk, c: sqlite3.Row, status: str, text: str, *, actor: str,
                 message_id: int | None = None) -> None:
     """The desk sets a status; answer statuses become a public update relayed to the citizen."""
-    changed = lifecycle.set_status(desk, c, status, actor=actor, reason=text or None)
+    changed = lifecycle.set_status(desk, c, status, actor=actor, reason=text or None,
+                                   ask=False)
     if status in statuses.ANSWERS and (changed or text):
         lifecycle.add_update(
             desk, lifecycle.reload(desk, c), source="desk", actor=actor,
             text=text.strip() or lifecycle.status_sentence(status), status_set=status,
             message_id=message_id,
         )
+    if changed and status in statuses.AWAITING_CONFIRMATION:
+        lifecycle.ask_confirmation(desk, lifecycle.reload(desk, c), actor=actor)

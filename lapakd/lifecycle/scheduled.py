@@ -18,7 +18,7 @@ import structlog
 
 from lapakd import statuses
 from lapakd.errors import ConfigError
-from lapakd.lifecycle import ranking
+from lapakd.lifecycle import confirm, ranking
 from lapakd.links import ticket_url
 from lapakd.mail.text import first_words
 from lapakd.outbox import queue as outbox
@@ -52,27 +52,41 @@ def _local_now(desk: Desk) -> datetime:
 # -- reminders and escalation -------------------------------------------------------------------
 
 
-def _late_rows(desk: Desk, until: datetime) -> list[Any]:
-    """Forwarded, unanswered complaints due before `until` (not merged duplicates)."""
+def _late_rows(desk: Desk, until: datetime, clock: str = "first") -> list[Any]:
+    """Complaints whose clock ends before `until` (not merged duplicates). The first clock
+    (`due_at`): forwarded, unanswered; the second (`resolve_due_at`): answered or not, not
+    settled yet (`statuses.RESOLVE_RUNNING`), never budget-bound."""
+    if clock == "first":
+        column, running, extra = "due_at", statuses.DEADLINE_RUNNING, ""
+    else:
+        column, running, extra = ("resolve_due_at", statuses.RESOLVE_RUNNING,
+                                  " AND budget_dependent = 0")
     return desk.store.all(
-        "SELECT * FROM complaints WHERE due_at IS NOT NULL AND due_at <= ?"
-        f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"
-        " AND merged_into IS NULL ORDER BY due_at, id",
+        f"SELECT * FROM complaints WHERE {column} IS NOT NULL AND {column} <= ?"
+        f" AND status IN ({statuses.sql_list(running)}){extra}"
+        f" AND merged_into IS NULL ORDER BY {column}, id",
         (iso(until),),
     )
 
 
-def _item(desk: Desk, c: Any, today: date, cal: Calendar) -> dict[str, Any]:
+def _item(desk: Desk, c: Any, today: date, cal: Calendar, clock: str = "first"
+          ) -> dict[str, Any]:
     tz = desk.config.tz
-    due = parse_iso(c["due_at"])
+    due_value = c["due_at"] if clock == "first" else c["resolve_due_at"]
+    due = parse_iso(due_value)
     due_day = due.astimezone(tz).date() if due else today
+    if clock == "first":
+        late = cal.days_between(due_day, today) if due_day < today else 0
+    else:  # the resolution clock counts calendar days
+        late = max((today - due_day).days, 0)
     return {
         "ticket": c["ticket"],
         "summary": first_words(c["subject"] or c["text"], 10),
         "category": c["category"],
         "received_at": c["received_at"],
-        "due_at": c["due_at"],
-        "overdue_days": cal.days_between(due_day, today) if due_day < today else 0,
+        "due_at": due_value,
+        "overdue_days": late,
+        "clock": clock,
         "link": ticket_url(desk.config.desk.public_url, c["ticket"]),
     }
 
@@ -95,9 +109,10 @@ def remind(desk: Desk, today: date, cal: Calendar) -> int:
     tz = desk.config.tz
     horizon = end_of_day(cal.next_working_day(today), tz)
     per_agency: dict[str, list[dict[str, Any]]] = {}
-    for c in _late_rows(desk, horizon):
-        for key in json.loads(c["agencies"]):
-            per_agency.setdefault(key, []).append(_item(desk, c, today, cal))
+    for clock in ("first", "resolve"):
+        for c in _late_rows(desk, horizon, clock):
+            for key in json.loads(c["agencies"]):
+                per_agency.setdefault(key, []).append(_item(desk, c, today, cal, clock))
     queued = 0
     store = desk.store
     with store.transaction():
@@ -114,7 +129,9 @@ def remind(desk: Desk, today: date, cal: Calendar) -> int:
             if row:
                 queued += 1
                 store.event("reminder_queued", outbox_id=row, agency=key,
-                            tickets=[i["ticket"] for i in items])
+                            tickets=[i["ticket"] for i in items if i["clock"] == "first"],
+                            resolve_tickets=[i["ticket"] for i in items
+                                             if i["clock"] == "resolve"])
     if queued:
         log.info("reminders.queued", agencies=queued, date=today.isoformat())
     return queued
@@ -129,21 +146,29 @@ def escalate(desk: Desk, today: date, cal: Calendar) -> int:
     queued = 0
     store = desk.store
     with store.transaction():
-        for c in _late_rows(desk, now):
-            due_day = (parse_iso(c["due_at"]) or now).astimezone(tz).date()
-            threshold = end_of_day(cal.add_days(due_day, d.escalate_after_days), tz)
-            if threshold >= now:
-                continue
-            row = outbox.enqueue(
-                store, domain=desk.desk_domain, kind="escalation", complaint=c,
-                recipients=recipients,
-                dedupe_key=f"escalate:{c['id']}",
-                payload=_item(desk, c, today, cal) | {"agencies": json.loads(c["agencies"])},
-            )
-            if row:
-                queued += 1
-                store.event("escalated", complaint_id=c["id"], outbox_id=row, to=recipients,
-                            due_at=c["due_at"])
+        for clock in ("first", "resolve"):
+            for c in _late_rows(desk, now, clock):
+                due_value = c["due_at"] if clock == "first" else c["resolve_due_at"]
+                due_day = (parse_iso(due_value) or now).astimezone(tz).date()
+                if clock == "first":
+                    limit = cal.add_days(due_day, d.escalate_after_days)
+                else:
+                    limit = due_day + timedelta(days=d.escalate_after_days)
+                if end_of_day(limit, tz) >= now:
+                    continue
+                # a BELUM sets a new resolution deadline: late again, escalated again
+                key = (f"escalate:{c['id']}" if clock == "first"
+                       else f"escalate-resolve:{c['id']}:{due_value}")
+                row = outbox.enqueue(
+                    store, domain=desk.desk_domain, kind="escalation", complaint=c,
+                    recipients=recipients, dedupe_key=key,
+                    payload=_item(desk, c, today, cal, clock)
+                    | {"agencies": json.loads(c["agencies"])},
+                )
+                if row:
+                    queued += 1
+                    store.event("escalated", complaint_id=c["id"], outbox_id=row,
+                                to=recipients, due_at=due_value, clock=clock)
     if queued:
         log.info("escalations.queued", complaints=queued)
     return queued
@@ -247,11 +272,13 @@ def digest_data(desk: Desk, start: datetime, end: datetime) -> dict[str, Any]:
 
     categories = Counter(c["category"] or "Belum dikategorikan" for c in new_rows)
     kecamatan = Counter(c["kecamatan"] for c in new_rows if c["kecamatan"])
+    # the oldest still waiting for an agency (not those waiting for the citizen's SUDAH/BELUM)
+    waiting = tuple(st for st in statuses.OPEN if st not in statuses.AWAITING_CONFIRMATION)
     oldest = store.all(
         "SELECT * FROM complaints WHERE merged_into IS NULL"
-        f" AND status IN ({', '.join('?' * len(statuses.OPEN))})"
+        f" AND status IN ({', '.join('?' * len(waiting))})"
         " ORDER BY received_at, id LIMIT 10",
-        statuses.OPEN,
+        waiting,
     )
     today = end.date()
     return {
@@ -316,4 +343,62 @@ def digest_ranking(desk: Desk, end: datetime) -> list[dict[str, Any]]:
     return out
 
 
-JOBS = [("reminders", JOB_SECONDS, morning), ("digest", JOB_SECONDS, weekly)]
+# -- budget-bound complaints: "masih menunggu anggaran?" once a month ----------------------------
+
+BUDGET_ASK_DAYS = 30  # a month of waiting, whatever the month's length
+
+
+def budget_questions(desk: Desk) -> int:
+    """After reminder_time on a working day: each budget-bound complaint still open that has
+    waited a month gets a question to its agencies, once a calendar month
+    (`budget_ask:<id>:<agency>:<YYYY-MM>`) and never within BUDGET_ASK_DAYS of the last one, so
+    a desk that was down asks once, not for each month missed."""
+    now = _local_now(desk)
+    cal = Calendar.from_settings(desk.config.desk)
+    if now.time() < reminder_clock(desk) or not cal.is_working_day(now.date()):
+        return 0
+    store, today, queued = desk.store, now.date(), 0
+    recent = iso(utcnow() - timedelta(days=BUDGET_ASK_DAYS - 2))
+    waiting = tuple(s for s in statuses.OPEN
+                    if s not in (*statuses.AWAITING_CONFIRMATION, "triage"))
+    with store.transaction():
+        for c in store.all(
+            "SELECT * FROM complaints WHERE budget_dependent = 1 AND merged_into IS NULL"
+            f" AND status IN ({statuses.sql_list(waiting)}) AND received_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.complaint_id = complaints.id"
+            " AND o.kind = 'budget_ask' AND o.created_at > ?) ORDER BY id",
+            (iso(utcnow() - timedelta(days=BUDGET_ASK_DAYS)), recent),
+        ):
+            since = waiting_since(desk, c)
+            days = (today - since.astimezone(desk.config.tz).date()).days
+            for key in json.loads(c["agencies"]):
+                agency = desk.rules.agencies.get(key)
+                if agency is None:
+                    continue
+                row = outbox.enqueue(
+                    store, domain=desk.desk_domain, kind="budget_ask", complaint=c,
+                    recipients=list(agency.addresses),
+                    dedupe_key=f"budget_ask:{c['id']}:{key}:{today:%Y-%m}",
+                    payload={"agency": key, "since": iso(since), "days": days,
+                             "summary": first_words(c["subject"] or c["text"], 20)},
+                )
+                if row:
+                    queued += 1
+                    store.event("budget_asked", complaint_id=c["id"], outbox_id=row,
+                                agency=key, days=days)
+    return queued
+
+
+def waiting_since(desk: Desk, c: Any) -> datetime:
+    """How long a budget-bound complaint has waited is counted from its receipt: the citizen
+    has waited since then, whenever the agency named the budget."""
+    return parse_iso(c["received_at"]) or utcnow()
+
+
+def confirmations(desk: Desk) -> int:
+    """No objection within confirm_days working days: closed (confirm.auto_close)."""
+    return confirm.auto_close(desk)
+
+
+JOBS = [("reminders", JOB_SECONDS, morning), ("digest", JOB_SECONDS, weekly),
+        ("budget", JOB_SECONDS, budget_questions), ("confirmations", JOB_SECONDS, confirmations)]

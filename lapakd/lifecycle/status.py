@@ -16,10 +16,12 @@ from lapakd import channels, statuses
 from lapakd.errors import LapakdError
 from lapakd.lifecycle import boilerplate
 from lapakd.links import ticket_url
-from lapakd.mail.text import contact_line
+from lapakd.mail.text import contact_line, tanggal
 from lapakd.outbox import queue as outbox
 from lapakd.redact import known_names, redact
-from lapakd.store import now_iso
+from lapakd.routing import deadlines
+from lapakd.routing import route as routing
+from lapakd.store import now_iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from lapakd.app import Desk
@@ -43,9 +45,13 @@ def canonical(desk: Desk, c: sqlite3.Row) -> sqlite3.Row:
 
 
 def set_status(
-    desk: Desk, c: sqlite3.Row, status: str, *, actor: str, reason: str | None = None
+    desk: Desk, c: sqlite3.Row, status: str, *, actor: str, reason: str | None = None,
+    ask: bool = True,
 ) -> bool:
-    """Change the status (and its duplicates'); an event records who and why. False: no-op."""
+    """Change the status (and its duplicates'); an event records who and why. False: no-op.
+
+    Entering `resolved` asks the citizen to confirm; `ask=False`: the caller asks itself, after
+    the update it relays (so the citizen reads the agency's answer before the question)."""
     if status not in statuses.LABELS:
         raise LapakdError(f"unknown status {status!r} (one of: {', '.join(statuses.SETTABLE)})")
     if c["status"] == status:
@@ -53,8 +59,18 @@ def set_status(
     store, now = desk.store, now_iso()
     sets = ["status = ?", "updated_at = ?"]
     params: list[object] = [status, now]
-    if status == "waiting_budget":  # budget-bound: no deadline any more
-        sets += ["due_at = NULL", "budget_dependent = 1"]
+    if status == "waiting_budget":  # budget-bound: no deadline any more, neither clock
+        sets += ["due_at = NULL", "resolve_due_at = NULL", "budget_dependent = 1"]
+    if status in statuses.AWAITING_CONFIRMATION:
+        # the agency says selesai: the citizen may object until confirm_due_at
+        sets += ["resolved_at = ?", "confirm_due_at = ?"]
+        params += [now, deadlines.confirm_due_at(desk.config, utcnow(),
+                                                 desk.config.desk.confirm_days)]
+    elif c["status"] in statuses.AWAITING_CONFIRMATION:
+        sets.append("confirm_due_at = NULL")
+    if status == "reopened":  # back to the agency: a new resolution deadline from now
+        sets.append("resolve_due_at = ?")
+        params.append(new_resolve_due(desk, c))
     sets.append("closed_at = ?")
     params.append(now if status in statuses.CLOSED else None)
     store.conn.execute(
@@ -63,7 +79,81 @@ def set_status(
     )
     store.event("status_changed", complaint_id=c["id"], actor=actor,
                 reason=reason, **{"from": c["status"], "to": status})
+    if ask and status in statuses.AWAITING_CONFIRMATION:
+        ask_confirmation(desk, reload(desk, c), actor=actor)
     return True
+
+
+def new_resolve_due(desk: Desk, c: sqlite3.Row) -> str | None:
+    """A fresh resolution deadline (reopened): `resolve_days` from now; none when budget-bound."""
+    if c["budget_dependent"]:
+        return None
+    days = c["resolve_days"] or routing.effective_resolve_days(desk, json.loads(c["agencies"]))
+    return deadlines.resolve_due_at(desk.config, utcnow(), days)
+
+
+# -- the citizen confirms: "Apakah masalahnya sudah selesai?" ---------------------------------
+
+CONFIRM_QUESTION = "Apakah masalahnya sudah selesai? Balas SUDAH atau BELUM"
+
+
+def confirm_text(desk: Desk, c: sqlite3.Row, ticket: str) -> str:
+    """The question on chat and social channels (email has its template)."""
+    tz = desk.config.tz
+    until = parse_iso(c["confirm_due_at"])
+    day = tanggal(until, tz, time=False) if until else ""
+    return (
+        f"Aduan {ticket} dinyatakan selesai oleh instansi. {CONFIRM_QUESTION} (boleh dengan "
+        f"keterangan). Nilai 1-5? Tambahkan angkanya, mis. \"SUDAH 5\". Tanpa balasan sampai "
+        f"{day}, aduan dianggap selesai.\n{ticket_url(desk.config.desk.public_url, ticket)}"
+    )
+
+
+def ask_confirmation(desk: Desk, c: sqlite3.Row, *, actor: str) -> int:
+    """Queue the SUDAH/BELUM question to the citizen (and duplicates' citizens) on the channel
+    each used, once per `selesai` (a BELUM and a new `selesai` ask again)."""
+    targets = [c, *desk.store.all("SELECT * FROM complaints WHERE merged_into = ?", (c["id"],))]
+    queued = 0
+    for target in targets:
+        queued += _ask_one(desk, target, canonical=c, actor=actor)
+    return queued
+
+
+def _ask_one(desk: Desk, c: sqlite3.Row, *, canonical: sqlite3.Row, actor: str) -> int:
+    store = desk.store
+    ref = json.loads(c["reply_ref"] or "{}")
+    # one question per round: the round is the number of BELUMs so far
+    dedupe_key = f"confirm:{c['id']}:{canonical['reopen_count']}"
+    payload = {"ticket": canonical["ticket"], "reply_ref": ref,
+               "confirm_due_at": canonical["confirm_due_at"],
+               "agencies": json.loads(canonical["agencies"])}
+    by_hand = c["channel"] in channels.entered_by_hand()
+    if c["channel"] == "email" or (by_hand and ref.get("address")):
+        address = ref.get("address") or (c["sender"] if c["channel"] == "email" else None)
+        if not address:
+            store.event("confirm_skipped", complaint_id=c["id"], reason="no address")
+            return 0
+        row = outbox.enqueue(store, domain=desk.desk_domain, kind="confirm_ask", complaint=c,
+                             recipients=[address], dedupe_key=dedupe_key, payload=payload)
+    elif desk.config.channels.get(c["channel"]) is None:
+        store.event("confirm_skipped", complaint_id=c["id"],
+                    reason=f"no channel to ask on ({c['channel']}); ask the citizen directly")
+        return 0
+    else:
+        # WhatsApp asks with buttons (or its follow-up template); the other channels take the
+        # question as a relay: a DM where one is possible, else a reply to the citizen's post
+        kind = "confirm_ask" if c["channel"] == "whatsapp" else "relay"
+        row = outbox.enqueue(
+            store, domain=desk.desk_domain, kind=kind, complaint=c, transport=c["channel"],
+            recipients=[c["sender"]] if c["sender"] else [], dedupe_key=dedupe_key,
+            payload=payload | {"text": confirm_text(desk, canonical, canonical["ticket"]),
+                               "confirm": True},
+        )
+    if row:
+        store.event("confirm_asked", complaint_id=c["id"], outbox_id=row, actor=actor,
+                    channel=c["channel"], until=canonical["confirm_due_at"],
+                    round=canonical["reopen_count"])
+    return 1 if row else 0
 
 
 def add_update(

@@ -24,6 +24,8 @@ from lapakd.redact import known_names, redact
 COLUMNS = [
     "id", "received_at", "channel", "category", "agencies", "kecamatan", "status", "due_at",
     "overdue", "text", "updates", "lat", "lon",
+    # 0011_confirm, appended so readers taking CSV columns by position keep working
+    "resolve_due_at", "resolve_days", "resolve_overdue", "budget_dependent",
 ]
 LOCATION_DECIMALS = 3  # about 100 m: where the road is broken, not whose house it is
 SNIPPET = 160
@@ -42,6 +44,12 @@ def columns(conn: sqlite3.Connection, table: str) -> set[str]:
 def is_overdue(status: str, due_at: str | None, now: str) -> bool:
     late = bool(due_at) and due_at < now  # type: ignore[operator]
     return late and status in statuses.AWAITING_ANSWER
+
+
+def is_resolve_overdue(status: str, resolve_due_at: str | None, now: str) -> bool:
+    """The resolution clock ran out while the agency had not said selesai."""
+    late = bool(resolve_due_at) and resolve_due_at < now  # type: ignore[operator]
+    return late and status in statuses.RESOLVE_RUNNING
 
 
 def publishable_sql(cols: set[str], *, reviewed: bool = True) -> str:
@@ -65,13 +73,20 @@ def source_keys(conn: sqlite3.Connection, now: str, version: str
         if has_table(conn, "updates") else "NULL"
     )
     open_states = statuses.sql_list(statuses.AWAITING_ANSWER)
+    resolving = statuses.sql_list(statuses.RESOLVE_RUNNING)
+    # the resolution clock running out changes the page too (0011_confirm)
+    resolve_late = (
+        " || (CASE WHEN c.resolve_due_at IS NOT NULL"
+        f" AND c.status IN ({resolving}) AND c.resolve_due_at < :now THEN 1 ELSE 0 END)"
+        if "resolve_due_at" in cols else ""
+    )
     where = " AND ".join(f"c.{cond}" for cond in publishable_sql(cols).split(" AND "))
     return conn.execute(
         "SELECT c.id, :version || '|' || COALESCE(c.updated_at, '') || '|'"
         " || COALESCE((SELECT MAX(e.id) FROM events e WHERE e.complaint_id = c.id), 0)"
         f" || '|' || COALESCE({last_update}, 0) || '|'"
         " || (CASE WHEN c.due_at IS NOT NULL AND c.due_at != ''"
-        f" AND c.status IN ({open_states}) AND c.due_at < :now THEN 1 ELSE 0 END),"
+        f" AND c.status IN ({open_states}) AND c.due_at < :now THEN 1 ELSE 0 END){resolve_late},"
         " p.source_key FROM complaints c LEFT JOIN public_index p ON p.complaint_id = c.id"
         f" WHERE {where} ORDER BY c.id",
         {"version": version, "now": now},
@@ -107,6 +122,9 @@ class PublicComplaint:
             "true" if r["overdue"] else "false", r["text"],
             json.dumps(r["updates"], ensure_ascii=False),
             "" if r.get("lat") is None else r["lat"], "" if r.get("lon") is None else r["lon"],
+            r["resolve_due_at"] or "", "" if r["resolve_days"] is None else r["resolve_days"],
+            "true" if r["resolve_overdue"] else "false",
+            "true" if r["budget_dependent"] else "false",
         ])
         return buf.getvalue()
 
@@ -144,7 +162,8 @@ def build_records(
 ) -> dict[int, PublicComplaint]:
     """The public form of the given complaints — the ONE place that decides what is shown."""
     cols = columns(conn, "complaints")
-    extra = [c for c in ("first_answer_at", "closed_at", "lat", "lon") if c in cols]
+    extra = [c for c in ("first_answer_at", "closed_at", "lat", "lon", "resolve_due_at",
+                         "resolve_days", "budget_dependent") if c in cols]
     whitelist = [
         "id", "ticket", "channel", "status", "subject", "text", "public_text", "received_at",
         "category", "agencies", "kecamatan", "due_at", "sender", "sender_name", *extra,
@@ -220,6 +239,11 @@ def build_records(
                 "updates": ups,
                 "lat": rounded(c.get("lat")),
                 "lon": rounded(c.get("lon")),
+                # the second clock: settled within resolve_days (none when budget-bound)
+                "resolve_due_at": c.get("resolve_due_at"),
+                "resolve_days": c.get("resolve_days"),
+                "resolve_overdue": is_resolve_overdue(c["status"], c.get("resolve_due_at"), now),
+                "budget_dependent": bool(c.get("budget_dependent")),
             }
             first_answer = c.get("first_answer_at") or next(
                 (u["at"] for u in ups if u["source"] == "agency"), None

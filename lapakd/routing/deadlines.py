@@ -99,5 +99,20 @@ def _due_at(mode: str, extra: tuple[str, ...], tz: tzinfo, start: date, sla_days
     return iso(due)  # type: ignore[return-value]
 
 
+def resolve_due_at(config: Config, start: datetime, resolve_days: int) -> str:
+    """The resolution clock: `resolve_days` calendar days after `start`'s day, at its end."""
+    day = start.astimezone(config.tz).date() + timedelta(days=resolve_days)
+    return iso(end_of_day(day, config.tz))  # type: ignore[return-value]
+
+
+def confirm_due_at(config: Config, start: datetime, confirm_days: int) -> str:
+    """The citizen may object until the end of the `confirm_days`-th working day after `start`
+    (always working days — national holidays and `extra_holidays` skipped — whatever
+    `sla_calendar` says: the SP4N-LAPOR! rule)."""
+    cal = Calendar("working", tuple(str(v) for v in config.desk.extra_holidays))
+    day = cal.add_days(start.astimezone(config.tz).date(), confirm_days)
+    return iso(end_of_day(day, config.tz))  # type: ignore[return-value]
+
+
 def today(tz: tzinfo) -> date:
     return utcnow().astimezone(tz).date()

@@ -118,11 +118,20 @@ def due_date(
     return deadlines.due_at(config, received, sla_days)
 
 
+def effective_resolve_days(desk: Desk, agencies: list[str]) -> int:
+    """The longest `resolve_days` its agencies set (the complaint is settled when the slowest
+    is done), else `[desk] resolve_days`."""
+    own = [desk.rules.agencies[a].resolve_days for a in agencies
+           if a in desk.rules.agencies and desk.rules.agencies[a].resolve_days]
+    return max(own) if own else desk.config.desk.resolve_days
+
+
 _STATUS = {"forward": "forwarded", "triage": "triage", "ignore": "ignored"}
 # One UPDATE per complaint; the kecamatan is only filled in when it is not known yet.
 _UPDATE = (
     "UPDATE complaints SET status = ?, category = ?, agencies = ?, rule = ?, matched = ?,"
-    " budget_dependent = ?, public = ?, sla_days = ?, due_at = ?, updated_at = ?{} WHERE id = ?"
+    " budget_dependent = ?, public = ?, sla_days = ?, due_at = ?, resolve_days = ?,"
+    " resolve_due_at = ?, updated_at = ?{} WHERE id = ?"
 )
 _UPDATE_KEEP_KECAMATAN = _UPDATE.format("")
 _UPDATE_SET_KECAMATAN = _UPDATE.format(", kecamatan = ?")
@@ -134,11 +143,17 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
     status = _STATUS[decision.action]
     sla = effective_sla(rules, decision)
     due_at = due_date(desk.config, complaint, decision, sla)
+    resolve_days = resolve_due = None
+    if decision.action == "forward" and not decision.budget_dependent:
+        # the second clock: calendar days from receipt, whatever the first clock counts
+        resolve_days = effective_resolve_days(desk, decision.agencies)
+        received = parse_iso(complaint["received_at"]) or utcnow()
+        resolve_due = deadlines.resolve_due_at(desk.config, received, resolve_days)
     now = now_iso()
     params: tuple[object, ...] = (
         status, decision.category, dumps(decision.agencies), decision.rule,
         dumps(decision.matched), int(decision.budget_dependent), int(decision.public),
-        sla if due_at else decision.sla_days, due_at, now,
+        sla if due_at else decision.sla_days, due_at, resolve_days, resolve_due, now,
     )
     if complaint["kecamatan"] is None:  # for the public statistics per kecamatan
         sql = _UPDATE_SET_KECAMATAN
@@ -152,6 +167,7 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
         rule=decision.rule, matched=decision.matched, hits=decision.hits,
         agencies=decision.agencies, category=decision.category, due_at=due_at,
         **({"model": decision.model} if decision.model else {}),
+        resolve_due_at=resolve_due,
     )
     if decision.action == "forward":
         for key in decision.agencies:

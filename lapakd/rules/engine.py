@@ -160,6 +160,8 @@ class Agency:
     email: str
     cc: tuple[str, ...] = ()
     sla_days: int | None = None
+    # the resolution clock in calendar days (None: [desk] resolve_days)
+    resolve_days: int | None = None
 
     @property
     def addresses(self) -> tuple[str, ...]:

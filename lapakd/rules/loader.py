@@ -23,7 +23,7 @@ RULE_KEYS = (
     "name", "category", "when", "forward", "ignore", "triage", "budget_dependent", "continue",
     "public", "sla_days",
 )
-AGENCY_KEYS = ("name", "email", "cc", "sla_days")
+AGENCY_KEYS = ("name", "email", "cc", "sla_days", "resolve_days")
 EXAMPLE_KEYS = ("text", "expect", "channel", "sender")
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _EMAIL_RE = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
@@ -171,9 +171,17 @@ class _Loader:
                     path, _key_line(entry, "sla_days"), "`sla_days:` must be a whole number ≥ 1"
                 )
                 sla = None
+            resolve = entry.get("resolve_days")
+            if resolve is not None and (not isinstance(resolve, int) or isinstance(resolve, bool)
+                                        or not 1 <= resolve <= 366):
+                self.problem(
+                    path, _key_line(entry, "resolve_days"),
+                    "`resolve_days:` must be a whole number of days from 1 to 366",
+                )
+                resolve = None
             agencies[key] = Agency(
                 key, str(name or key).strip(), email.strip().lower(),
-                tuple(c.strip().lower() for c in cc), sla,
+                tuple(c.strip().lower() for c in cc), sla, resolve,
             )
         return agencies
 
