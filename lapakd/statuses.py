@@ -46,6 +46,9 @@ DEADLINE_RUNNING = ("forwarded",)
 RESOLVE_RUNNING = ("forwarded", "answered", "reopened")
 # Waiting for the citizen's confirmation after the agency's `selesai`.
 AWAITING_CONFIRMATION = ("resolved",)
+# Still the agency's to do: its page on the public site lists these and its figures count them
+# open (a complaint waiting for the citizen's confirmation is not).
+WITH_AGENCY = tuple(s for s in OPEN if s not in AWAITING_CONFIRMATION)
 # Never on the public site: not routed yet (the rules may still say `public: false`), spam,
 # or broken.
 UNPUBLISHED = ("new", "ignored", "quarantined")

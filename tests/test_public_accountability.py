@@ -133,7 +133,7 @@ def test_instansi_json_figures_by_hand(desk):
     assert f["median_answer_days"] == 1.5  # a 1, b 2, c 0, f 2 → median 1.5
     assert f["median_resolve_days"] == 6.0  # a 5, b 7
     assert (f["asked"], f["confirmed_pct"], f["reopen_pct"]) == (2, 50.0, 50.0)
-    assert f["mean_rating"] is None and f["rated"] == 0  # no rating column yet
+    assert f["mean_rating"] is None and f["rated"] == 0  # nobody rated yet
     assert dpupr["overdue"] == 0 and dpupr["open"] == 3  # c, d, f (a and b are resolved)
     dlh = agency(data, "dlh")
     g = dlh["periods"]["30hari"]
@@ -160,8 +160,7 @@ def test_periods_rating_and_changes(desk):
     old = add_complaint(desk, "Jalan rusak dari tahun lalu", received=wib(3, month=2),
                         kecamatan="Lumbir")
     answer(desk, old, wib(10, 15, month=2))  # 5 working days: late (due 10 Feb, 10.00)
-    with desk.store.transaction() as conn:  # the rating column as `confirm` adds it
-        conn.execute("ALTER TABLE complaints ADD COLUMN rating INTEGER")
+    with desk.store.transaction() as conn:  # ratings as the citizen gives them
         conn.execute("UPDATE complaints SET rating = 4 WHERE ticket = ?", (t["a"],))
         conn.execute("UPDATE complaints SET rating = 1 WHERE ticket = ?", (t["b"],))
         conn.execute("UPDATE complaints SET rating = 9 WHERE ticket = ?", (t["c"],))  # ignored

@@ -10,8 +10,8 @@ complaints overdue now. A complaint forwarded to two agencies counts for both.
 Everything can be computed "as of" an earlier moment (the digest's changes since last week):
 only what had happened by then counts (timestamps), never today's status.
 
-The citizen's confirmation is read by name and is optional: without its events and columns the
-figures are None ("–" on the site) — see CONFIRM_* and RATING_COLUMN.
+The citizen's confirmation (lifecycle/confirm.py) is read from its events (CONFIRM_*) and the
+`rating` column; a figure nobody gave yet (no citizen asked, none rated) is None ("–" on the site).
 """
 
 from __future__ import annotations
@@ -35,16 +35,13 @@ PERIODS: dict[str, tuple[int | None, str]] = {
 }
 TREND_MONTHS = 12
 
-# The citizen's confirmation (events.type values and complaints columns it writes).
+# The citizen's confirmation (events.type values lifecycle/confirm.py writes).
 CONFIRM_ASKED = "confirm_asked"  # the citizen was asked SUDAH/BELUM
 CONFIRMED = "confirmed"  # the citizen said SUDAH
 REOPENED = "reopened"  # the citizen said BELUM
 RATED = "rated"  # the citizen gave a 1-5 rating (complaints.rating)
 AUTO_CLOSED = "auto_closed"  # no objection within confirm_days
 CONFIRM_EVENTS = (CONFIRM_ASKED, CONFIRMED, REOPENED, RATED, AUTO_CLOSED)
-RATING_COLUMN = "rating"
-# The resolution deadline's column, whichever name it has in this store.
-RESOLVE_DUE_COLUMNS = ("resolve_due_at", "resolution_due_at", "resolve_due")
 # The agency resolved it: `resolved` (the agency's word) or `closed` (confirmed after that).
 RESOLVED = ("resolved", "closed")
 COUNTED_SQL = ("c.status NOT IN ('new', 'ignored', 'quarantined')"
@@ -85,24 +82,14 @@ def measure(complaints: list[Complaint], working: WorkingDays) -> None:
             c.resolve_days = working.between(c.received, c.resolved)
 
 
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-
-
 def load(conn: sqlite3.Connection, scope_sql: str | None = None) -> list[Complaint]:
     """The counted complaints (not new/ignored/quarantined/merged), in id order; `scope_sql`:
     a SELECT of complaint ids to keep (the public site keeps the published ones)."""
-    cols = _columns(conn, "complaints")
-    resolve_due = next((c for c in RESOLVE_DUE_COLUMNS if c in cols), None)
-    extra = [
-        f"c.{resolve_due}" if resolve_due else "NULL",
-        f"c.{RATING_COLUMN}" if RATING_COLUMN in cols else "NULL",
-    ]
     scope = f" AND c.id IN ({scope_sql})" if scope_sql else ""
     resolved_in = statuses.sql_list(RESOLVED)
     rows = conn.execute(
         "SELECT c.id, c.agencies, c.received_at, c.status, c.due_at, c.first_answer_at,"
-        " c.closed_at, c.updated_at, c.budget_dependent, " + ", ".join(extra) +
+        " c.closed_at, c.updated_at, c.budget_dependent, c.resolve_due_at, c.rating"
         f" FROM complaints c WHERE {COUNTED_SQL}{scope} ORDER BY c.id"
     ).fetchall()
     # When each was last resolved (the status event), for those resolved or closed now.
@@ -310,7 +297,7 @@ def ranking(complaints: list[Complaint], agencies: dict[str, dict[str, Any]], *,
             "name": info.get("name") or key,
             "sla_days": info.get("sla_days"),
             "overdue": sum(is_overdue(c, as_of) for c in items),
-            "open": sum(c.status in statuses.OPEN for c in items),
+            "open": sum(c.status in statuses.WITH_AGENCY for c in items),
             "periods": {p: figures((c for c in items if c.received >= starts[p]), as_of)
                         for p in periods},
             "trend": [{"month": m, "received": len(cs),

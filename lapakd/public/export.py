@@ -958,7 +958,7 @@ def _accountability(ctx: _BuildContext) -> _Accountability:
         "SELECT key, cid FROM (SELECT je.value AS key, p.complaint_id AS cid, ROW_NUMBER()"
         " OVER (PARTITION BY je.value ORDER BY p.complaint_id DESC) AS n"
         " FROM public_index p, json_each(p.agencies) je"
-        f" WHERE p.status IN ({statuses.sql_list(statuses.OPEN)})) WHERE n <= ?"
+        f" WHERE p.status IN ({statuses.sql_list(statuses.WITH_AGENCY)})) WHERE n <= ?"
         " ORDER BY key, cid DESC", (OPEN_ROWS,)
     ):
         by_agency.setdefault(key, []).append(cid)
