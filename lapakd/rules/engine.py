@@ -655,12 +655,28 @@ class RuleSet:
         self, plan: _Plan, w: Words, present: int, lead_bits: int, lead: Lead,
         channel: str | None, sender: str | None,
     ) -> int | None:
-        """Rule.judge's evidence units, from the compiled rule (None: no match)."""
+        """Rule.judge's evidence units, from the compiled rule (None: no match).
+
+        A list's evidence is above 0 exactly when one of its keywords matches (a one-word
+        keyword left out of the evidence is covered by a `*` word that counts), so the evidence
+        both decides `any:`/`all:` and scores them, each worked out once per text."""
         (channels, senders, any_, all_, none, regex, needs, languages, context,
          regex_units) = plan
         if channels and channel not in channels:
             return None
         units = 0
+        if any_ is not None:
+            found = any_.evidence(w, present, lead_bits)
+            if not found:
+                return None
+            units = found
+        for one in all_:
+            found = one.evidence(w, present, lead_bits)
+            if not found:
+                return None
+            units += found
+        if none is not None and none.first(w, present) is not None:
+            return None
         if senders:
             who = (sender or "").lower()
             if not any(fnmatch.fnmatchcase(who, pat) for pat in senders):
@@ -673,13 +689,6 @@ class RuleSet:
             if found_language not in languages:
                 return None
             units += LANGUAGE
-        if any_ is not None and any_.first(w, present) is None:
-            return None
-        for one in all_:
-            if one.first(w, present) is None:
-                return None
-        if none is not None and none.first(w, present) is not None:
-            return None
         if regex is not None:
             text = w.normalized
             if needs and w.ascii:
@@ -693,10 +702,6 @@ class RuleSet:
             if m is None:
                 return None
             units += regex_units[1] if m.start() < lead.chars else regex_units[0]
-        if any_ is not None:
-            units += any_.evidence(w, present, lead_bits)
-        for one in all_:
-            units += one.evidence(w, present, lead_bits)
         if context is not None:
             units += context.evidence(w, present, lead_bits)
         return units
