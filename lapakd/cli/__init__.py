@@ -148,28 +148,72 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     model = None if args.no_model else model_for_test(cfg, len(rules.examples))
     threshold = cfg.routing.auto_forward_confidence
     for text in texts:
-        d = consult(rules.evaluate(text, args.channel, args.sender), model, text, rules,
+        d = consult(decide_text(rules, text, args.channel, args.sender), model, text, rules,
                     threshold)
         by_model = d.rule == MODEL_RULE and d.model is not None
         out = {
             "text": text, "action": d.action, "agencies": d.agencies, "category": d.category,
             "rule": d.rule, "matched": d.matched,
-            "score": d.model["probability"] if by_model else getattr(d, "score", None),
-            "model": d.model,
+            "score": d.model["probability"] if by_model else d.score,
+            "runners_up": d.runners_up, "model": d.model,
         }
         if args.json:
             print(json.dumps(out, ensure_ascii=False))
             continue
-        target = ", ".join(d.agencies) if d.action == "forward" else d.action
-        why = (
-            f"the model ({out['score']:.0%})" if by_model else
-            f"rule {d.rule!r} ({d.hits[0]['where']}) matched {', '.join(d.matched) or '-'}"
-            if d.rule else "no rule matched"
-        )
-        if d.model and d.model["suggestions"] and not by_model:
-            why += " · model: " + ", ".join(f"{a} {p:.0%}" for a, p in d.model["suggestions"])
         prefix = f"{text[:60]!r}: " if len(texts) > 1 else ""
-        print(f"{prefix}{d.action} → {target} · {d.category or '-'} · {why}")
+        print(prefix + format_decision(d, by_model))
+    return 0
+
+
+def decide_text(rules: Any, text: str, channel: str | None, sender: str | None) -> Any:
+    """The rules' decision for a text `rules test` was given (the model's step follows)."""
+    return rules.evaluate(text, channel, sender)
+
+
+def format_decision(d: Any, by_model: bool = False) -> str:
+    """A decision in one line (with the model's say), then its runners-up one a line."""
+    target = ", ".join(d.agencies) if d.action == "forward" else d.action
+    why = (
+        f"the model ({d.model['probability']:.0%})" if by_model else
+        f"rule {d.rule!r} ({d.hits[0]['where']}) score {d.score:g} "
+        f"matched {', '.join(d.matched) or '-'}"
+        if d.rule else "no rule matched"
+    )
+    if d.model and d.model.get("suggestions") and not by_model:
+        why += " · model: " + ", ".join(f"{a} {p:.0%}" for a, p in d.model["suggestions"])
+    lines = [f"{d.action} → {target} · {d.category or '-'} · {why}"]
+    for r in d.runners_up:
+        goes = ", ".join(r["agencies"]) if r["action"] == "forward" else r["action"]
+        lines.append(f"  runner-up: {r['rule']!r} ({r['where']}) score {r['score']:g} → {goes}")
+    return "\n".join(lines)
+
+
+@command("rules eval")
+def cmd_rules_eval(args: argparse.Namespace) -> int:
+    from lapakd.config import load_config
+    from lapakd.rules import load_rules
+    from lapakd.rules.measure import format_report, measure, read_labelled, rules_predictor
+
+    if bool(args.file) == bool(args.history):
+        raise LapakdError("rules eval: give --file labelled.csv or --history (one of them)")
+    if args.file:
+        cfg = load_config(args.config)
+        rules = load_rules(cfg.rules_dir, display_root=Path.cwd())
+        cases = read_labelled(Path(args.file), rules.agencies)
+    else:
+        from lapakd.routing.history import decided_cases
+
+        with open_desk(args) as desk:
+            rules = desk.rules
+            cases = decided_cases(desk.store)
+    # the seam for other predictors (the model, the rules then the model): any Predictor
+    report = measure(cases, rules_predictor(rules))
+    if args.json:
+        _print_json(report.as_dict())
+    elif not cases:
+        print("no decided complaints in the store yet (assigned by an admin, or answered)")
+    else:
+        print(format_report(report))
     return 0
 
 
@@ -328,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run every job once, then exit")
 
     rules = sub.add_parser("rules", help="check and try the routing rules")
-    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test|audit", required=True)
+    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test|eval|audit",
+                                required=True)
     rsub.add_parser("check", parents=[common], help="validate rules/ and run every example")
     p = rsub.add_parser("test", parents=[common], help="show how a text would be routed")
     p.add_argument("text", nargs="*", help="the complaint text")
@@ -339,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the rules alone (no model step; no training on a fresh store)")
     rsub.add_parser("audit", parents=[common],
                     help="complaints a rule routed where the model strongly prefers another agency")
+    p = rsub.add_parser("eval", parents=[common],
+                        help="measure routing on labelled complaints (routed share, precision)")
+    p.add_argument("--file", help="a CSV file with the columns text,agency (agency: a key, "
+                   "a|b for several acceptable ones, or triage)")
+    p.add_argument("--history", action="store_true",
+                   help="the store's decided complaints (assigned by an admin, or answered)")
 
     p = sub.add_parser("list", parents=[common], help="list complaints")
     p.add_argument("--status")

@@ -193,6 +193,10 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
     data["similar"] = [{"ticket": s.ticket, "score": s.score, "status": s.status,
                         "channel": s.channel}
                        for s in duplicates.similar_open(desk.store, c)]
+    # the latest routing decision's score and runners-up (the rules' or an admin's)
+    routed = [e for e in data["events"] if e["type"] == "routed"]
+    data["score"] = routed[-1].get("score") if routed else None
+    data["runners_up"] = routed[-1].get("runners_up") or [] if routed else []
     return data
 
 
@@ -282,7 +286,14 @@ def format_show(data: dict[str, Any]) -> str:
             lines.append(f"selesai by the agency {conf['resolved_at']}; citizen: "
                          f"{conf['answer'] or 'asked, until ' + str(conf['confirm_due_at'])}"
                          f"; reopened {conf['reopened']}x; rating {conf['rating'] or '-'}")
-        lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
+        score = f"   score: {data['score']:g}" if data.get("score") is not None else ""
+        lines.append(f"rule: {data['rule'] or '-'}{score}   "
+                     f"matched: {', '.join(data['matched']) or '-'}")
+        if data.get("runners_up"):
+            lines.append("runners-up: " + ", ".join(
+                f"{r['rule']} {r['score']:g} → {', '.join(r['agencies']) or r['action']}"
+                for r in data["runners_up"]
+            ))
         if data.get("suggestions"):
             lines.append("model suggests: " + ", ".join(
                 f"{i}. {s['agency']} {s['probability']:.0%}"
@@ -328,9 +339,14 @@ def _event_detail(type_: str, data: dict[str, Any]) -> str:
         elif model.get("disagrees"):
             other = model["disagrees"]
             said = f"; the model says {other['agency']} ({other['probability']:.0%})"
+        score = f" score {data['score']:g}" if data.get("score") is not None else ""
+        losers = "; ".join(
+            f"{r['rule']} {r['score']:g}" for r in data.get("runners_up") or []
+        )
         matched = f" (matched: {', '.join(data.get('matched') or []) or '-'})"
         return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}{where}"
-                f"{matched if data.get('rule') != 'model' else ''}{said}")
+                f"{score}{matched if data.get('rule') != 'model' else ''}{said}"
+                + (f" (runners-up: {losers})" if losers else ""))
     if type_ == "sent":
         to = ", ".join(data.get("to") or [])
         return f"{data.get('kind')} to {to} <{data.get('rfc_message_id')}>"

@@ -33,6 +33,15 @@ def routing_text(complaint: sqlite3.Row) -> str:
     return "\n".join(p for p in (complaint["subject"], complaint["text"]) if p)
 
 
+def evaluate_complaint(rules: RuleSet, complaint: sqlite3.Row) -> Decision:
+    """The rules' decision for a stored complaint: its subject and text (routing_text), the
+    subject and the text's first sentence read as the lead."""
+    return rules.evaluate(
+        complaint["text"] or "", complaint["channel"], complaint["sender"],
+        subject=complaint["subject"] or None,
+    )
+
+
 PER_TRANSACTION = 20  # complaints committed together (each in a savepoint of its own)
 
 
@@ -60,9 +69,8 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
 
 def decide(rules: RuleSet, model: Any, threshold: float, complaint: sqlite3.Row) -> Decision:
     """The rules, then the model where it has a say (lapakd.learn.consult)."""
-    text = routing_text(complaint)
-    decision = rules.evaluate(text, complaint["channel"], complaint["sender"])
-    return consult(decision, model, text, rules, threshold)
+    decision = evaluate_complaint(rules, complaint)
+    return consult(decision, model, routing_text(complaint), rules, threshold)
 
 
 def model_suggestions(store: Store, complaint_id: int) -> list[list[Any]]:
@@ -164,9 +172,9 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
     store.conn.execute(sql, params)
     store.event(
         "routed", complaint_id=complaint["id"], actor=actor, at=now, action=decision.action,
-        rule=decision.rule, matched=decision.matched, hits=decision.hits,
-        agencies=decision.agencies, category=decision.category, due_at=due_at,
-        **({"model": decision.model} if decision.model else {}),
+        rule=decision.rule, matched=decision.matched, hits=decision.hits, score=decision.score,
+        runners_up=decision.runners_up, agencies=decision.agencies, category=decision.category,
+        due_at=due_at, **({"model": decision.model} if decision.model else {}),
         resolve_due_at=resolve_due,
     )
     if decision.action == "forward":
