@@ -28,7 +28,8 @@ FAMILIES = {
     "lapakd_outbox_pending": "gauge", "lapakd_outbox_failed": "gauge",
     "lapakd_outbox_sent": "counter", "lapakd_channel_up": "gauge",
     "lapakd_channel_last_success_timestamp_seconds": "gauge", "lapakd_quarantined": "gauge",
-    "lapakd_overdue": "gauge", "lapakd_forward_latency_seconds": "histogram",
+    "lapakd_overdue": "gauge", "lapakd_overdue_resolution": "gauge",
+    "lapakd_forward_latency_seconds": "histogram",
 }
 
 
@@ -157,6 +158,10 @@ def test_metrics_and_healthz_tell_what_the_store_holds(desk_env):
                        " WHERE id = (SELECT min(id) FROM outbox WHERE status = 'sent')")
             db.execute("UPDATE complaints SET due_at = '2020-01-02T00:00:00+00:00'"
                        " WHERE agencies = '[\"dlh\"]'")
+            # and a resolution deadline passed while the agency works on it (`diproses`)
+            db.execute("UPDATE complaints SET status = 'answered', budget_dependent = 0,"
+                       " resolve_due_at = '2020-01-09T00:00:00+00:00'"
+                       " WHERE agencies = '[\"dpupr\"]'")
         db.close()
         code, ctype, body = fetch(port, "/healthz")
         assert code == 503 and ctype == "application/json"
@@ -168,7 +173,9 @@ def test_metrics_and_healthz_tell_what_the_store_holds(desk_env):
         assert value(fams, "lapakd_outbox_failed") == 1
         assert value(fams, "lapakd_healthy") == 0
         assert value(fams, "lapakd_overdue", agency="dlh") == 1
-        assert value(fams, "lapakd_overdue", agency="dpupr") == 0
+        assert value(fams, "lapakd_overdue", agency="dpupr") == 0  # answered: first clock stops
+        assert value(fams, "lapakd_overdue_resolution", agency="dpupr") == 1
+        assert value(fams, "lapakd_overdue_resolution", agency="dlh") == 0
         assert fetch(port, "/nothing")[0] == 404
     finally:
         err = stop(proc)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from lapakd import statuses
 from lapakd.monitor.checks import status as status  # `lapakd status`: the checks live below
 from lapakd.routing import duplicates
+from lapakd.routing.deadlines import CLOCK_SQL
 from lapakd.store import now_iso, utcnow
 
 if TYPE_CHECKING:
@@ -30,16 +31,6 @@ def complaint_summary(row: Any, now: str | None = None) -> dict[str, Any]:
         "subject": row["subject"],
         "text": row["text"],
     }
-
-
-# The two clocks: the first answer (`due_at`, stopped by `diproses`) and the resolution
-# (`resolve_due_at`, stopped by `selesai`), each late when its deadline passed while it runs.
-_CLOCK_SQL = {
-    "first": (f"due_at IS NOT NULL AND due_at < :now"
-              f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"),
-    "resolve": (f"resolve_due_at IS NOT NULL AND resolve_due_at < :now AND budget_dependent = 0"
-                f" AND status IN ({statuses.sql_list(statuses.RESOLVE_RUNNING)})"),
-}
 
 
 def clocks_late(row: Any, now: str) -> list[str]:
@@ -74,7 +65,7 @@ def list_complaints(
     if overdue:
         clocks = ["first", "resolve"] if overdue in (True, "both") else [str(overdue)]
         # Past a running clock's deadline; duplicates excluded.
-        where.append("(" + " OR ".join(f"({_CLOCK_SQL[k]})" for k in clocks) + ")"
+        where.append("(" + " OR ".join(f"({CLOCK_SQL[k]})" for k in clocks) + ")"
                      " AND merged_into IS NULL")
     sql = f"SELECT * FROM complaints WHERE {' AND '.join(where)} ORDER BY id"
     if limit:

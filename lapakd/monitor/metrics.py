@@ -28,6 +28,7 @@ from lapakd import statuses
 from lapakd.app import Desk
 from lapakd.errors import LapakdError
 from lapakd.monitor import checks
+from lapakd.routing.deadlines import CLOCK_SQL
 from lapakd.store import Store, now_iso, parse_iso
 
 if TYPE_CHECKING:
@@ -82,18 +83,17 @@ def _timestamp(value: str | None) -> float | None:
     return when.timestamp() if when else None
 
 
-def overdue_by_agency(desk: Desk) -> dict[str, int]:
-    """Complaints past their deadline and not answered, per agency (as `lapakd list --overdue`);
-    every agency of the rules is there, 0 when it has none."""
+def overdue_by_agency(desk: Desk, clock: str = "first") -> dict[str, int]:
+    """Complaints whose `clock` ran out, per agency (as `lapakd list --overdue first|resolve`):
+    the first answer or the resolution; every agency of the rules is there, 0 when it has none."""
     out: dict[str, int] = {}
     # Broken rules: /healthz says so; the agencies seen in the store still count.
     with contextlib.suppress(LapakdError):
         out = dict.fromkeys(desk.rules.agencies, 0)
     for row in desk.store.all(
         "SELECT a.value agency, count(*) n FROM complaints, json_each(complaints.agencies) a"
-        " WHERE due_at IS NOT NULL AND due_at < ? AND merged_into IS NULL"
-        f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"
-        " GROUP BY a.value", (now_iso(),)):
+        f" WHERE merged_into IS NULL AND {CLOCK_SQL[clock]} GROUP BY a.value",
+        {"now": now_iso()}):
         out[row["agency"]] = row["n"]
     return out
 
@@ -142,6 +142,11 @@ def render(desk: Desk, data: dict[str, Any]) -> str:
     out.family("lapakd_overdue", "gauge",
                "Forwarded complaints past their due date, per agency.",
                (({"agency": a}, n) for a, n in sorted(overdue_by_agency(desk).items())))
+    out.family("lapakd_overdue_resolution", "gauge",
+               "Complaints past their resolution deadline (resolve_days) while the agency has"
+               " not said selesai, per agency.",
+               (({"agency": a}, n)
+                for a, n in sorted(overdue_by_agency(desk, "resolve").items())))
     latencies = forward_latencies(desk)
     name = "lapakd_forward_latency_seconds"
     out.lines.append(f"# HELP {name} Seconds from a complaint's arrival to its first forward "

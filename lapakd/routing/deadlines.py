@@ -13,8 +13,20 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from lapakd import statuses
 from lapakd.errors import ConfigError
 from lapakd.store import iso, utcnow
+
+# The two clocks as SQL over `complaints` (`:now` an ISO time): the first answer (`due_at`,
+# stopped by `diproses`) and the resolution (`resolve_due_at`, stopped by `selesai`; none for
+# budget-bound complaints), each late when its deadline passed while it runs. `lapakd list
+# --overdue` and /metrics read them from here.
+CLOCK_SQL = {
+    "first": (f"due_at IS NOT NULL AND due_at < :now"
+              f" AND status IN ({statuses.sql_list(statuses.DEADLINE_RUNNING)})"),
+    "resolve": (f"resolve_due_at IS NOT NULL AND resolve_due_at < :now AND budget_dependent = 0"
+                f" AND status IN ({statuses.sql_list(statuses.RESOLVE_RUNNING)})"),
+}
 
 if TYPE_CHECKING:
     from lapakd.config import Config, Section
