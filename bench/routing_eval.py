@@ -1,6 +1,7 @@
 """Measure routing quality of a rules directory on labelled complaints.
 
     .venv/bin/python bench/routing_eval.py [--rules rules] [--examples rules] [--csv out.csv]
+    .venv/bin/python bench/routing_eval.py --file bench/data/routing_heldout.csv [--rules DIR]
 
 Labels come from the `examples:` of the YAML files in --examples (default: the shipped `rules/`)
 and are decided by the rules in --rules (default: the same dir). Pointing --rules at an older
@@ -14,6 +15,9 @@ labels as "after". Prints, for the examples that expect an agency:
 and, for the examples that expect `triage` or `ignore`, the share held back (not forwarded).
 Per agency: labelled count, recall (routed to it) and precision (of what was routed to it).
 `--csv` writes the labels as `text,agency` (first expected agency) for `lapakd rules eval`.
+`--file` takes the labels from such a CSV instead (agency may list several, "a,b", any of them
+acceptable; `triage`/`ignore` as in examples): bench/data/routing_heldout.csv is a held-out set
+written before the rules were tuned on the examples and never used to tune them.
 """
 
 from __future__ import annotations
@@ -68,6 +72,15 @@ def evaluate(rules: RuleSet, examples: list[dict]) -> dict:
     }
 
 
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [
+            {"text": row["text"], "expect": [a.strip() for a in row["agency"].split(",")],
+             "where": f"{path}:{n}"}
+            for n, row in enumerate(csv.DictReader(fh), start=2)
+        ]
+
+
 def pct(a: int, b: int) -> str:
     return f"{100 * a / b:5.1f}%" if b else "   -  "
 
@@ -76,14 +89,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rules", type=Path, default=Path("rules"), help="rules that decide")
     ap.add_argument("--examples", type=Path, default=None, help="dir whose examples: label")
+    ap.add_argument("--file", type=Path, help="labels from a CSV with columns text,agency")
     ap.add_argument("--csv", type=Path, help="write the labels as text,agency")
     ap.add_argument("--per-agency", action="store_true", help="print the table per agency")
     ap.add_argument("--confusion", type=int, default=10, help="top confusion pairs to print")
     args = ap.parse_args()
-    labels = load_rules(args.examples or args.rules)
-    rules = labels if args.examples is None else load_rules(args.rules)
-    r = evaluate(rules, labels.examples)
-    print(f"rules: {args.rules} ({len(rules.rules)} rules); labels: {args.examples or args.rules}")
+    rules = load_rules(args.rules)
+    if args.file:
+        examples = read_csv(args.file)
+        source = str(args.file)
+    else:
+        examples = (load_rules(args.examples) if args.examples else rules).examples
+        source = str(args.examples or args.rules)
+    r = evaluate(rules, examples)
+    print(f"rules: {args.rules} ({len(rules.rules)} rules); labels: {source}")
     print(f"examples: {r['examples']} ({r['routable']} expect an agency, "
           f"{r['held']} triage/ignore)")
     print(f"routed share: {pct(r['routed'], r['routable'])} ({r['routed']}/{r['routable']})")
@@ -93,7 +112,7 @@ def main() -> int:
     print(f"exact (rules check): {pct(r['exact'], r['examples'])} ({r['exact']}/{r['examples']})")
     if args.per_agency:
         print(f"\n{'agency':24} {'labels':>6} {'recall':>7} {'precision':>9}")
-        for agency in sorted(labels.agencies):
+        for agency in sorted(rules.agencies):
             n = r["per_label"][agency]
             print(f"{agency:24} {n:6d} {pct(r['per_hit'][agency], n):>7} "
                   f"{pct(r['per_hit'][agency], r['per_sent'][agency]):>9}")
@@ -103,9 +122,9 @@ def main() -> int:
             print(f"  {n:4d}  {want} -> {got}")
     if args.csv:
         with args.csv.open("w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh)
+            out = csv.writer(fh, lineterminator="\n")
             out.writerow(["text", "agency"])
-            for ex in labels.examples:
+            for ex in examples:
                 out.writerow([ex["text"], ex["expect"][0]])
     return 0
 
