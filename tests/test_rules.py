@@ -14,6 +14,7 @@ import pytest
 
 from lapakd.errors import RulesError
 from lapakd.rules import Decision, RuleSet, check_examples, load_rules
+from lapakd.rules.engine import decide, lead_of
 from lapakd.rules.text import MAX_GAP, Keyword, words
 
 AGENCIES = """\
@@ -201,21 +202,25 @@ def test_phrase_needs_its_words_in_order_not_just_present(tmp_path: Path) -> Non
 
 
 
-def test_first_keyword_in_list_order_not_text_order(tmp_path: Path) -> None:
+def test_matched_lists_every_keyword_that_hit_in_list_order(tmp_path: Path) -> None:
     # the engine looks only at keywords whose first word is in the text, grouped by that
-    # word; the answer must still be the first of the list that matches
+    # word; what a decision shows is still every keyword that hit, in list order
     rs = load(tmp_path, {"10-x.yaml": """\
         rules:
           - name: r
             when: {any: ["lampu mati", "rusak", "jalan", "lampu", "jalan* rusak"]}
             forward: dpupr
         """})
-    assert rs.evaluate("jalan rusak").matched == ["rusak"]
-    assert rs.evaluate("lampu di jalan").matched == ["jalan"]
-    assert rs.evaluate("lampu jalan mati").matched == ["lampu mati"]
+    assert rs.evaluate("jalan rusak").matched == ["rusak", "jalan", "jalan* rusak"]
+    assert rs.evaluate("lampu di jalan").matched == ["jalan", "lampu"]
+    assert rs.evaluate("lampu jalan mati").matched == ["lampu mati", "jalan", "lampu"]
     assert rs.evaluate("lampunya").rule is None
-    assert rs.evaluate("jalanan yang rusak").matched == ["rusak"]
-    assert rs.evaluate("#jalanrusak lampu").matched == ["lampu"]
+    assert rs.evaluate("jalanan yang rusak").matched == ["rusak", "jalan* rusak"]
+    assert rs.evaluate("#jalanrusak lampu").matched == ["lampu", "jalan* rusak"]
+    # a phrase absorbs its own words: "jalan rusak" is one phrase hit (3 in the lead), not 3 hits
+    assert rs.evaluate("jalan rusak").score == 3.0
+    assert rs.evaluate("lampu jalan mati").score == 4.5  # "lampu mati" 3 + "jalan" 1.5
+
 
 def test_token_cache_is_bounded_and_decisions_survive_its_clearing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -333,7 +338,7 @@ def test_channel_and_sender_conditions(tmp_path: Path) -> None:
     assert rs.evaluate("sampah", sender="andi@warga.example").rule is None
 
 
-def test_first_match_wins_in_file_then_list_order(tmp_path: Path) -> None:
+def test_equal_scores_go_to_the_first_rule_in_file_then_list_order(tmp_path: Path) -> None:
     rs = load(tmp_path, {
         "20-b.yaml": """\
             rules:
@@ -352,6 +357,7 @@ def test_first_match_wins_in_file_then_list_order(tmp_path: Path) -> None:
               - name: a-regex
                 when: {regex: jalan}
                 forward: satpol
+                weight: 0.5  # a regex alone is a phrase's worth (3 here): halved, a tie
             """,
         "05-c.yml": """\
             rules:
@@ -403,11 +409,11 @@ def test_continue_accumulates_agencies_and_keeps_first_category(tmp_path: Path) 
     assert d.matched == ["banjir", "sampah", "diare*"]
     assert d.hits == [
         {"rule": "banjir", "where": f"rules/10-x.yaml:{line_of(text, 'name: banjir')}",
-         "matched": ["banjir"]},
+         "matched": ["banjir"], "score": 1.5},
         {"rule": "banjir-sampah", "where": f"rules/10-x.yaml:{line_of(text, 'banjir-sampah')}",
-         "matched": ["sampah"]},
+         "matched": ["sampah"], "score": 1.5},
         {"rule": "penyakit", "where": f"rules/10-x.yaml:{line_of(text, 'penyakit')}",
-         "matched": ["diare*"]},
+         "matched": ["diare*"], "score": 1.5},
     ]
     # `penyakit` (no continue) stopped the chain above; here `banjir-late` is reached
     d = rs.evaluate("banjir lagi")
@@ -509,9 +515,13 @@ def test_decision_records_matched_hits_and_rule_fields(tmp_path: Path) -> None:
         "agencies": ["dpupr"],
         "category": "PEKERJAAN UMUM DAN PENATAAN RUANG",
         "rule": "jalan-rusak",
-        "matched": ["jalan rusak"],  # the first `any` keyword that matched
+        "matched": ["jalan rusak", "lubang*"],  # every keyword that hit
+        # a phrase in the lead 3, a word after the first sentence end... none here: one
+        # sentence, so "lubangnya" is in the lead too (1.5)
+        "score": 4.5,
+        "runners_up": [],
         "hits": [{"rule": "jalan-rusak", "where": "rules/10-x.yaml:7",
-                  "matched": ["jalan rusak"]}],
+                  "matched": ["jalan rusak", "lubang*"], "score": 4.5}],
         "budget_dependent": True,
         "public": True,
         "sla_days": 5,
@@ -630,35 +640,16 @@ def _random_text(rnd: random.Random) -> str:
 
 
 def brute_force(rs: RuleSet, text: str, channel: str | None, sender: str | None) -> Decision:
-    """The documented semantics, trying every rule in order (no index)."""
+    """The documented semantics, judging every rule plainly (no index, no bits, no memo)."""
     w = words(text)
-    decision: Decision | None = None
-    for rule in rs.rules:
-        hits = rule.match(w, channel, sender)
-        if hits is None:
-            continue
-        if decision is None:
-            decision = Decision(
-                action=rule.action, category=rule.category, rule=rule.name,
-                budget_dependent=rule.budget_dependent, public=rule.public,
-                sla_days=rule.sla_days,
-            )
-        elif rule.action != "forward":
-            break
-        decision.hits.append({"rule": rule.name, "where": rule.where, "matched": hits})
-        decision.matched.extend(h for h in hits if h not in decision.matched)
-        decision.agencies.extend(k for k in rule.forward if k not in decision.agencies)
-        decision.budget_dependent = decision.budget_dependent or rule.budget_dependent
-        decision.public = decision.public and rule.public
-        if decision.category is None:
-            decision.category = rule.category
-        if not rule.continue_:
-            break
-    if decision is None:
-        return Decision(action="triage")
-    if decision.agencies:
-        decision.action = "forward"
-    return decision
+    lead = lead_of(w)
+    judged, hits = [], {}
+    for index, rule in enumerate(rs.rules):
+        found = rule.judge(w, channel, sender, lead)
+        if found is not None:
+            judged.append((index, found[0]))
+            hits[index] = found[1]
+    return decide(rs.rules, judged, hits.__getitem__)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

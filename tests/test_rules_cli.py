@@ -304,7 +304,7 @@ def test_rules_test_text(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.strip()
     assert out.startswith("forward → dpupr · PEKERJAAN UMUM DAN PENATAAN RUANG · ")
-    assert "rule 'jalan-rusak' (rules/10-x.yaml:2) matched jalan rusak" in out
+    assert "rule 'jalan-rusak' (rules/10-x.yaml:2) score 3 matched jalan rusak" in out
 
     texts = tmp_path / "texts.txt"
     texts.write_text("promo murah\nselamat pagi\n", encoding="utf-8")
@@ -337,10 +337,11 @@ def test_rules_test_file_json(tmp_path: Path) -> None:
     ]
     assert rows[0]["category"] == "PEKERJAAN UMUM DAN PENATAAN RUANG"
     assert rows[0]["matched"] == ["jalan rusak"]
-    assert rows[1]["matched"] == ["diare*"]
+    assert rows[1]["matched"] == ["diare*", "demam berdarah"]
+    assert rows[1]["score"] == 4.5
     assert rows[2] == {
         "text": "selamat pagi", "action": "triage", "agencies": [], "category": None,
-        "rule": None, "matched": [],
+        "rule": None, "matched": [], "score": None, "runners_up": [],
     }
 
 

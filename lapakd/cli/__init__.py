@@ -140,22 +140,38 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     else:
         raise LapakdError("give a TEXT or --file FILE (one text per line)")
     for text in texts:
-        d = rules.evaluate(text, args.channel, args.sender)
+        d = decide_text(rules, text, args.channel, args.sender)
         out = {
             "text": text, "action": d.action, "agencies": d.agencies, "category": d.category,
-            "rule": d.rule, "matched": d.matched,
+            "rule": d.rule, "matched": d.matched, "score": d.score, "runners_up": d.runners_up,
         }
         if args.json:
             print(json.dumps(out, ensure_ascii=False))
             continue
-        target = ", ".join(d.agencies) if d.action == "forward" else d.action
-        why = (
-            f"rule {d.rule!r} ({d.hits[0]['where']}) matched {', '.join(d.matched) or '-'}"
-            if d.rule else "no rule matched"
-        )
         prefix = f"{text[:60]!r}: " if len(texts) > 1 else ""
-        print(f"{prefix}{d.action} → {target} · {d.category or '-'} · {why}")
+        print(prefix + format_decision(d))
     return 0
+
+
+def decide_text(rules: Any, text: str, channel: str | None, sender: str | None) -> Any:
+    """The decision `rules test` shows for a text: the rules' (the seam where the model's step
+    is to follow the rules, as the daemon's routing does)."""
+    return rules.evaluate(text, channel, sender)
+
+
+def format_decision(d: Any) -> str:
+    """A decision in one line, then its runners-up one a line (`rules test`)."""
+    target = ", ".join(d.agencies) if d.action == "forward" else d.action
+    why = (
+        f"rule {d.rule!r} ({d.hits[0]['where']}) score {d.score:g} "
+        f"matched {', '.join(d.matched) or '-'}"
+        if d.rule else "no rule matched"
+    )
+    lines = [f"{d.action} → {target} · {d.category or '-'} · {why}"]
+    for r in d.runners_up:
+        goes = ", ".join(r["agencies"]) if r["action"] == "forward" else r["action"]
+        lines.append(f"  runner-up: {r['rule']!r} ({r['where']}) score {r['score']:g} → {goes}")
+    return "\n".join(lines)
 
 
 # -- list / show / requeue / status -----------------------------------------------------------

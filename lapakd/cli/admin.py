@@ -130,7 +130,7 @@ def add_complaint(
                 (message_id, complaint_id, digest, filename, ctype, len(data)),
             )
         c = store.complaint(complaint_id)
-        decision = rules.evaluate(routing.routing_text(c), channel, contact)
+        decision = routing.evaluate_complaint(rules, c)
         routing.apply_decision(desk, c, decision, actor="rules")
         c = store.complaint(complaint_id)
     return ticket, c["status"], json.loads(c["agencies"])

@@ -152,6 +152,10 @@ def show(desk: Desk, ref: str) -> dict[str, Any]:
         "events": _events(desk, "complaint_id", c["id"]),
     }
     data["awaiting_review"] = bool(c["awaiting_review"])  # [public] review
+    # the latest routing decision's score and runners-up (the rules' or an admin's)
+    routed = [e for e in data["events"] if e["type"] == "routed"]
+    data["score"] = routed[-1].get("score") if routed else None
+    data["runners_up"] = routed[-1].get("runners_up") or [] if routed else []
     return data
 
 
@@ -200,7 +204,14 @@ def format_show(data: dict[str, Any]) -> str:
         lines.append(f"from: {who} <{data['sender'] or '-'}>".replace(" <", " <", 1).strip())
         lines.append(f"category: {data['category'] or '-'}   agencies: "
                      f"{', '.join(data['agencies']) or '-'}   due: {data['due_at'] or '-'}")
-        lines.append(f"rule: {data['rule'] or '-'}   matched: {', '.join(data['matched']) or '-'}")
+        score = f"   score: {data['score']:g}" if data.get("score") is not None else ""
+        lines.append(f"rule: {data['rule'] or '-'}{score}   "
+                     f"matched: {', '.join(data['matched']) or '-'}")
+        if data.get("runners_up"):
+            lines.append("runners-up: " + ", ".join(
+                f"{r['rule']} {r['score']:g} → {', '.join(r['agencies']) or r['action']}"
+                for r in data["runners_up"]
+            ))
         if data["subject"]:
             lines.append(f"subject: {data['subject']}")
         lines.append("")
@@ -231,8 +242,13 @@ def _event_detail(type_: str, data: dict[str, Any]) -> str:
         target = ", ".join(data.get("agencies") or []) or data.get("action", "")
         hits = data.get("hits") or []
         where = f" at {hits[0]['where']}" if hits and hits[0].get("where") else ""
+        score = f" score {data['score']:g}" if data.get("score") is not None else ""
+        losers = "; ".join(
+            f"{r['rule']} {r['score']:g}" for r in data.get("runners_up") or []
+        )
         return (f"{data.get('action')} → {target} by rule {data.get('rule') or '-'}{where}"
-                f" (matched: {', '.join(data.get('matched') or []) or '-'})")
+                f"{score} (matched: {', '.join(data.get('matched') or []) or '-'})"
+                + (f" (runners-up: {losers})" if losers else ""))
     if type_ == "sent":
         to = ", ".join(data.get("to") or [])
         return f"{data.get('kind')} to {to} <{data.get('rfc_message_id')}>"

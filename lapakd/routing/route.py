@@ -33,6 +33,15 @@ def routing_text(complaint: sqlite3.Row) -> str:
     return "\n".join(p for p in (complaint["subject"], complaint["text"]) if p)
 
 
+def evaluate_complaint(rules: RuleSet, complaint: sqlite3.Row) -> Decision:
+    """The rules' decision for a stored complaint: its subject and text (routing_text), the
+    subject and the text's first sentence read as the lead."""
+    return rules.evaluate(
+        complaint["text"] or "", complaint["channel"], complaint["sender"],
+        subject=complaint["subject"] or None,
+    )
+
+
 PER_TRANSACTION = 20  # complaints committed together (each in a savepoint of its own)
 
 
@@ -51,7 +60,7 @@ def route_due(desk: Desk, limit: int = 1000) -> int:
         rules = desk.rules
         return in_transactions(
             store, rows,
-            lambda c: rules.evaluate(routing_text(c), c["channel"], c["sender"]),
+            lambda c: evaluate_complaint(rules, c),
             lambda c, decision: _route_one(desk, c, decision),
             PER_TRANSACTION, desk.stopping,
         )
@@ -130,8 +139,9 @@ def apply_decision(desk: Desk, complaint: sqlite3.Row, decision: Decision, actor
     store.conn.execute(sql, params)
     store.event(
         "routed", complaint_id=complaint["id"], actor=actor, at=now, action=decision.action,
-        rule=decision.rule, matched=decision.matched, hits=decision.hits,
-        agencies=decision.agencies, category=decision.category, due_at=due_at,
+        rule=decision.rule, matched=decision.matched, hits=decision.hits, score=decision.score,
+        runners_up=decision.runners_up, agencies=decision.agencies, category=decision.category,
+        due_at=due_at,
     )
     if decision.action == "forward":
         for key in decision.agencies:

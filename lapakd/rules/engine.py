@@ -1,25 +1,37 @@
 """Compiled rules and their evaluation.
 
-Rules are evaluated in file order; the first match decides unless it says `continue: true`.
-To stay fast with thousands of rules, a rule is only evaluated when the text contains one of its
-trigger words (the first word of an `any` keyword, else of its first `all` keyword); rules with
-neither are evaluated for every text.
+Every rule that matches a text is scored by its evidence, and the strongest decides (rule order
+breaks ties); `continue: true` rules add their agencies (see RuleSet.evaluate and
+docs/routing.md). To stay fast with thousands of rules, a rule is only evaluated when the text
+contains one of its trigger words (the first word of an `any` keyword, else of its first `all`
+keyword); rules with neither are evaluated for every text.
+
+Evidence is counted in integer units (half points) so that the compiled path and the plain
+statement of a rule (Rule.judge) add up exactly the same numbers: a word 2, a phrase 4; one in
+the lead (the subject and the first sentence) counts half as much again (3, 6).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import or_
 from typing import Any
 
 from lapakd.rules.language import language_of
-from lapakd.rules.text import Keyword, Words, words
+from lapakd.rules.text import Keyword, Words, count_tokens, lead_end, normalize, words
 
 _TOKEN_CACHE_SIZE = 50_000
+
+# Evidence units (half points; see the module's docstring).
+WORD, WORD_LEAD = 2, 3  # a one-word keyword (also: a `regex:` next to any/all)
+PHRASE, PHRASE_LEAD = 4, 6  # a phrase (also: a rule's only condition is its `regex:`; `sender:`)
+LANGUAGE = PHRASE_LEAD  # `language:` is about the whole text: a lead phrase's worth
+WEIGHT_RANGE = (0.1, 10.0)  # `weight:` bounds: a rule can be favoured or damped, never muted
+RUNNERS_UP = 3  # how many losing rules a decision records
 
 
 def _bits(mask: int) -> Iterator[int]:
@@ -43,7 +55,8 @@ class KeywordList:
     anchors, shared exclusions) are one object in a RuleSet, and its result is remembered per
     text, so it is worked out once per text."""
 
-    __slots__ = ("by_first", "entries", "keywords", "mask", "multi")
+    __slots__ = ("by_first", "entries", "evidence_key", "keywords", "mask", "multi",
+                 "phrases_by_first", "phrases_mask", "singles_mask")
 
     def __init__(self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int]) -> None:
         self.keywords = tuple(keywords)
@@ -62,6 +75,26 @@ class KeywordList:
         self.entries = tuple(entries)
         self.by_first = {bit: tuple(indexes) for bit, indexes in by_first.items()}
         self.multi = any(len(k.parts) > 1 for k in keywords)  # a hashtag may carry a phrase
+        # Evidence (see evidence_singles, evidence_phrases): each distinct one-word keyword is
+        # one bit; each phrase is tried when its first word is present (or the text has
+        # hashtags), with its group and the bits of the one-word keywords it absorbs.
+        singles = evidence_singles(keywords)
+        self.singles_mask = 0
+        for k in singles:
+            self.singles_mask |= bit_of[k.parts[0]]
+        phrases: dict[int, list[tuple[int, Keyword, tuple[str, ...], int]]] = {}
+        self.phrases_mask = 0
+        for k, group, absorbs in evidence_phrases(keywords, singles):
+            first = bit_of[k.parts[0]]
+            need = absorb = 0
+            for part in k.parts:
+                need |= bit_of[part]
+            for single in absorbs:
+                absorb |= bit_of[single.parts[0]]
+            phrases.setdefault(first, []).append((need, k, group, absorb))
+            self.phrases_mask |= first
+        self.phrases_by_first = {bit: tuple(found) for bit, found in phrases.items()}
+        self.evidence_key = object()  # this list's evidence in a text's memo
 
     def first(self, w: Words, present: int) -> Keyword | None:
         """The first keyword of the list, in list order, that the text matches.
@@ -98,6 +131,84 @@ class KeywordList:
                     break
         memo[self] = found
         return found
+
+    def evidence(self, w: Words, present: int, lead: int) -> int:
+        """Evidence units of the list's keywords found in the text (see the module's
+        docstring); `lead`: the word bits of the text's lead."""
+        memo = w._memo
+        key = self.evidence_key
+        found = memo.get(key)
+        if found is not None:
+            return found  # type: ignore[return-value]
+        units = absorbed = 0
+        if self.phrases_by_first and (w.hashtags or present & self.phrases_mask):
+            if w.hashtags:  # a hashtag may carry any phrase
+                firsts: list[int] = list(self.phrases_by_first)
+            else:
+                firsts = [1 << bit for bit in _bits(present & self.phrases_mask)]
+            groups: dict[tuple[str, ...], int] = {}
+            for first in firsts:
+                for need, k, group, absorb in self.phrases_by_first[first]:
+                    if (w.hashtags or present & need == need) and k.matches(w):
+                        found = PHRASE_LEAD if lead & first else PHRASE
+                        if groups.get(group, 0) < found:
+                            groups[group] = found
+                        absorbed |= absorb
+            units = sum(groups.values())
+        singles = present & self.singles_mask & ~absorbed
+        units += singles.bit_count() * WORD + (singles & lead).bit_count() * (WORD_LEAD - WORD)
+        memo[key] = units
+        return units
+
+    def sources(self, w: Words, present: int) -> list[str]:
+        """Every keyword of the list the text matches, in list order (what a decision shows)."""
+        out = []
+        for need, single, k in self.entries:
+            if (present & need) if single else (
+                (w.hashtags or present & need == need) and k.matches(w)
+            ):
+                out.append(k.source)
+        return out
+
+
+def evidence_singles(keywords: Sequence[Keyword]) -> list[Keyword]:
+    """The one-word keywords that count as evidence, once each: an exact word that a `*` word of
+    the same list covers (`bencana` beside `bencana*`) counts only through the `*` word."""
+    seen: set[tuple[str, bool]] = set()
+    prefixes = [k.parts[0][0] for k in keywords if len(k.parts) == 1 and k.parts[0][1]]
+    out = []
+    for k in keywords:
+        if len(k.parts) != 1 or k.parts[0] in seen:
+            continue
+        word, is_prefix = k.parts[0]
+        if not is_prefix and any(word.startswith(p) for p in prefixes):
+            continue
+        seen.add(k.parts[0])
+        out.append(k)
+    return out
+
+
+def evidence_phrases(
+    keywords: Sequence[Keyword], singles: Sequence[Keyword]
+) -> list[tuple[Keyword, tuple[str, ...], list[Keyword]]]:
+    """The phrases of a list, each with its group and the one-word keywords (of `singles`) it
+    absorbs. Phrases with the same words but for `*` (`jalan rusak`, `jalan* rusak`) are one
+    group: a group counts once. A phrase that hits absorbs the one-word keywords that are its
+    own words (`pasar*` beside `pasar wage`): "Pasar Wage" is one hit, not two."""
+    out = []
+    for k in keywords:
+        if len(k.parts) < 2:
+            continue
+        absorbs = [
+            single for single in singles
+            if any(
+                word.startswith(single.parts[0][0]) if single.parts[0][1]
+                else word == single.parts[0][0]
+                for word, _ in k.parts
+            )
+        ]
+        out.append((k, tuple(word for word, _ in k.parts), absorbs))
+    return out
 
 
 Clauses = tuple[frozenset[str], ...]
@@ -166,6 +277,45 @@ class Agency:
         return (self.email, *self.cc)
 
 
+@dataclass(frozen=True)
+class Lead:
+    """The lead of a text (subject and first sentence): its first `tokens` tokens, its first
+    `chars` characters of Words.normalized."""
+
+    tokens: int
+    chars: int
+
+
+def lead_of(w: Words, body_start: int = 0) -> Lead:
+    """The lead of `w`; `body_start`: where the body starts in w.normalized after a subject."""
+    cut = lead_end(w.normalized, body_start)
+    if cut >= len(w.normalized):
+        return Lead(len(w.tokens), cut)
+    return Lead(count_tokens(w.normalized[:cut], w.ascii), cut)
+
+
+def _plain_evidence(keywords: Sequence[Keyword], w: Words, lead: Lead) -> int:
+    """KeywordList.evidence, stated plainly (no bits)."""
+    head = w.tokens[:lead.tokens]
+
+    def in_lead(word: str, is_prefix: bool) -> bool:
+        return any(t.startswith(word) for t in head) if is_prefix else word in head
+
+    singles = evidence_singles(keywords)
+    groups: dict[tuple[str, ...], int] = {}
+    absorbed: set[Keyword] = set()
+    for k, group, absorbs in evidence_phrases(keywords, singles):
+        if k.matches(w):
+            found = PHRASE_LEAD if in_lead(*k.parts[0]) else PHRASE
+            groups[group] = max(groups.get(group, 0), found)
+            absorbed.update(absorbs)
+    units = sum(groups.values())
+    for k in singles:
+        if k not in absorbed and k.matches(w):
+            units += WORD_LEAD if in_lead(*k.parts[0]) else WORD
+    return units
+
+
 @dataclass
 class Rule:
     name: str
@@ -175,6 +325,7 @@ class Rule:
     any: list[Keyword] = field(default_factory=list)
     all: list[Keyword] = field(default_factory=list)
     none: list[Keyword] = field(default_factory=list)
+    context: list[Keyword] = field(default_factory=list)  # evidence only beside an `any` hit
     regex: re.Pattern[str] | None = None
     channel: tuple[str, ...] = ()
     sender: tuple[str, ...] = ()
@@ -185,34 +336,44 @@ class Rule:
     public: bool = True
     sla_days: int | None = None
     continue_: bool = False
+    weight: float = 1.0
 
     @property
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
-    def match(self, w: Words, channel: str | None, sender: str | None) -> list[str] | None:
-        """The keywords that made this rule match, or None when it does not match.
+    def score(self, units: int) -> float:
+        """A rule's score from its evidence units: points (units / 2) times its weight."""
+        return units * self.weight / 2
+
+    def judge(
+        self, w: Words, channel: str | None, sender: str | None, lead: Lead
+    ) -> tuple[int, list[str]] | None:
+        """(evidence units, the keywords that hit) when this rule matches, else None.
 
         The plain statement of a rule's meaning. RuleSet.evaluate gets the same answer from
         its compiled form (word bits, shared keyword lists, the regex pre-filter); the tests
         compare the two."""
         if self.channel and channel not in self.channel:
             return None
+        units = 0
         if self.sender:
             who = (sender or "").lower()
             if not any(fnmatch.fnmatchcase(who, pat) for pat in self.sender):
                 return None
+            units += PHRASE
         hits: list[str] = []
         if self.language:
             found_language = language_of(w)
             if found_language not in self.language:
                 return None
             hits.append(f"language:{found_language}")
+            units += LANGUAGE
         if self.any:
-            found = next((k for k in self.any if k.matches(w)), None)
-            if found is None:
+            found = [k.source for k in self.any if k.matches(w)]
+            if not found:
                 return None
-            hits.append(found.source)
+            hits.extend(found)
         for k in self.all:
             if not k.matches(w):
                 return None
@@ -223,8 +384,24 @@ class Rule:
             m = self.regex.search(w.normalized)
             if m is None:
                 return None
-            hits.append(m.group(0))
-        return hits
+            hits.append(m.group(0) or "regex")  # a lookahead-only pattern matches ""
+            alone = not self.any and not self.all
+            if m.start() < lead.chars:
+                units += PHRASE_LEAD if alone else WORD_LEAD
+            else:
+                units += PHRASE if alone else WORD
+        units += _plain_evidence(self.any, w, lead)
+        for k in self.all:
+            units += _plain_evidence([k], w, lead)
+        if self.context:
+            hits.extend(k.source for k in self.context if k.matches(w))
+            units += _plain_evidence(self.context, w, lead)
+        return units, hits
+
+    def match(self, w: Words, channel: str | None, sender: str | None) -> list[str] | None:
+        """The keywords that made this rule match, or None when it does not match."""
+        judged = self.judge(w, channel, sender, Lead(len(w.tokens), len(w.normalized)))
+        return None if judged is None else judged[1]
 
 
 @dataclass
@@ -234,10 +411,13 @@ class Decision:
     category: str | None = None
     rule: str | None = None  # the rule that decided; None when nothing matched
     matched: list[str] = field(default_factory=list)
-    hits: list[dict[str, Any]] = field(default_factory=list)  # every rule that hit, in order
+    hits: list[dict[str, Any]] = field(default_factory=list)  # the rules that decided, winner 1st
     budget_dependent: bool = False
     public: bool = True
     sla_days: int | None = None
+    score: float | None = None  # the winning rule's score; None when nothing matched
+    # the strongest rules that matched but did not decide: {rule, where, score, action, agencies}
+    runners_up: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -246,11 +426,77 @@ class Decision:
             "category": self.category,
             "rule": self.rule,
             "matched": self.matched,
+            "score": self.score,
+            "runners_up": self.runners_up,
             "hits": self.hits,
             "budget_dependent": self.budget_dependent,
             "public": self.public,
             "sla_days": self.sla_days,
         }
+
+
+def decide(
+    rules: Sequence[Rule], judged: Sequence[tuple[int, int]], hits_of: Callable[[int], list[str]]
+) -> Decision:
+    """The decision from the rules that matched a text: (rule index, evidence units) each;
+    `hits_of(index)`: the keywords that hit for that rule (asked only for the contributors).
+
+    The highest score wins; on a tie the earlier rule. The winner gives the action, the category
+    (else the first contributor's that has one), the sla_days; if it forwards, these rules add
+    their agencies: when the winner itself says `continue: true`, the strongest matching rule
+    without `continue` (if it forwards: a triage or ignore rule adds nothing, as it ended the
+    chain before); and every other matching forward rule with `continue: true`. Agencies come
+    winner first, then the other contributors in rule order."""
+    if not judged:
+        return Decision(action="triage")
+    ranked = sorted(judged, key=lambda j: (-rules[j[0]].score(j[1]), j[0]))
+    winner = ranked[0]
+    top = rules[winner[0]]
+    contributors = [winner]
+    if top.action == "forward":
+        if top.continue_:
+            main = next((j for j in ranked if not rules[j[0]].continue_), None)
+            if main is not None and rules[main[0]].action == "forward":
+                contributors.append(main)
+        contributors.extend(
+            j for j in ranked[1:]
+            if rules[j[0]].continue_ and rules[j[0]].action == "forward"
+        )
+        contributors[1:] = sorted(contributors[1:], key=lambda j: j[0])
+    decision = Decision(
+        action=top.action, category=top.category, rule=top.name,
+        budget_dependent=top.budget_dependent, public=top.public, sla_days=top.sla_days,
+        score=round(top.score(winner[1]), 2),
+    )
+    for index, units in contributors:
+        rule = rules[index]
+        hits = hits_of(index)
+        decision.hits.append({
+            "rule": rule.name, "where": rule.where, "matched": hits,
+            "score": round(rule.score(units), 2),
+        })
+        decision.matched.extend(h for h in hits if h not in decision.matched)
+        for key in rule.forward:
+            if key not in decision.agencies:
+                decision.agencies.append(key)
+        decision.budget_dependent = decision.budget_dependent or rule.budget_dependent
+        decision.public = decision.public and rule.public
+        if decision.category is None:
+            decision.category = rule.category
+    if decision.agencies:
+        decision.action = "forward"
+    taken = {j[0] for j in contributors}
+    for index, units in ranked:
+        if len(decision.runners_up) == RUNNERS_UP:
+            break
+        if index in taken:
+            continue
+        rule = rules[index]
+        decision.runners_up.append({
+            "rule": rule.name, "where": rule.where, "score": round(rule.score(units), 2),
+            "action": rule.action, "agencies": list(rule.forward),
+        })
+    return decision
 
 
 class _TokenBits(dict[str, int]):
@@ -294,11 +540,12 @@ def _for_search(needs: Clauses) -> tuple[tuple[str, ...], ...]:
     )
 
 
-# A rule compiled for RuleSet.evaluate:
-# (channel, sender, any, all, none, regex, the regex's required literals, language)
+# A rule compiled for RuleSet.evaluate: (channel, sender, any, all, none, regex, the regex's
+# required literals, language, context, the regex's evidence units (outside / inside the lead))
 _Plan = tuple[
     tuple[str, ...], tuple[str, ...], KeywordList | None, tuple[KeywordList, ...],
     KeywordList | None, re.Pattern[str] | None, tuple[tuple[str, ...], ...], tuple[str, ...],
+    KeywordList | None, tuple[int, int],
 ]
 
 
@@ -329,7 +576,7 @@ class RuleSet:
         prefix: dict[str, int] = {}
         bit_of: dict[tuple[str, bool], int] = {}  # (first word, is prefix) -> word bit
         for rule in rules:
-            for kw in (*rule.any, *rule.all, *rule.none):
+            for kw in (*rule.any, *rule.all, *rule.none, *rule.context):
                 for part in kw.parts:
                     if part not in bit_of:
                         bit = bit_of[part] = 1 << len(bit_of)
@@ -356,6 +603,8 @@ class RuleSet:
                 one(rule.none) if rule.none else None,
                 rule.regex, _for_search(regex_needs(rule.regex)) if rule.regex is not None else (),
                 rule.language,
+                one(rule.context) if rule.context else None,
+                (PHRASE, PHRASE_LEAD) if not rule.any and not rule.all else (WORD, WORD_LEAD),
             ))
             bit = 1 << (shift + index)
             triggers = rule.any or rule.all[:1]
@@ -369,6 +618,7 @@ class RuleSet:
                 table = prefix if is_prefix else exact
                 table[word] = table.get(word, 0) | bit
         self._exact = exact
+        self._words_mask = (1 << shift) - 1
         self._token_bits = _TokenBits(exact, prefix)
 
     def _present(self, w: Words) -> int:
@@ -393,35 +643,41 @@ class RuleSet:
         """Indexes of the rules worth trying for this text, in rule order."""
         return list(_bits(self._mask(w)))
 
-    def _match(
-        self, plan: _Plan, w: Words, present: int, channel: str | None, sender: str | None
-    ) -> list[str] | None:
-        """Rule.match, from the compiled rule."""
-        channels, senders, any_, all_, none, regex, needs, languages = plan
+    def _lead_bits(self, w: Words, lead: Lead, present: int) -> int:
+        """The word bits of the lead's tokens."""
+        if lead.tokens >= len(w.tokens):
+            return present & self._words_mask  # all of it
+        return reduce(
+            or_, filter(None, map(self._token_bits.__getitem__, w.tokens[:lead.tokens])), 0
+        ) & self._words_mask
+
+    def _judge(
+        self, plan: _Plan, w: Words, present: int, lead_bits: int, lead: Lead,
+        channel: str | None, sender: str | None,
+    ) -> int | None:
+        """Rule.judge's evidence units, from the compiled rule (None: no match)."""
+        (channels, senders, any_, all_, none, regex, needs, languages, context,
+         regex_units) = plan
         if channels and channel not in channels:
             return None
+        units = 0
         if senders:
             who = (sender or "").lower()
             if not any(fnmatch.fnmatchcase(who, pat) for pat in senders):
                 return None
-        hits: list[str] = []
+            units += PHRASE
         if languages:
             found_language = w._memo.get(language_of)
             if found_language is None:
                 found_language = w._memo[language_of] = language_of(w)
             if found_language not in languages:
                 return None
-            hits.append(f"language:{found_language}")
-        if any_ is not None:
-            found = any_.first(w, present)
-            if found is None:
-                return None
-            hits.append(found.source)
+            units += LANGUAGE
+        if any_ is not None and any_.first(w, present) is None:
+            return None
         for one in all_:
-            found = one.first(w, present)
-            if found is None:
+            if one.first(w, present) is None:
                 return None
-            hits.append(found.source)
         if none is not None and none.first(w, present) is not None:
             return None
         if regex is not None:
@@ -436,45 +692,59 @@ class RuleSet:
             m = regex.search(text)
             if m is None:
                 return None
-            hits.append(m.group(0))
+            units += regex_units[1] if m.start() < lead.chars else regex_units[0]
+        if any_ is not None:
+            units += any_.evidence(w, present, lead_bits)
+        for one in all_:
+            units += one.evidence(w, present, lead_bits)
+        if context is not None:
+            units += context.evidence(w, present, lead_bits)
+        return units
+
+    def _hits(
+        self, plan: _Plan, w: Words, present: int, channel: str | None, sender: str | None
+    ) -> list[str]:
+        """The keywords that hit for a rule that matched (Rule.judge's list)."""
+        _channels, _senders, any_, all_, _none, regex, _needs, languages, context, _ = plan
+        hits: list[str] = []
+        if languages:
+            hits.append(f"language:{w._memo[language_of]}")
+        if any_ is not None:
+            hits.extend(any_.sources(w, present))
+        for one in all_:
+            found = one.first(w, present)
+            if found is not None:
+                hits.append(found.source)
+        if regex is not None:
+            m = regex.search(w.normalized)
+            if m is not None:
+                hits.append(m.group(0) or "regex")
+        if context is not None:
+            hits.extend(context.sources(w, present))
         return hits
 
     def evaluate(
-        self, text: str, channel: str | None = None, sender: str | None = None
+        self, text: str, channel: str | None = None, sender: str | None = None,
+        subject: str | None = None,
     ) -> Decision:
-        w = words(text)
+        """The decision for a complaint: every candidate rule judged, the strongest evidence
+        wins (decide). `subject`, when given, is read before `text` (as routing_text joins
+        them) and counts as part of the lead."""
+        if subject:
+            w = words(f"{subject}\n{text}")
+            lead = lead_of(w, len(normalize(subject)) + 1)
+        else:
+            w = words(text)
+            lead = lead_of(w)
         present = self._present(w)
-        decision: Decision | None = None
-        rules, plans, match = self.rules, self._plans, self._match
+        lead_bits = self._lead_bits(w, lead, present)
+        judged: list[tuple[int, int]] = []
+        plans, judge = self._plans, self._judge
         for index in _bits(present >> self._shift):
-            hits = match(plans[index], w, present, channel, sender)
-            if hits is None:
-                continue
-            rule = rules[index]
-            if decision is None:
-                decision = Decision(
-                    action=rule.action,
-                    category=rule.category,
-                    rule=rule.name,
-                    budget_dependent=rule.budget_dependent,
-                    public=rule.public,
-                    sla_days=rule.sla_days,
-                )
-            elif rule.action != "forward":
-                break  # after a `continue`, only forwarding rules add anything
-            decision.hits.append({"rule": rule.name, "where": rule.where, "matched": hits})
-            decision.matched.extend(h for h in hits if h not in decision.matched)
-            for key in rule.forward:
-                if key not in decision.agencies:
-                    decision.agencies.append(key)
-            decision.budget_dependent = decision.budget_dependent or rule.budget_dependent
-            decision.public = decision.public and rule.public
-            if decision.category is None:
-                decision.category = rule.category
-            if not rule.continue_:
-                break
-        if decision is None:
-            return Decision(action="triage")
-        if decision.agencies:
-            decision.action = "forward"
-        return decision
+            units = judge(plans[index], w, present, lead_bits, lead, channel, sender)
+            if units is not None:
+                judged.append((index, units))
+        return decide(
+            self.rules, judged,
+            lambda index: self._hits(plans[index], w, present, channel, sender),
+        )

@@ -13,15 +13,15 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from lapakd.channels import known as channel_keys
 from lapakd.errors import RulesError
-from lapakd.rules.engine import Agency, Rule, RuleSet
+from lapakd.rules.engine import WEIGHT_RANGE, Agency, Rule, RuleSet
 from lapakd.rules.language import LANGUAGES
 from lapakd.rules.text import Keyword
 
 AGENCIES_FILE = "agencies.yaml"
-WHEN_KEYS = ("any", "all", "none", "regex", "channel", "sender", "language")
+WHEN_KEYS = ("any", "all", "none", "context", "regex", "channel", "sender", "language")
 RULE_KEYS = (
     "name", "category", "when", "forward", "ignore", "triage", "budget_dependent", "continue",
-    "public", "sla_days",
+    "public", "sla_days", "weight",
 )
 AGENCY_KEYS = ("name", "email", "cc", "sla_days")
 EXAMPLE_KEYS = ("text", "expect", "channel", "sender")
@@ -260,7 +260,9 @@ class _Loader:
             return None
         before = len(self.problems)
         for k in entry:
-            if k not in RULE_KEYS:
+            if k in WHEN_KEYS:
+                self.problem(path, _key_line(entry, k), f"`{k}:` belongs under `when:`")
+            elif k not in RULE_KEYS:
                 self.problem(
                     path, _key_line(entry, k), f"unknown rule key {k!r}{_hint(k, RULE_KEYS)}"
                 )
@@ -285,6 +287,19 @@ class _Loader:
         if sla is not None and (not isinstance(sla, int) or isinstance(sla, bool) or sla < 1):
             self.problem(path, _key_line(entry, "sla_days"), "`sla_days:` must be a number ≥ 1")
         rule.sla_days = sla if isinstance(sla, int) and not isinstance(sla, bool) else None
+        if "weight" in entry:
+            weight = entry["weight"]
+            low, high = WEIGHT_RANGE
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not (
+                low <= weight <= high
+            ):
+                self.problem(
+                    path, _key_line(entry, "weight"),
+                    f"`weight:` must be a number from {low:g} to {high:g} (default 1), "
+                    f"got {weight!r}",
+                )
+            else:
+                rule.weight = float(weight)
 
         actions = [a for a in ("forward", "ignore", "triage") if a in entry]
         actions = [a for a in actions if a == "forward" or entry[a] is True]
@@ -328,7 +343,7 @@ class _Loader:
                 self.problem(
                     path, _key_line(when, k), f"unknown condition {k!r}{_hint(k, WHEN_KEYS)}"
                 )
-        for key in ("any", "all", "none"):
+        for key in ("any", "all", "none", "context"):
             value = when.get(key)
             if value is None:
                 continue
@@ -346,6 +361,12 @@ class _Loader:
                     continue
                 keywords.append(kw)
             setattr(rule, key, keywords)
+        if "context" in when and not (when.get("any") or when.get("all") or when.get("regex")):
+            self.problem(
+                path, _key_line(when, "context"),
+                "`context:` words only count beside the rule's own evidence: add `any:` (or "
+                "`all:`, `regex:`) to this rule",
+            )
         regex = when.get("regex")
         if regex not in (None, ""):
             if not isinstance(regex, str):

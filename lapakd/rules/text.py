@@ -161,3 +161,27 @@ class Keyword:
             ):
                 return True
         return False
+
+
+# Where the first sentence ends: sentence punctuation before a space (or the end), or a line break.
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)|\n")
+
+
+def lead_end(normalized: str, start: int = 0) -> int:
+    """Where the lead of a text ends (an index into `normalized`): the end of the first sentence
+    that starts at or after `start` (leading blanks skipped). With a subject line before the
+    body, start is where the body begins, so the lead is the subject plus the body's first
+    sentence."""
+    pos, end = start, len(normalized)
+    while pos < end and normalized[pos].isspace():
+        pos += 1
+    m = _SENTENCE_END.search(normalized, pos)
+    return m.start() if m else end
+
+
+def count_tokens(normalized_prefix: str, ascii_: bool) -> int:
+    """How many tokens `words` finds in a prefix of a normalized text that ends between words
+    (a lead: it ends at punctuation or a line break, so its tokens are the text's first ones)."""
+    if ascii_:
+        return len(normalized_prefix.encode("ascii").translate(_ASCII_WORDS).split())
+    return len(_WORD.findall(normalized_prefix))
