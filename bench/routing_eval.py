@@ -15,9 +15,11 @@ labels as "after". Prints, for the examples that expect an agency:
 and, for the examples that expect `triage` or `ignore`, the share held back (not forwarded).
 Per agency: labelled count, recall (routed to it) and precision (of what was routed to it).
 `--csv` writes the labels as `text,agency` (first expected agency) for `lapakd rules eval`.
-`--file` takes the labels from such a CSV instead (agency may list several, "a,b", any of them
-acceptable; `triage`/`ignore` as in examples): bench/data/routing_heldout.csv is a held-out set
-written before the rules were tuned on the examples and never used to tune them.
+`--file` takes the labels from such a CSV instead (agency may list several, "a|b" as
+`lapakd rules eval` reads them, any of them acceptable; `triage`/`ignore` as in examples):
+bench/data/routing_heldout.csv is a held-out set written before the rules were tuned on the
+examples and never used to tune them. Unlike `lapakd rules eval`, the routed share here is of
+the complaints that expect an agency (not of all of them).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def evaluate(rules: RuleSet, examples: list[dict]) -> dict:
 def read_csv(path: Path) -> list[dict]:
     with path.open(newline="", encoding="utf-8") as fh:
         return [
-            {"text": row["text"], "expect": [a.strip() for a in row["agency"].split(",")],
+            {"text": row["text"],
+             "expect": [a.strip() for a in row["agency"].replace("|", ",").split(",")],
              "where": f"{path}:{n}"}
             for n, row in enumerate(csv.DictReader(fh), start=2)
         ]

@@ -37,7 +37,7 @@ def test_examples_are_not_repeated(shipped) -> None:
 
 def heldout() -> list[tuple[str, set[str]]]:
     with HELDOUT.open(newline="", encoding="utf-8") as fh:
-        return [(row["text"], {a.strip() for a in row["agency"].split(",")})
+        return [(row["text"], {a.strip() for a in row["agency"].split("|")})
                 for row in csv.DictReader(fh)]
 
 

@@ -174,6 +174,35 @@ def format_decision(d: Any) -> str:
     return "\n".join(lines)
 
 
+@command("rules eval")
+def cmd_rules_eval(args: argparse.Namespace) -> int:
+    from lapakd.config import load_config
+    from lapakd.rules import load_rules
+    from lapakd.rules.measure import format_report, measure, read_labelled, rules_predictor
+
+    if bool(args.file) == bool(args.history):
+        raise LapakdError("rules eval: give --file labelled.csv or --history (one of them)")
+    if args.file:
+        cfg = load_config(args.config)
+        rules = load_rules(cfg.rules_dir, display_root=Path.cwd())
+        cases = read_labelled(Path(args.file), rules.agencies)
+    else:
+        from lapakd.routing.history import decided_cases
+
+        with open_desk(args) as desk:
+            rules = desk.rules
+            cases = decided_cases(desk.store)
+    # the seam for other predictors (the model, the rules then the model): any Predictor
+    report = measure(cases, rules_predictor(rules))
+    if args.json:
+        _print_json(report.as_dict())
+    elif not cases:
+        print("no decided complaints in the store yet (assigned by an admin, or answered)")
+    else:
+        print(format_report(report))
+    return 0
+
+
 # -- list / show / requeue / status -----------------------------------------------------------
 
 
@@ -329,13 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="run every job once, then exit")
 
     rules = sub.add_parser("rules", help="check and try the routing rules")
-    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test", required=True)
+    rsub = rules.add_subparsers(dest="rules_verb", metavar="check|test|eval", required=True)
     rsub.add_parser("check", parents=[common], help="validate rules/ and run every example")
     p = rsub.add_parser("test", parents=[common], help="show how a text would be routed")
     p.add_argument("text", nargs="*", help="the complaint text")
     p.add_argument("--file", help="one text per line (- for stdin)")
     p.add_argument("--channel", help="pretend the text came on this channel")
     p.add_argument("--sender", help="pretend the text came from this sender")
+    p = rsub.add_parser("eval", parents=[common],
+                        help="measure routing on labelled complaints (routed share, precision)")
+    p.add_argument("--file", help="a CSV file with the columns text,agency (agency: a key, "
+                   "a|b for several acceptable ones, or triage)")
+    p.add_argument("--history", action="store_true",
+                   help="the store's decided complaints (assigned by an admin, or answered)")
 
     p = sub.add_parser("list", parents=[common], help="list complaints")
     p.add_argument("--status")

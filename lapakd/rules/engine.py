@@ -56,9 +56,12 @@ class KeywordList:
     text, so it is worked out once per text."""
 
     __slots__ = ("by_first", "entries", "evidence_key", "keywords", "mask", "multi",
-                 "phrases_by_first", "phrases_mask", "singles_mask")
+                 "phrases", "phrases_mask", "singles_mask")
 
-    def __init__(self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int]) -> None:
+    def __init__(
+        self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int],
+        phrase_keys: dict[tuple[tuple[str, bool], ...], object] | None = None,
+    ) -> None:
         self.keywords = tuple(keywords)
         # (bits of all its words, one word?, keyword); a keyword without words never matches
         entries = []
@@ -82,7 +85,11 @@ class KeywordList:
         self.singles_mask = 0
         for k in singles:
             self.singles_mask |= bit_of[k.parts[0]]
-        phrases: dict[int, list[tuple[int, Keyword, tuple[str, ...], int]]] = {}
+        # a phrase's result is remembered per text under one key per distinct phrase of the
+        # RuleSet (`phrase_keys`): the same phrase in many lists is searched for once
+        if phrase_keys is None:
+            phrase_keys = {}
+        phrases: list[tuple[int, int, tuple[str, ...], int, object, Keyword]] = []
         self.phrases_mask = 0
         for k, group, absorbs in evidence_phrases(keywords, singles):
             first = bit_of[k.parts[0]]
@@ -91,9 +98,10 @@ class KeywordList:
                 need |= bit_of[part]
             for single in absorbs:
                 absorb |= bit_of[single.parts[0]]
-            phrases.setdefault(first, []).append((need, k, group, absorb))
+            key = phrase_keys.setdefault(k.parts, object())
+            phrases.append((need, first, group, absorb, key, k))
             self.phrases_mask |= first
-        self.phrases_by_first = {bit: tuple(found) for bit, found in phrases.items()}
+        self.phrases = tuple(phrases)
         self.evidence_key = object()  # this list's evidence in a text's memo
 
     def first(self, w: Words, present: int) -> Keyword | None:
@@ -141,19 +149,22 @@ class KeywordList:
         if found is not None:
             return found  # type: ignore[return-value]
         units = absorbed = 0
-        if self.phrases_by_first and (w.hashtags or present & self.phrases_mask):
-            if w.hashtags:  # a hashtag may carry any phrase
-                firsts: list[int] = list(self.phrases_by_first)
-            else:
-                firsts = [1 << bit for bit in _bits(present & self.phrases_mask)]
+        if self.phrases and (w.hashtags or present & self.phrases_mask):
+            # a list has a few phrases: try each whose words are all present (any, with
+            # hashtags: a hashtag may carry a phrase)
+            hashtags = bool(w.hashtags)
             groups: dict[tuple[str, ...], int] = {}
-            for first in firsts:
-                for need, k, group, absorb in self.phrases_by_first[first]:
-                    if (w.hashtags or present & need == need) and k.matches(w):
-                        found = PHRASE_LEAD if lead & first else PHRASE
-                        if groups.get(group, 0) < found:
-                            groups[group] = found
-                        absorbed |= absorb
+            for need, first, group, absorb, phrase, k in self.phrases:
+                if not hashtags and present & need != need:
+                    continue
+                hit = memo.get(phrase)
+                if hit is None:
+                    hit = memo[phrase] = k.matches(w)
+                if hit:
+                    found = PHRASE_LEAD if lead & first else PHRASE
+                    if groups.get(group, 0) < found:
+                        groups[group] = found
+                    absorbed |= absorb
             units = sum(groups.values())
         singles = present & self.singles_mask & ~absorbed
         units += singles.bit_count() * WORD + (singles & lead).bit_count() * (WORD_LEAD - WORD)
@@ -586,12 +597,13 @@ class RuleSet:
         self._shift = shift = len(bit_of)  # rules[i] is bit shift + i
         self._always = 0
         interned: dict[tuple[str, ...], KeywordList] = {}
+        phrase_keys: dict[tuple[tuple[str, bool], ...], object] = {}
 
         def one(keywords: list[Keyword]) -> KeywordList:
             key = tuple(k.source for k in keywords)  # same sources, same parse, same result
             found = interned.get(key)
             if found is None:
-                found = interned[key] = KeywordList(keywords, bit_of)
+                found = interned[key] = KeywordList(keywords, bit_of, phrase_keys)
             return found
 
         self._plans: list[_Plan] = []
@@ -644,9 +656,9 @@ class RuleSet:
         return list(_bits(self._mask(w)))
 
     def _lead_bits(self, w: Words, lead: Lead, present: int) -> int:
-        """The word bits of the lead's tokens."""
+        """The word bits of the lead's tokens (`present`: the text's word bits)."""
         if lead.tokens >= len(w.tokens):
-            return present & self._words_mask  # all of it
+            return present  # all of it
         return reduce(
             or_, filter(None, map(self._token_bits.__getitem__, w.tokens[:lead.tokens])), 0
         ) & self._words_mask
@@ -655,12 +667,28 @@ class RuleSet:
         self, plan: _Plan, w: Words, present: int, lead_bits: int, lead: Lead,
         channel: str | None, sender: str | None,
     ) -> int | None:
-        """Rule.judge's evidence units, from the compiled rule (None: no match)."""
+        """Rule.judge's evidence units, from the compiled rule (None: no match).
+
+        A list's evidence is above 0 exactly when one of its keywords matches (a one-word
+        keyword left out of the evidence is covered by a `*` word that counts), so the evidence
+        both decides `any:`/`all:` and scores them, each worked out once per text."""
         (channels, senders, any_, all_, none, regex, needs, languages, context,
          regex_units) = plan
         if channels and channel not in channels:
             return None
         units = 0
+        if any_ is not None:
+            found = any_.evidence(w, present, lead_bits)
+            if not found:
+                return None
+            units = found
+        for one in all_:
+            found = one.evidence(w, present, lead_bits)
+            if not found:
+                return None
+            units += found
+        if none is not None and none.first(w, present) is not None:
+            return None
         if senders:
             who = (sender or "").lower()
             if not any(fnmatch.fnmatchcase(who, pat) for pat in senders):
@@ -673,13 +701,6 @@ class RuleSet:
             if found_language not in languages:
                 return None
             units += LANGUAGE
-        if any_ is not None and any_.first(w, present) is None:
-            return None
-        for one in all_:
-            if one.first(w, present) is None:
-                return None
-        if none is not None and none.first(w, present) is not None:
-            return None
         if regex is not None:
             text = w.normalized
             if needs and w.ascii:
@@ -693,10 +714,6 @@ class RuleSet:
             if m is None:
                 return None
             units += regex_units[1] if m.start() < lead.chars else regex_units[0]
-        if any_ is not None:
-            units += any_.evidence(w, present, lead_bits)
-        for one in all_:
-            units += one.evidence(w, present, lead_bits)
         if context is not None:
             units += context.evidence(w, present, lead_bits)
         return units
@@ -737,14 +754,16 @@ class RuleSet:
             w = words(text)
             lead = lead_of(w)
         present = self._present(w)
-        lead_bits = self._lead_bits(w, lead, present)
+        # the word bits alone: a small int, cheaper to AND than the rule bits above them
+        word_bits = present & self._words_mask
+        lead_bits = self._lead_bits(w, lead, word_bits)
         judged: list[tuple[int, int]] = []
         plans, judge = self._plans, self._judge
         for index in _bits(present >> self._shift):
-            units = judge(plans[index], w, present, lead_bits, lead, channel, sender)
+            units = judge(plans[index], w, word_bits, lead_bits, lead, channel, sender)
             if units is not None:
                 judged.append((index, units))
         return decide(
             self.rules, judged,
-            lambda index: self._hits(plans[index], w, present, channel, sender),
+            lambda index: self._hits(plans[index], w, word_bits, channel, sender),
         )
