@@ -205,8 +205,9 @@ HARD_CASES = [
     ("Saya guru honorer di SD, mau tanya kenapa bansos PKH ibu saya tidak cair lagi",
      "dinsospermades"),
     ("Pelayanan di kantor Bapenda lambat sekali, bayar PBB antri 3 jam", "bpkpad"),
+    # an audit is the Inspektorat's job (it audits village funds); not the irrigation rule
     ("Mohon audit dana desa Kemranjen, pembangunan saluran irigasi desa tidak jelas "
-     "anggarannya", "dinsospermades"),
+     "anggarannya", "inspektorat"),
 ]
 
 
