@@ -260,10 +260,10 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "max_body_bytes": Field(int, 1024 * 1024, check=size_bytes(1, 64 * 1024 * 1024)),
     },
     "routing": {
-        # the model forwards a complaint no rule matched at or above this probability; 0.9: the
+        # the model forwards a complaint no rule matched at or above this probability; 0.95: the
         # lowest threshold at which it is as precise as the rules on the held-out examples
         # (`lapakd model show`, docs/routing-model.md)
-        "auto_forward_confidence": Field((float, int), 0.9, check=fraction(
+        "auto_forward_confidence": Field((float, int), 0.95, check=fraction(
             0.5, 1.0, "1.0 = the model never forwards, it only suggests")),
         # the daemon retrains the model when its file is this old
         "retrain_hours": Field(int, 24, check=between(
