@@ -44,7 +44,7 @@ RUNNERS_UP = 3  # how many losing rules a decision records
 DECISION_DEPTH = RUNNERS_UP + 2
 # A simple rule has at most this many `all:` keywords (each needs its own region of rule bits
 # in a token's bits; rules with more are judged one by one).
-MAX_SIMPLE_ALL = 4
+MAX_SIMPLE_ALL = 2
 
 
 def _bits(mask: int) -> Iterator[int]:
@@ -684,6 +684,16 @@ class RuleSet:
         self._words_mask = (1 << shift) - 1
         self._weights = [rule.weight for rule in rules]
         self._chaining = _chaining(rules)
+        self._continuing = frozenset(i for i, rule in enumerate(rules) if rule.continue_)
+        # -(the best score) a rule without `continue` and without keyword lists can reach (its
+        # evidence is only its regex, sender, language), else None
+        self._bounds: list[float | None] = [
+            None if rule.continue_ or rule.any or rule.all or rule.context else -rule.score(
+                (PHRASE_LEAD if rule.regex is not None else 0)
+                + (PHRASE if rule.sender else 0) + (LANGUAGE if rule.language else 0)
+            )
+            for rule in rules
+        ]
         self._needs = [plan[6] for plan in self._plans]  # the regex pre-filter's literals
         self._compile_simple(bit_of, exact, prefix, phrase_keys)
         self._token_bits = _TokenBits(exact, prefix)
@@ -700,14 +710,18 @@ class RuleSet:
         rule's bit through the tokens (the same tables as the word bits, so the OR over the
         tokens, done in C, fills them); a phrase sets it when it is found
         (`_phrase_regions`). Bits that hold whatever the text is (no `any:` list, fewer `all:`
-        keywords than regions) are set in `_always`. A simple rule then matched exactly when
-        its `any` and `all` bits are set and its `none` bit is not."""
+        keywords than regions) are in `_met`. A simple rule then matched exactly when its
+        `any` and `all` bits are set and its `none` bit is not."""
         rules, count, shift = self.rules, len(self.rules), self._shift
         self._rules_mask = (1 << count) - 1
         self._triggers_region = self._rules_mask << shift  # what a hashtag may set
         self._any_at = shift + count
         self._none_at = shift + 2 * count
         self._all_at = tuple(shift + (3 + k) * count for k in range(MAX_SIMPLE_ALL))
+        # rule bits of the `any` region, then of each `all` region, that hold whatever the
+        # text is (no `any:` list; fewer `all:` keywords): ORed in once per text, not kept in
+        # every text's bits (long ints there would make each token's OR slower)
+        self._met = [0] * (1 + MAX_SIMPLE_ALL)
         self._simple = 0  # the simple rules, as rule bits
         # simple rules never ranked by _rank_plain (weighted, `continue`, `regex:`)
         self._not_plain = 0
@@ -760,14 +774,14 @@ class RuleSet:
                 for k in rule.any:
                     mark(k, 1 << (self._any_at + index))
             else:
-                self._always |= 1 << (self._any_at + index)
+                self._met[0] |= 1 << index
             for k in rule.none:
                 mark(k, 1 << (self._none_at + index))
             for position, at in enumerate(self._all_at):
                 if position < len(rule.all):
                     mark(rule.all[position], 1 << (at + index))
                 else:
-                    self._always |= 1 << (at + index)
+                    self._met[1 + position] |= 1 << index
             any_, all_, context = plan[2], plan[3], plan[8]
             lists = [*([any_] if any_ else []), *all_, *([context] if context else [])]
             masks: list[int] = []
@@ -971,11 +985,13 @@ class RuleSet:
             for (index, _number), absorb in absorbed.items():
                 gone = word_bits & absorb
                 phrase_units[index] -= gone.bit_count() * WORD + (gone & lead_bits).bit_count()
+        met = self._met
         matched = (
-            candidates & self._simple & (region >> self._any_at) & ~(region >> self._none_at)
+            candidates & self._simple & ((region >> self._any_at) | met[0])
+            & ~(region >> self._none_at)
         )
-        for at in self._all_at:
-            matched &= region >> at
+        for position, at in enumerate(self._all_at):
+            matched &= (region >> at) | met[1 + position]
         if self._channel_rules:
             matched &= ~self._blocked(channel)
         # a `regex:` last, on the few rules that matched otherwise (as _judge: pre-filter, then
@@ -1107,9 +1123,17 @@ class RuleSet:
                 w, present, word_bits, lead_bits, candidates, lead, channel
             )
         if one_by_one:
-            rules, needs_of = self.rules, self._needs
+            rules, needs_of, bounds = self.rules, self._needs, self._bounds
             text = w.normalized if w.ascii else None
+            # a rule without `continue` can only show in the decision if it can beat the
+            # DECISION_DEPTH-th best of those found so far (see _decide_ranked)
+            ranked.sort()
+            ahead = [entry for entry in ranked if entry[1] not in self._continuing]
+            floor = ahead[DECISION_DEPTH - 1] if len(ahead) >= DECISION_DEPTH else None
             for index in _bits(one_by_one):
+                bound = bounds[index]
+                if floor is not None and bound is not None and (bound, index) > floor[:2]:
+                    continue  # even its best score would not show
                 needs = needs_of[index]
                 if needs and text is not None and not _has_literals(needs, text):
                     continue  # the regex cannot match (what _judge would find, sooner)
