@@ -188,13 +188,13 @@ class KeywordList:
 
     def sources(self, w: Words, present: int) -> list[str]:
         """Every keyword of the list the text matches, in list order (what a decision shows)."""
-        out = []
-        for need, single, k in self.entries:
-            if (present & need) if single else (
-                (w.hashtags or present & need == need) and k.matches(w)
-            ):
-                out.append(k.source)
-        return out
+        hashtags = bool(w.hashtags)
+        return [
+            k.source for need, single, k in self.entries
+            if (present & need if single else (
+                (hashtags or present & need == need) and k.matches(w)
+            ))
+        ]
 
 
 def evidence_singles(keywords: Sequence[Keyword]) -> list[Keyword]:
@@ -518,6 +518,7 @@ def _decide_ranked(
         budget_dependent=top.budget_dependent, public=top.public, sla_days=top.sla_days,
         score=round(top.score(winner_units), 2),
     )
+    matched, agencies = decision.matched, decision.agencies
     for index, units in contributors:
         rule = rules[index]
         hits = hits_of(index)
@@ -525,12 +526,16 @@ def _decide_ranked(
             "rule": rule.name, "where": rule.where, "matched": hits,
             "score": round(rule.score(units), 2),
         })
-        decision.matched.extend(h for h in hits if h not in decision.matched)
+        for hit in hits:
+            if hit not in matched:
+                matched.append(hit)
         for key in rule.forward:
-            if key not in decision.agencies:
-                decision.agencies.append(key)
-        decision.budget_dependent = decision.budget_dependent or rule.budget_dependent
-        decision.public = decision.public and rule.public
+            if key not in agencies:
+                agencies.append(key)
+        if rule.budget_dependent:
+            decision.budget_dependent = True
+        if not rule.public:
+            decision.public = False
         if decision.category is None:
             decision.category = rule.category
     if decision.agencies:
