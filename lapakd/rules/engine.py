@@ -13,9 +13,12 @@ the lead (the subject and the first sentence) counts half as much again (3, 6).
 Most rules are "simple" (keyword lists, maybe `channel:` and `regex:`; no sender, no language).
 Those are not judged one by one: whether each matched is worked out for all of them at once, as
 bit masks over the rules (see RuleSet: a token sets the bits of the rules whose `any`/`none`/`all`
-keywords it is, a phrase that is found sets those of the rules it belongs to), and their
-evidence is a few popcounts each. The other rules, and every rule for texts with hashtags
-(which can carry any phrase), are judged one by one (RuleSet._judge).
+keywords it is, a phrase that is found sets those of the rules it belongs to); their evidence
+is a few popcounts each, and those with one-word evidence only are scored all at once and only
+the few that can show in the decision are kept (RuleSet._rank_plain). The other rules, and
+every rule for texts with hashtags (which can carry any phrase), are judged one by one
+(RuleSet._judge). The decisions are the same as judging every rule plainly (Rule.judge); the
+tests compare the two.
 """
 
 from __future__ import annotations
@@ -626,7 +629,8 @@ class RuleSet:
     its tokens' bits: the high ones are the candidate rules, in rule order; the low ones say
     which keywords can match at all, so one-word keywords (most of them) are decided without
     looking at the text again. (Word bits are low so that testing them, the frequent case,
-    works on small ints.)"""
+    works on small ints.) Above the rule bits, more regions of one bit per rule say which
+    simple rules' keywords the text has (see _compile_simple)."""
 
     def __init__(
         self,
