@@ -795,3 +795,63 @@ def test_regex_literals_are_tested_minimal_and_shortest_first() -> None:
     clauses = (frozenset({"ping", "p", "halo", "pingping"}), frozenset({"rusak"}))
     assert _for_search(clauses) == (("p", "halo"), ("rusak",))
     assert _for_search(()) == ()
+
+
+def _dense_rule(rnd: random.Random, n: int) -> dict:
+    """A rule for the dense comparison below: mostly keyword lists (the rules the engine ranks
+    in bulk), with weights, context words, up to three `all:` keywords, `continue`."""
+    when: dict = {"any": rnd.sample(KEYWORDS, rnd.randint(1, 6))}
+    if rnd.random() < 0.3:
+        when["all"] = rnd.sample(KEYWORDS, rnd.randint(1, 3))
+    if rnd.random() < 0.15:
+        when["none"] = rnd.sample(KEYWORDS, 1)
+    if rnd.random() < 0.2:
+        when["context"] = rnd.sample(KEYWORDS, rnd.randint(1, 3))
+    if rnd.random() < 0.05:
+        when["regex"] = rnd.choice(REGEXES)
+    if rnd.random() < 0.05:
+        when["channel"] = rnd.sample(CHANNELS, rnd.randint(1, 2))
+    rule: dict = {"name": f"d{n}", "when": when}
+    action = rnd.random()
+    if action < 0.85:
+        rule["forward"] = rnd.sample(AGENCY_KEYS, 1)
+    elif action < 0.92:
+        rule["ignore"] = True
+    else:
+        rule["triage"] = True
+    if rnd.random() < 0.1:
+        rule["continue"] = True
+    if rnd.random() < 0.15:
+        rule["weight"] = rnd.choice([0.5, 1.5, 2, 3])
+    return rule
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_bulk_ranking_gives_the_same_decision_as_brute_force_with_many_matches(
+    tmp_path: Path, seed: int
+) -> None:
+    """Many rules match each text (as in the benchmark's dense rule set): the engine ranks the
+    keyword-only rules all at once and keeps only those that can show in the decision; the
+    winner, the chained rules and the runners-up must still be the brute force's."""
+    rnd = random.Random(seed)
+    rules = [_dense_rule(rnd, n) for n in range(400)]
+    body = "".join(f"  - {json.dumps(r)}\n" for r in rules)
+    rs = load(tmp_path, {"10-dense.yaml": "rules:\n" + body})
+    many = full_runners_up = 0
+    for _ in range(400):
+        text = _random_text(rnd)
+        if rnd.random() < 0.5:  # a lead and a later sentence, both with words of the rules
+            text = f"{_random_text(rnd)}. {text}"
+        channel = rnd.choice([None, *CHANNELS])
+        got = rs.evaluate(text, channel, None)
+        want = brute_force(rs, text, channel, None)
+        assert got.as_dict() == want.as_dict(), (text, channel)
+        w = words(text)
+        matching = sum(
+            rule.judge(w, channel, None, lead_of(w)) is not None for rule in rs.rules
+        )
+        many += matching > 20
+        full_runners_up += len(want.runners_up) == 3
+    # not vacuous: most texts wake many rules, so most rules are left out of the ranking
+    assert many > 200
+    assert full_runners_up > 200
