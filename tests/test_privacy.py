@@ -184,7 +184,7 @@ def test_an_attacker_finds_no_identity_in_any_published_file(desk_env, replica, 
             data[rows["email"]["ticket"]]["lon"]) == (-7.418, 109.275)
     assert data[rows["walkin"]["ticket"]]["lat"] is None
     csv_text = (out / "aduan.csv").read_text(encoding="utf-8")
-    assert csv_text.splitlines()[0].endswith(",lat,lon")
+    assert ",lat,lon," in csv_text.splitlines()[0] + ","  # the rounded position, in columns
     assert "-7.435,109.202" in csv_text
     # the complaint is still readable: what was not personal stays
     email_text = data[rows["email"]["ticket"]]["text"]
