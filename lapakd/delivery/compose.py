@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from lapakd import channels
 from lapakd.adapters.base import PermanentError
+from lapakd.lifecycle.notices import payload_agency
 from lapakd.links import ticket_url
 from lapakd.mail.filenames import safe_filename
 from lapakd.mail.text import (
@@ -331,9 +332,7 @@ def _common(desk: Desk, c: sqlite3.Row) -> dict[str, Any]:
 def _forward(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
     if c is None:
         raise PermanentError("forward without a complaint")
-    agency = desk.rules.agencies.get(payload["agency"])
-    if agency is None:
-        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    agency = payload_agency(desk, payload)
     cfg = desk.config
     limit = cfg.smtp.max_attachments_bytes
     attachments, skipped, total = [], [], 0

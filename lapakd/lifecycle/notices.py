@@ -34,6 +34,15 @@ _html_env = Environment(
 _html_env.globals["ticket_url"] = ticket_url
 
 
+def payload_agency(desk: Desk, payload: dict) -> Any:
+    """The agency a queued mail is for: gone from agencies.yaml since it was queued, the row
+    fails for good (PermanentError) with that reason."""
+    agency = desk.rules.agencies.get(payload["agency"])
+    if agency is None:
+        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    return agency
+
+
 def _day(desk: Desk, value: str | None) -> str:
     return tanggal(parse_iso(value), desk.config.tz, time=False)
 
@@ -109,9 +118,7 @@ def _reopen(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
     """The citizen's BELUM to the agency, threaded to the forward it answered."""
     if c is None:
         raise PermanentError("reopen notice without a complaint")
-    agency = desk.rules.agencies.get(payload["agency"])
-    if agency is None:
-        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    agency = payload_agency(desk, payload)
     body = templates.get_template("reopen.txt.j2").render(
         agency=agency, ticket=c["ticket"], words=payload.get("words") or "(tanpa keterangan)",
         resolve_due=_day(desk, payload.get("resolve_due_at"))
@@ -131,9 +138,7 @@ def _reopen(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) 
 def _budget_ask(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
     if c is None:
         raise PermanentError("budget question without a complaint")
-    agency = desk.rules.agencies.get(payload["agency"])
-    if agency is None:
-        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    agency = payload_agency(desk, payload)
     body = templates.get_template("budget_ask.txt.j2").render(
         agency=agency, ticket=c["ticket"], since=_day(desk, payload.get("since")),
         days=payload.get("days", 0), summary=payload.get("summary") or "",
@@ -174,9 +179,7 @@ def _receipt(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict)
 
 
 def _reminder(desk: Desk, row: sqlite3.Row, c: sqlite3.Row | None, payload: dict) -> Any:
-    agency = desk.rules.agencies.get(payload["agency"])
-    if agency is None:
-        raise PermanentError(f"agency {payload['agency']!r} is no longer in agencies.yaml")
+    agency = payload_agency(desk, payload)
     items = [i | {"due": _day(desk, i["due_at"])} for i in payload["items"]]
     first = [i for i in items if i.get("clock", "first") == "first"]
     resolve = [i for i in items if i.get("clock") == "resolve"]

@@ -97,6 +97,18 @@ def new_resolve_due(desk: Desk, c: sqlite3.Row) -> str | None:
 CONFIRM_QUESTION = "Apakah masalahnya sudah selesai? Balas SUDAH atau BELUM"
 
 
+def by_email(c: sqlite3.Row, ref: dict) -> bool:
+    """The citizen is answered by email: they wrote one, or an admin entered their complaint by
+    hand (walk-in, phone) with an address."""
+    return c["channel"] == "email" or (
+        c["channel"] in channels.entered_by_hand() and bool(ref.get("address")))
+
+
+def email_address(c: sqlite3.Row, ref: dict) -> str | None:
+    """Where the email answer goes: the reply address kept at intake, else the sender's."""
+    return ref.get("address") or (c["sender"] if c["channel"] == "email" else None)
+
+
 def confirm_text(desk: Desk, c: sqlite3.Row, ticket: str) -> str:
     """The question on chat and social channels (email has its template)."""
     tz = desk.config.tz
@@ -127,9 +139,8 @@ def _ask_one(desk: Desk, c: sqlite3.Row, *, canonical: sqlite3.Row, actor: str) 
     payload = {"ticket": canonical["ticket"], "reply_ref": ref,
                "confirm_due_at": canonical["confirm_due_at"],
                "agencies": json.loads(canonical["agencies"])}
-    by_hand = c["channel"] in channels.entered_by_hand()
-    if c["channel"] == "email" or (by_hand and ref.get("address")):
-        address = ref.get("address") or (c["sender"] if c["channel"] == "email" else None)
+    if by_email(c, ref):
+        address = email_address(c, ref)
         if not address:
             store.event("confirm_skipped", complaint_id=c["id"], reason="no address")
             return 0
@@ -237,9 +248,8 @@ def _relay_one(
         "ticket": canonical["ticket"], "note": note,
     }
     dedupe_key = f"relay:{c['id']}:{key}"
-    by_hand = c["channel"] in channels.entered_by_hand()
-    if c["channel"] == "email" or (by_hand and ref.get("address")):
-        address = ref.get("address") or (c["sender"] if c["channel"] == "email" else None)
+    if by_email(c, ref):
+        address = email_address(c, ref)
         if not address:
             store.event("relay_skipped", complaint_id=c["id"], reason="no address")
             return 0
