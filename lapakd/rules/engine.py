@@ -59,6 +59,7 @@ def _bits(mask: int) -> Iterator[int]:
 
 
 _MISSING = object()
+_SOURCES_CACHE_SIZE = 256  # per keyword list: KeywordList.sources_of
 # bytes.translate table: b"0" -> 0, b"1" -> 1 (a rule mask as one 0/1 byte per rule)
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
 
@@ -74,7 +75,7 @@ class KeywordList:
     text, so it is worked out once per text."""
 
     __slots__ = ("by_first", "entries", "evidence_key", "keywords", "mask", "multi",
-                 "phrases", "phrases_mask", "singles_mask")
+                 "phrases", "phrases_mask", "singles_mask", "sources_of")
 
     def __init__(
         self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int],
@@ -121,6 +122,9 @@ class KeywordList:
             self.phrases_mask |= first
         self.phrases = tuple(phrases)
         self.evidence_key = object()  # this list's evidence in a text's memo
+        # without phrases, `sources` depends only on which of the list's words are present:
+        # (present & mask) -> its answer, as texts share their words (bounded)
+        self.sources_of: dict[int, tuple[str, ...]] = {}
 
     def first(self, w: Words, present: int) -> Keyword | None:
         """The first keyword of the list, in list order, that the text matches.
@@ -191,6 +195,16 @@ class KeywordList:
 
     def sources(self, w: Words, present: int) -> list[str]:
         """Every keyword of the list the text matches, in list order (what a decision shows)."""
+        if not self.multi:
+            key = present & self.mask
+            found = self.sources_of.get(key)
+            if found is None:
+                if len(self.sources_of) >= _SOURCES_CACHE_SIZE:
+                    self.sources_of.clear()
+                found = self.sources_of[key] = tuple(
+                    k.source for need, _single, k in self.entries if present & need
+                )
+            return list(found)
         hashtags = bool(w.hashtags)
         return [
             k.source for need, single, k in self.entries
@@ -484,7 +498,7 @@ def decide(
         return Decision(action="triage")
     return _decide_ranked(
         rules, sorted([(-rules[index].score(units), index, units) for index, units in judged]),
-        hits_of, _chaining(rules),
+        hits_of, _chaining(rules), _shown(rules),
     )
 
 
@@ -495,13 +509,26 @@ def _chaining(rules: Sequence[Rule]) -> frozenset[int]:
     )
 
 
+# What a decision shows of a rule, read once per rule set rather than once per decision:
+# (name, where, action, forward, weight, continue_)
+_Shown = tuple[str, str, str, tuple[str, ...], float, bool]
+
+
+def _shown(rules: Sequence[Rule]) -> list[_Shown]:
+    return [
+        (rule.name, rule.where, rule.action, rule.forward, rule.weight, rule.continue_)
+        for rule in rules
+    ]
+
+
 def _decide_ranked(
     rules: Sequence[Rule], ranked: list[tuple[float, int, int]],
-    hits_of: Callable[[int], list[str]], chaining: frozenset[int],
+    hits_of: Callable[[int], list[str]], chaining: frozenset[int], shown: list[_Shown],
 ) -> Decision:
     """decide, from the matching rules already ranked: (-score, index, units) tuples in
     ascending order, i.e. by score, then rule order (tuples sort in C: a key function per rule
-    cost more than the rest of the decision with ~40 matching rules). `chaining`: _chaining.
+    cost more than the rest of the decision with ~40 matching rules). `chaining`: _chaining;
+    `shown`: _shown.
 
     `ranked` may leave out rules that cannot show in the decision: those without `continue`
     below the five best rules without `continue` (the winner, the main rule, three runners-up
@@ -511,50 +538,60 @@ def _decide_ranked(
     contributors = [(winner, winner_units)]
     if top.action == "forward":
         if top.continue_:
-            main = next((j for j in ranked if not rules[j[1]].continue_), None)
-            if main is not None and rules[main[1]].action == "forward":
-                contributors.append((main[1], main[2]))
-        chained = [(index, units) for _, index, units in ranked[1:] if index in chaining]
-        contributors[1:] = sorted(contributors[1:] + chained)
-    decision = Decision(
-        action=top.action, category=top.category, rule=top.name,
-        budget_dependent=top.budget_dependent, public=top.public, sla_days=top.sla_days,
-        score=round(top.score(winner_units), 2),
-    )
-    matched, agencies = decision.matched, decision.agencies
+            for _, index, units in ranked:
+                if not shown[index][5]:
+                    if shown[index][2] == "forward":
+                        contributors.append((index, units))
+                    break
+        if chaining:
+            chained = [(index, units) for _, index, units in ranked[1:] if index in chaining]
+            if chained or len(contributors) > 1:
+                contributors[1:] = sorted(contributors[1:] + chained)
+    matched: list[str] = []
+    agencies: list[str] = []
+    hits: list[dict[str, Any]] = []
+    category = top.category
+    budget_dependent = top.budget_dependent
+    public = top.public
     for index, units in contributors:
-        rule = rules[index]
-        hits = hits_of(index)
-        decision.hits.append({
-            "rule": rule.name, "where": rule.where, "matched": hits,
-            "score": round(rule.score(units), 2),
+        name, where, _action, forward, weight, _continue = shown[index]
+        found = hits_of(index)
+        hits.append({
+            "rule": name, "where": where, "matched": found,
+            "score": round(units * weight / 2, 2),
         })
-        for hit in hits:
+        for hit in found:
             if hit not in matched:
                 matched.append(hit)
-        for key in rule.forward:
+        for key in forward:
             if key not in agencies:
                 agencies.append(key)
-        if rule.budget_dependent:
-            decision.budget_dependent = True
-        if not rule.public:
-            decision.public = False
-        if decision.category is None:
-            decision.category = rule.category
-    if decision.agencies:
-        decision.action = "forward"
-    taken = {index for index, _ in contributors}
-    for _, index, units in ranked:
-        if len(decision.runners_up) == RUNNERS_UP:
-            break
-        if index in taken:
-            continue
-        rule = rules[index]
-        decision.runners_up.append({
-            "rule": rule.name, "where": rule.where, "score": round(rule.score(units), 2),
-            "action": rule.action, "agencies": list(rule.forward),
-        })
-    return decision
+        if index != winner:
+            rule = rules[index]
+            if rule.budget_dependent:
+                budget_dependent = True
+            if not rule.public:
+                public = False
+            if category is None:
+                category = rule.category
+    runners_up: list[dict[str, Any]] = []
+    if len(ranked) > len(contributors):
+        taken = {index for index, _ in contributors}
+        for _, index, units in ranked:
+            if index in taken:
+                continue
+            name, where, action, forward, weight, _continue = shown[index]
+            runners_up.append({
+                "rule": name, "where": where, "score": round(units * weight / 2, 2),
+                "action": action, "agencies": list(forward),
+            })
+            if len(runners_up) == RUNNERS_UP:
+                break
+    return Decision(
+        action="forward" if agencies else top.action, agencies=agencies, category=category,
+        rule=top.name, matched=matched, hits=hits, budget_dependent=budget_dependent,
+        public=public, sla_days=top.sla_days, score=hits[0]["score"], runners_up=runners_up,
+    )
 
 
 class _TokenBits(dict[str, int]):
@@ -693,6 +730,7 @@ class RuleSet:
         self._words_mask = (1 << shift) - 1
         self._weights = [rule.weight for rule in rules]
         self._chaining = _chaining(rules)
+        self._shown = _shown(rules)
         self._continuing = frozenset(i for i, rule in enumerate(rules) if rule.continue_)
         # -(the best score) a rule without `continue` and without keyword lists can reach (its
         # evidence is only its regex, sender, language), else None
@@ -1155,5 +1193,5 @@ class RuleSet:
         return _decide_ranked(
             self.rules, ranked,
             lambda index: self._hits(plans[index], w, word_bits, channel, sender),
-            self._chaining,
+            self._chaining, self._shown,
         )
