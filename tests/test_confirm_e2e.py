@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 from deskenv import ADMIN_EMAIL, make_mail
 from metaenv import complaints, rows
 from test_lifecycle_e2e import DLH, reply_to, status_of
+from test_scheduled_e2e import at, run_at
 
-from lapakd import daemon
 from lapakd.app import Desk
 from lapakd.cli import views
 from lapakd.embedded.replica import graph as R
 from lapakd.embedded.replica.graph import send_webhook
 from lapakd.lifecycle.confirm import parse_answer
 
-WIB = ZoneInfo("Asia/Jakarta")
 CITIZEN = "Siti Rahayu <siti.rahayu88@example.com>"
 CITIZEN_ADDRESS = "siti.rahayu88@example.com"
 PHONE = "6281398765432"
@@ -32,19 +30,6 @@ PHONE = "6281398765432"
 
 def plain(msg) -> str:
     return msg.get_body(("plain",)).get_content()
-
-
-def at(day: int, hour: int = 9, minute: int = 0, month: int = 3) -> datetime:
-    return datetime(2026, month, day, hour, minute, tzinfo=WIB)
-
-
-def run_at(desk_env, when: datetime) -> None:
-    with time_machine.travel(when, tick=True):
-        desk = Desk.open(str(desk_env.config))
-        try:
-            daemon.run_once(desk)
-        finally:
-            desk.close()
 
 
 def complaint(env, row_sql: str = "SELECT * FROM complaints ORDER BY id DESC LIMIT 1"):

@@ -109,6 +109,18 @@ def email_address(c: sqlite3.Row, ref: dict) -> str | None:
     return ref.get("address") or (c["sender"] if c["channel"] == "email" else None)
 
 
+def _email_citizen(desk: Desk, c: sqlite3.Row, ref: dict, *, kind: str, dedupe_key: str,
+                   payload: dict, skipped: str) -> int | None:
+    """Queue a mail to the citizen (a relay, the SUDAH/BELUM question): the outbox row, None
+    when it was queued before or no address is known (then a `skipped` event says so)."""
+    address = email_address(c, ref)
+    if not address:
+        desk.store.event(skipped, complaint_id=c["id"], reason="no address")
+        return None
+    return outbox.enqueue(desk.store, domain=desk.desk_domain, kind=kind, complaint=c,
+                          recipients=[address], dedupe_key=dedupe_key, payload=payload)
+
+
 def confirm_text(desk: Desk, c: sqlite3.Row, ticket: str) -> str:
     """The question on chat and social channels (email has its template)."""
     tz = desk.config.tz
@@ -140,12 +152,8 @@ def _ask_one(desk: Desk, c: sqlite3.Row, *, canonical: sqlite3.Row, actor: str) 
                "confirm_due_at": canonical["confirm_due_at"],
                "agencies": json.loads(canonical["agencies"])}
     if by_email(c, ref):
-        address = email_address(c, ref)
-        if not address:
-            store.event("confirm_skipped", complaint_id=c["id"], reason="no address")
-            return 0
-        row = outbox.enqueue(store, domain=desk.desk_domain, kind="confirm_ask", complaint=c,
-                             recipients=[address], dedupe_key=dedupe_key, payload=payload)
+        row = _email_citizen(desk, c, ref, kind="confirm_ask", dedupe_key=dedupe_key,
+                             payload=payload, skipped="confirm_skipped")
     elif desk.config.channels.get(c["channel"]) is None:
         store.event("confirm_skipped", complaint_id=c["id"],
                     reason=f"no channel to ask on ({c['channel']}); ask the citizen directly")
@@ -249,12 +257,8 @@ def _relay_one(
     }
     dedupe_key = f"relay:{c['id']}:{key}"
     if by_email(c, ref):
-        address = email_address(c, ref)
-        if not address:
-            store.event("relay_skipped", complaint_id=c["id"], reason="no address")
-            return 0
-        row = outbox.enqueue(store, domain=desk.desk_domain, kind="relay", complaint=c,
-                             recipients=[address], dedupe_key=dedupe_key, payload=payload)
+        row = _email_citizen(desk, c, ref, kind="relay", dedupe_key=dedupe_key,
+                             payload=payload, skipped="relay_skipped")
         return 1 if row else 0
     section = desk.config.channels.get(c["channel"])
     if section is None:
