@@ -855,3 +855,62 @@ def test_bulk_ranking_gives_the_same_decision_as_brute_force_with_many_matches(
     # not vacuous: most texts wake many rules, so most rules are left out of the ranking
     assert many > 200
     assert full_runners_up > 200
+
+
+def test_starting_with_finds_every_token_with_the_prefix() -> None:
+    """Words.starting_with searches a joined string in C; its answer is the plain one: the
+    positions of the tokens that start with the prefix, in order."""
+    rnd = random.Random(5)
+    pool = ["jalan", "jalanan", "jl", "j", "lan", "an", "jalanrusak", "rusak", "ña", "ñoño", "5"]
+    for _ in range(500):
+        text = " ".join(rnd.choice(pool) for _ in range(rnd.randint(0, 15)))
+        w = words(text)
+        for prefix in ("jalan", "j", "lan", "an", "ña", "5", "jalanrusak", "zz"):
+            want = [i for i, tok in enumerate(w.tokens) if tok.startswith(prefix)]
+            assert w.starting_with(prefix) == want, (text, prefix)
+
+
+# required literals in 1 to 5 clauses, with and without letters-and-digits-only literals
+PREFILTER_REGEXES = [
+    r"\bjalan\w*\b(?:\W+\w+){0,5}?\W+rusak\b", r"\blampu\w*\s+(?:di|ke)\s+\w+",
+    r"km\s*\d+", r"rt\.?\s*0?5", r"air.{0,20}mati.{0,20}desa", r"a.b.c.d", r"sampah-\w+",
+    r"(?:jalan|lampu) (?:rusak|mati) (?:di|ke) (?:desa|km) \d", r"\bl\w+ m\w+",
+]
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_regex_prefilter_bits_give_the_same_decision_as_brute_force(
+    tmp_path: Path, seed: int
+) -> None:
+    """The regex pre-filter, worked out from the text's bits for rules whose literals are
+    letters and digits in at most three clauses and literal by literal for the rest, lets
+    through every rule the brute force finds."""
+    rnd = random.Random(seed)
+    rules = []
+    for n in range(120):
+        when: dict = {"regex": rnd.choice(PREFILTER_REGEXES)}
+        if rnd.random() < 0.4:
+            when["any"] = rnd.sample(KEYWORDS, rnd.randint(1, 4))
+        if rnd.random() < 0.1:
+            when["sender"] = rnd.sample(SENDER_GLOBS, 1)
+        rule: dict = {"name": f"x{n}", "when": when, "forward": rnd.sample(AGENCY_KEYS, 1)}
+        if rnd.random() < 0.1:
+            rule["continue"] = True
+        rules.append(rule)
+    body = "".join(f"  - {json.dumps(r)}\n" for r in rules)
+    rs = load(tmp_path, {"10-regex.yaml": "rules:\n" + body})
+    assert rs._literal_rules and len(rs._literal_rules) < len(rs.rules)  # both paths used
+    extra = ["a b c d", "km 12", "rt. 05", "sampah-nya", "lampu ke pasar", "jalan di desa"]
+    decided = 0
+    for _ in range(400):
+        text = _random_text(rnd)
+        if rnd.random() < 0.5:
+            text += " " + rnd.choice(extra)
+        if rnd.random() < 0.1:
+            text += " ñ"  # not ASCII: every regex rule is tried
+        sender = rnd.choice(SENDERS)
+        got = rs.evaluate(text, "email", sender)
+        want = brute_force(rs, text, "email", sender)
+        assert got.as_dict() == want.as_dict(), (text, sender)
+        decided += want.rule is not None
+    assert decided > 100

@@ -38,6 +38,8 @@ _TOKEN_CACHE_SIZE = 50_000
 
 # Evidence units (half points; see the module's docstring).
 WORD, WORD_LEAD = 2, 3  # a one-word keyword (also: a `regex:` next to any/all)
+# RuleSet._rank_plain adds these as bit patterns 0b10 and 0b11: change both together
+assert (WORD, WORD_LEAD) == (0b10, 0b11)
 PHRASE, PHRASE_LEAD = 4, 6  # a phrase (also: a rule's only condition is its `regex:`; `sender:`)
 LANGUAGE = PHRASE_LEAD  # `language:` is about the whole text: a lead phrase's worth
 WEIGHT_RANGE = (0.1, 10.0)  # `weight:` bounds: a rule can be favoured or damped, never muted
@@ -48,6 +50,9 @@ DECISION_DEPTH = RUNNERS_UP + 2
 # A simple rule has at most this many `all:` keywords (each needs its own region of rule bits
 # in a token's bits; rules with more are judged one by one).
 MAX_SIMPLE_ALL = 2
+# A `regex:` whose required literals come in at most this many clauses is pre-filtered through
+# the text's bits (RuleSet._compile_literals); others literal by literal.
+MAX_LITERAL_CLAUSES = 3
 
 
 def _bits(mask: int) -> Iterator[int]:
@@ -75,7 +80,7 @@ class KeywordList:
     text, so it is worked out once per text."""
 
     __slots__ = ("by_first", "entries", "evidence_key", "keywords", "mask", "multi",
-                 "phrases", "phrases_mask", "singles_mask", "sources_of")
+                 "phrase_key_of", "phrases", "phrases_mask", "singles_mask", "sources_of")
 
     def __init__(
         self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int],
@@ -97,6 +102,15 @@ class KeywordList:
         self.entries = tuple(entries)
         self.by_first = {bit: tuple(indexes) for bit, indexes in by_first.items()}
         self.multi = any(len(k.parts) > 1 for k in keywords)  # a hashtag may carry a phrase
+        # a phrase's result is remembered per text under one key per distinct phrase of the
+        # RuleSet (`phrase_keys`): the same phrase in many lists is searched for once
+        if phrase_keys is None:
+            phrase_keys = {}
+        # list index of a phrase -> its key in a text's memo
+        self.phrase_key_of = {
+            index: phrase_keys.setdefault(k.parts, object())
+            for index, k in enumerate(keywords) if len(k.parts) > 1
+        }
         # Evidence (see evidence_singles, evidence_phrases): each distinct one-word keyword is
         # one bit; each phrase is tried when its first word is present (or the text has
         # hashtags), with its group and the bits of the one-word keywords it absorbs.
@@ -104,10 +118,6 @@ class KeywordList:
         self.singles_mask = 0
         for k in singles:
             self.singles_mask |= bit_of[k.parts[0]]
-        # a phrase's result is remembered per text under one key per distinct phrase of the
-        # RuleSet (`phrase_keys`): the same phrase in many lists is searched for once
-        if phrase_keys is None:
-            phrase_keys = {}
         phrases: list[tuple[int, int, tuple[str, ...], int, object, Keyword]] = []
         self.phrases_mask = 0
         for k, group, absorbs in evidence_phrases(keywords, singles):
@@ -140,27 +150,43 @@ class KeywordList:
                 if present & need if single else k.matches(w):
                     found = k
                     break
-        elif hits := present & self.mask:
+        else:
             # only the keywords whose first word is in the text (lists run to 60 keywords, a
-            # text has a few of their first words): their indexes, merged into list order
-            by_first, entries = self.by_first, self.entries
-            low = hits & -hits
-            hits ^= low
-            order: Sequence[int] = by_first[low]
-            if hits:
-                order = list(order)
-                while hits:
-                    low = hits & -hits
-                    hits ^= low
-                    order.extend(by_first[low])
-                order.sort()
-            for index in order:
+            # text has a few of their first words)
+            entries = self.entries
+            for index in self._ordered_hits(present):
                 need, single, k = entries[index]
-                if single or (present & need == need and k.matches(w)):
+                if single or (present & need == need and self._phrase_hit(w, index, k)):
                     found = k
                     break
         memo[self] = found
         return found
+
+    def _phrase_hit(self, w: Words, index: int, k: Keyword) -> bool:
+        """Does the phrase at `index` of the list match (remembered in the text's memo)?"""
+        memo, key = w._memo, self.phrase_key_of[index]
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = k.matches(w)
+        return hit  # type: ignore[return-value]
+
+    def _ordered_hits(self, present: int) -> Sequence[int]:
+        """The indexes of the keywords whose first word is in the text, in list order."""
+        hits = present & self.mask
+        if not hits:
+            return ()
+        by_first = self.by_first
+        low = hits & -hits
+        hits ^= low
+        order: Sequence[int] = by_first[low]
+        if hits:
+            order = list(order)
+            while hits:
+                low = hits & -hits
+                hits ^= low
+                order.extend(by_first[low])
+            order.sort()
+        return order
 
     def evidence(self, w: Words, present: int, lead: int) -> int:
         """Evidence units of the list's keywords found in the text (see the module's
@@ -205,13 +231,19 @@ class KeywordList:
                     k.source for need, _single, k in self.entries if present & need
                 )
             return list(found)
-        hashtags = bool(w.hashtags)
-        return [
-            k.source for need, single, k in self.entries
-            if (present & need if single else (
-                (hashtags or present & need == need) and k.matches(w)
-            ))
-        ]
+        if w.hashtags:  # a hashtag may carry any phrase: try them all
+            return [
+                k.source for need, single, k in self.entries
+                if (present & need if single else k.matches(w))
+            ]
+        # only the keywords whose first word is in the text; a one-word keyword among them
+        # matched, a phrase did when its words are all there and it is found
+        entries, out = self.entries, []
+        for index in self._ordered_hits(present):
+            need, single, k = entries[index]
+            if single or (present & need == need and self._phrase_hit(w, index, k)):
+                out.append(k.source)
+        return out
 
 
 def evidence_singles(keywords: Sequence[Keyword]) -> list[Keyword]:
@@ -558,7 +590,8 @@ def _decide_ranked(
         found = hits_of(index)
         hits.append({
             "rule": name, "where": where, "matched": found,
-            "score": round(units * weight / 2, 2),
+            # units / 2 is exact (a half at most): only a weight needs rounding
+            "score": units / 2 if weight == 1.0 else round(units * weight / 2, 2),
         })
         for hit in found:
             if hit not in matched:
@@ -576,13 +609,14 @@ def _decide_ranked(
                 category = rule.category
     runners_up: list[dict[str, Any]] = []
     if len(ranked) > len(contributors):
-        taken = {index for index, _ in contributors}
+        taken = [index for index, _ in contributors]  # a few
         for _, index, units in ranked:
             if index in taken:
                 continue
             name, where, action, forward, weight, _continue = shown[index]
             runners_up.append({
-                "rule": name, "where": where, "score": round(units * weight / 2, 2),
+                "rule": name, "where": where,
+                "score": units / 2 if weight == 1.0 else round(units * weight / 2, 2),
                 "action": action, "agencies": list(forward),
             })
             if len(runners_up) == RUNNERS_UP:
@@ -601,13 +635,18 @@ class _TokenBits(dict[str, int]):
     one dict lookup, done in C by `map`. Bounded; lives as long as its RuleSet (a reload
     builds a new one)."""
 
-    __slots__ = ("exact", "lengths", "prefix")
+    __slots__ = ("contained", "exact", "lengths", "prefix")
 
-    def __init__(self, exact: dict[str, int], prefix: dict[str, int]) -> None:
+    def __init__(
+        self, exact: dict[str, int], prefix: dict[str, int],
+        contained: dict[str, int] | None = None,
+    ) -> None:
         super().__init__()
         self.exact = exact
         self.prefix = prefix
         self.lengths = sorted({len(p) for p in prefix})
+        # literal -> the bits a token containing it sets (RuleSet._compile_literals)
+        self.contained = tuple((contained or {}).items())
 
     def __missing__(self, tok: str) -> int:
         bits = self.exact.get(tok, 0)
@@ -616,6 +655,9 @@ class _TokenBits(dict[str, int]):
             if length > len(tok):
                 break
             bits |= prefix.get(tok[:length], 0)
+        for literal, literal_bits in self.contained:
+            if literal in tok:
+                bits |= literal_bits
         if len(self) >= _TOKEN_CACHE_SIZE:
             self.clear()
         self[tok] = bits
@@ -666,8 +708,10 @@ class RuleSet:
     its tokens' bits: the high ones are the candidate rules, in rule order; the low ones say
     which keywords can match at all, so one-word keywords (most of them) are decided without
     looking at the text again. (Word bits are low so that testing them, the frequent case,
-    works on small ints.) Above the rule bits, more regions of one bit per rule say which
-    simple rules' keywords the text has (see _compile_simple)."""
+    works on small ints.) Between the word bits and the rule bits, a few bits per `regex:` rule
+    say which of the literals its regex requires the text has (see _compile_literals). Above
+    the rule bits, more regions of one bit per rule say which simple rules' keywords the text
+    has (see _compile_simple)."""
 
     def __init__(
         self,
@@ -691,7 +735,14 @@ class RuleSet:
                         word, is_prefix = part
                         table = prefix if is_prefix else exact
                         table[word] = table.get(word, 0) | bit
-        self._shift = shift = len(bit_of)  # rules[i] is bit shift + i
+        self._words = len(bit_of)  # word bits: the lowest
+        needs_of = [
+            _for_search(regex_needs(rule.regex)) if rule.regex is not None else ()
+            for rule in rules
+        ]
+        contained = self._compile_literals(needs_of)
+        # rules[i] is bit shift + i
+        self._shift = shift = self._words + self._literal_clauses * len(self._literal_rules)
         self._always = 0
         interned: dict[tuple[str, ...], KeywordList] = {}
         phrase_keys: dict[tuple[tuple[str, bool], ...], object] = {}
@@ -710,8 +761,7 @@ class RuleSet:
                 one(rule.any) if rule.any else None,
                 tuple(one([k]) for k in rule.all),
                 one(rule.none) if rule.none else None,
-                rule.regex, _for_search(regex_needs(rule.regex)) if rule.regex is not None else (),
-                rule.language,
+                rule.regex, needs_of[index], rule.language,
                 one(rule.context) if rule.context else None,
                 (PHRASE, PHRASE_LEAD) if not rule.any and not rule.all else (WORD, WORD_LEAD),
             ))
@@ -727,7 +777,7 @@ class RuleSet:
                 table = prefix if is_prefix else exact
                 table[word] = table.get(word, 0) | bit
         self._exact = exact
-        self._words_mask = (1 << shift) - 1
+        self._words_mask = (1 << self._words) - 1
         self._weights = [rule.weight for rule in rules]
         self._chaining = _chaining(rules)
         self._shown = _shown(rules)
@@ -743,7 +793,71 @@ class RuleSet:
         ]
         self._needs = [plan[6] for plan in self._plans]  # the regex pre-filter's literals
         self._compile_simple(bit_of, exact, prefix, phrase_keys)
-        self._token_bits = _TokenBits(exact, prefix)
+        self._token_bits = _TokenBits(exact, prefix, contained)
+
+    def _compile_literals(self, needs_of: list[tuple[tuple[str, ...], ...]]) -> dict[str, int]:
+        """The regex pre-filter as bits: literal -> the bits a token containing it sets.
+
+        A rule whose regex requires literals (regex_needs), each of letters and digits only,
+        in at most MAX_LITERAL_CLAUSES clauses, gets a number j and one bit per clause c at
+        `words + c * R + j` (R such rules), set by every token that contains a literal of
+        that clause. In an ASCII text such a literal occurs exactly when a token contains it
+        (a token is a whole run of letters and digits), so a text's bits say which of these
+        rules the pre-filter lets through, for all of them at once (_literals_failed); the
+        others are tested literal by literal as before."""
+        filtered = [
+            index for index, needs in enumerate(needs_of)
+            if needs and len(needs) <= MAX_LITERAL_CLAUSES
+            and all(lit.isascii() and lit.isalnum() for clause in needs for lit in clause)
+        ]
+        self._literal_rules = filtered
+        self._literal_clauses = clauses = max((len(needs_of[i]) for i in filtered), default=0)
+        width = len(filtered)
+        self._literal_filtered = 0  # the rules tested through these bits, as rule bits
+        self._literal_met = [0] * clauses  # per clause region: the rules with fewer clauses
+        contained: dict[str, int] = {}
+        for j, index in enumerate(filtered):
+            self._literal_filtered |= 1 << index
+            needs = needs_of[index]
+            for c in range(clauses):
+                if c >= len(needs):
+                    self._literal_met[c] |= 1 << j
+                    continue
+                bit = 1 << (self._words + c * width + j)
+                for lit in needs[c]:
+                    contained[lit] = contained.get(lit, 0) | bit
+        # numbers j, 8 at a time -> the rule bits of those set: a text's passing numbers turn
+        # into rule bits with one lookup per byte rather than one step per rule
+        self._literal_bytes = [
+            [
+                reduce(or_, (1 << filtered[start + k] for k in range(8)
+                             if value >> k & 1 and start + k < width), 0)
+                for value in range(256)
+            ]
+            for start in range(0, width, 8)
+        ]
+        return contained
+
+    def _literals_failed(self, present: int) -> int:
+        """The rules of _literal_filtered whose regex cannot match an ASCII text with these
+        bits (a required literal is missing), as rule bits."""
+        width = len(self._literal_rules)
+        if not width:
+            return 0
+        all_ = (1 << width) - 1
+        region = present >> self._words
+        passing = all_
+        for c, met in enumerate(self._literal_met):
+            passing &= (region >> (c * width)) | met
+        passing &= all_
+        rules_of = self._literal_bytes
+        through = 0
+        chunk = 0
+        while passing:
+            through |= rules_of[chunk][passing & 0xFF]
+            passing >>= 8
+            chunk += 1
+        return self._literal_filtered & ~through
 
     def _compile_simple(
         self, bit_of: dict[tuple[str, bool], int], exact: dict[str, int],
@@ -759,7 +873,7 @@ class RuleSet:
         (`_phrase_regions`). Bits that hold whatever the text is (no `any:` list, fewer `all:`
         keywords than regions) are in `_met`. A simple rule then matched exactly when its
         `any` and `all` bits are set and its `none` bit is not."""
-        rules, count, shift = self.rules, len(self.rules), self._shift
+        rules, count, shift, words = self.rules, len(self.rules), self._shift, self._words
         self._rules_mask = (1 << count) - 1
         self._triggers_region = self._rules_mask << shift  # what a hashtag may set
         self._any_at = shift + count
@@ -773,7 +887,7 @@ class RuleSet:
         # simple rules never ranked by _rank_plain (weighted, `continue`, `regex:`)
         self._not_plain = 0
         # word position -> the plain rules it is one-word evidence for, as rule bits
-        evidence = [0] * shift
+        evidence = [0] * words
         self._plain_words = 0  # the words that are evidence for a plain rule
         most_units = 1  # a plain rule's units at most (all its words present, in the lead)
         self._simple_regex = 0  # those of them with a `regex:`, tried once the rest matched
@@ -855,7 +969,7 @@ class RuleSet:
                 most_units = max(most_units, mask.bit_count() * WORD_LEAD)
 
         self._plain_evidence = evidence
-        self._unit_slices = most_units.bit_length()
+        self._unit_slices = max(2, most_units.bit_length())  # _rank_plain adds 0b11
 
         # the phrases by their first and second word's bits: a text's phrases worth looking
         # for are found from its word bits without trying each phrase
@@ -873,35 +987,33 @@ class RuleSet:
         }
         self._phrase_first_bit = {key: first for key, (_k, _need, first) in phrases.items()}
 
-    def _present(self, w: Words) -> int:
-        """The text's bits: candidate rules (a superset of the matches) and word bits."""
+    def _present(self, w: Words, lead_tokens: int = 0) -> tuple[int, int]:
+        """The text's bits: candidate rules (a superset of the matches) and word bits; and the
+        bits of its first `lead_tokens` tokens (the lead: _lead_bits), in the same pass."""
         # most tokens set no bits: leave them out rather than OR big ints with 0
-        found = reduce(
-            or_, filter(None, map(self._token_bits.__getitem__, w.tokens)), self._always
-        )
+        bits_of, tokens = self._token_bits.__getitem__, w.tokens
+        if lead_tokens >= len(tokens):
+            found = lead = reduce(or_, filter(None, map(bits_of, tokens)), self._always)
+        else:
+            lead = reduce(or_, filter(None, map(bits_of, tokens[:lead_tokens])), 0)
+            found = reduce(
+                or_, filter(None, map(bits_of, tokens[lead_tokens:])), lead | self._always
+            )
         if w.hashtags:  # "#jalanrusak" starts with the trigger word "jalan"
             exact = self._exact
             for tag in w.hashtags:
                 for end in range(1, len(tag)):
                     # rule bits only: the token is "jalanrusak", the word "jalan" is absent
                     found |= exact.get(tag[:end], 0) & self._triggers_region
-        return found
+        return found, lead & self._words_mask
 
     def _mask(self, w: Words) -> int:
         """The rules that can match this text, as a bit mask (a superset of the matches)."""
-        return (self._present(w) >> self._shift) & self._rules_mask
+        return (self._present(w)[0] >> self._shift) & self._rules_mask
 
     def _candidates(self, w: Words) -> list[int]:
         """Indexes of the rules worth trying for this text, in rule order."""
         return list(_bits(self._mask(w)))
-
-    def _lead_bits(self, w: Words, lead: Lead, present: int) -> int:
-        """The word bits of the lead's tokens (`present`: the text's word bits)."""
-        if lead.tokens >= len(w.tokens):
-            return present  # all of it
-        return reduce(
-            or_, filter(None, map(self._token_bits.__getitem__, w.tokens[:lead.tokens])), 0
-        ) & self._words_mask
 
     def _judge(
         self, plan: _Plan, w: Words, present: int, lead_bits: int, lead: Lead,
@@ -1046,7 +1158,9 @@ class RuleSet:
         for index in _bits(matched & self._simple_regex):
             _c, _s, _a, _l, _n, regex, needs, _g, _x, regex_units = self._plans[index]
             text = w.normalized
-            prefiltered = needs and w.ascii and not _has_literals(needs, text)
+            # a rule of _literal_filtered got here through its bits (evaluate)
+            prefiltered = (needs and w.ascii and not self._literal_filtered >> index & 1
+                           and not _has_literals(needs, text))
             m = None if prefiltered else regex.search(text)  # type: ignore[union-attr]
             if m is None:
                 matched &= ~(1 << index)
@@ -1057,7 +1171,7 @@ class RuleSet:
         # "plain" rules: their evidence is one-word keywords only (no phrase found, no regex,
         # no word in two of its lists), they weigh 1 and do not `continue`: _rank_plain ranks
         # them all at once; the rest are worked out one by one
-        touched = reduce(or_, (1 << index for index in phrase_units), 0)
+        touched = reduce(or_, (1 << index for index in phrase_units), 0) if phrase_units else 0
         exact = matched & (self._not_plain | touched)
         plain = matched & ~exact
         ranked = []  # (-score, index, units), as _decide_ranked sorts them
@@ -1096,14 +1210,22 @@ class RuleSet:
             rules_ = evidence[low.bit_length() - 1] & plain
             if not rules_:
                 continue
-            add = WORD_LEAD if lead_bits & low else WORD
-            carry, k = 0, 0
-            while add or carry:
-                bit = rules_ if add & 1 else 0
+            # add WORD_LEAD (0b11) or WORD (0b10) to these rules: the low bits by hand, then
+            # the carry up the slices
+            if lead_bits & low:
+                old = slices[0]
+                slices[0] = old ^ rules_
+                carry = old & rules_
+                old = slices[1]
+                slices[1] = old ^ rules_ ^ carry
+                carry = (old & rules_) | (carry & (old ^ rules_))
+                k = 2
+            else:
+                carry, k = rules_, 1
+            while carry:
                 old = slices[k]
-                slices[k] = old ^ bit ^ carry
-                carry = (old & bit) | (carry & (old ^ bit))
-                add >>= 1
+                slices[k] = old ^ carry
+                carry &= old
                 k += 1
         ranked: list[tuple[float, int, int]] = []
         while plain and len(ranked) < DECISION_DEPTH:
@@ -1154,24 +1276,29 @@ class RuleSet:
         else:
             w = words(text)
             lead = lead_of(w)
-        present = self._present(w)
+        # lead_bits: the word bits of the lead's tokens
+        present, lead_bits = self._present(w, lead.tokens)
         # the word bits alone: a small int, cheaper to AND than the rule bits above them
         word_bits = present & self._words_mask
-        lead_bits = self._lead_bits(w, lead, word_bits)
         candidates = (present >> self._shift) & self._rules_mask
+        # the rules whose regex the pre-filter rules out, from the bits (ASCII texts only: see
+        # _compile_literals); the others are tested literal by literal below
+        text_ascii = w.ascii
+        failed = self._literals_failed(present) if text_ascii else 0
         plans, judge = self._plans, self._judge
         if w.hashtags:
             # a hashtag may carry any phrase, which the phrase index does not see: judge every
             # candidate on its own
-            one_by_one, ranked = candidates, []
+            one_by_one, ranked = candidates & ~failed, []
         else:
-            one_by_one = candidates & ~self._simple
+            one_by_one = candidates & ~self._simple & ~failed
             ranked = self._judge_simple(
-                w, present, word_bits, lead_bits, candidates, lead, channel
+                w, present, word_bits, lead_bits, candidates & ~failed, lead, channel
             )
         if one_by_one:
+            filtered = self._literal_filtered if text_ascii else 0
             rules, needs_of, bounds = self.rules, self._needs, self._bounds
-            text = w.normalized if w.ascii else None
+            text = w.normalized if text_ascii else None
             # a rule without `continue` can only show in the decision if it can beat the
             # DECISION_DEPTH-th best of those found so far (see _decide_ranked)
             ranked.sort()
@@ -1182,7 +1309,8 @@ class RuleSet:
                 if floor is not None and bound is not None and (bound, index) > floor[:2]:
                     continue  # even its best score would not show
                 needs = needs_of[index]
-                if needs and text is not None and not _has_literals(needs, text):
+                if (needs and text is not None and not filtered >> index & 1
+                        and not _has_literals(needs, text)):
                     continue  # the regex cannot match (what _judge would find, sooner)
                 units = judge(plans[index], w, word_bits, lead_bits, lead, channel, sender)
                 if units is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,7 +24,7 @@ class Words:
     out on first use (the rules engine decides most texts from its word bits, without them).
     A plain class with slots: built once per evaluated text, so its construction counts."""
 
-    __slots__ = ("_memo", "_positions", "_prefixed", "_sorted", "_vocab", "ascii", "hashtags",
+    __slots__ = ("_joined", "_memo", "_positions", "_prefixed", "_vocab", "ascii", "hashtags",
                  "normalized", "tokens")
 
     def __init__(
@@ -42,7 +41,7 @@ class Words:
         self._vocab: frozenset[str] | None = None
         self._positions: dict[str, list[int]] | None = None
         self._prefixed: dict[str, list[int]] | None = None
-        self._sorted: list[str] | None = None
+        self._joined: str | None = None
 
     def __repr__(self) -> str:
         return f"Words(tokens={self.tokens!r}, hashtags={self.hashtags!r})"
@@ -81,16 +80,20 @@ class Words:
             self._prefixed = {}
         found = self._prefixed.get(prefix)
         if found is None:
-            ordered = self._sorted
-            if ordered is None:
-                ordered = self._sorted = sorted(self.vocab)
-            # the tokens with this prefix are one run in sorted order, starting here
+            # " tok0 tok1 ...": a token starting with the prefix is " " + prefix found in it,
+            # and its position is the number of spaces before that (str methods, in C)
+            joined = self._joined
+            if joined is None:
+                joined = self._joined = " " + " ".join(self.tokens)
+            needle = " " + prefix
             found = []
-            for i in range(bisect_left(ordered, prefix), len(ordered)):
-                tok = ordered[i]
-                if not tok.startswith(prefix):
-                    break
-                found.extend(self.positions_of(tok))
+            at = joined.find(needle)
+            position, counted = 0, 0
+            while at != -1:
+                position += joined.count(" ", counted, at)
+                counted = at
+                found.append(position)
+                at = joined.find(needle, at + 1)
             self._prefixed[prefix] = found
         return found
 
