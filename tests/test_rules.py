@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import textwrap
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from lapakd.errors import RulesError
 from lapakd.rules import Decision, RuleSet, check_examples, load_rules
-from lapakd.rules.engine import decide, lead_of
+from lapakd.rules.engine import _for_search, _has_literals, decide, lead_of, regex_needs
 from lapakd.rules.text import MAX_GAP, Keyword, words
 
 AGENCIES = """\
@@ -899,7 +900,10 @@ def test_regex_prefilter_bits_give_the_same_decision_as_brute_force(
         rules.append(rule)
     body = "".join(f"  - {json.dumps(r)}\n" for r in rules)
     rs = load(tmp_path, {"10-regex.yaml": "rules:\n" + body})
-    assert rs._literal_rules and len(rs._literal_rules) < len(rs.rules)  # both paths used
+    # all three paths used: bits only, bits then literals (clauses left out), literals only
+    assert rs._literal_filtered & ~rs._literal_partial
+    assert rs._literal_partial
+    assert len(rs._literal_rules) < len(rs.rules)
     extra = ["a b c d", "km 12", "rt. 05", "sampah-nya", "lampu ke pasar", "jalan di desa"]
     decided = 0
     for _ in range(400):
@@ -914,3 +918,60 @@ def test_regex_prefilter_bits_give_the_same_decision_as_brute_force(
         assert got.as_dict() == want.as_dict(), (text, sender)
         decided += want.rule is not None
     assert decided > 100
+
+
+def test_regex_needs_are_required_and_telling() -> None:
+    """regex_needs: every match holds a literal of each clause (checked on texts built to
+    match), and of an alternative it takes its most telling clause, not its first."""
+    needs = _for_search(regex_needs(re.compile(
+        r"\b(kec(amatan)?|desa|ds)\W*sumbang\b|\b(kotayasa|banjarsari\W*(kulon|wetan))\b",
+        re.IGNORECASE,
+    )))
+    assert needs == (("sumbang", "kotayasa", "banjarsari"),)
+    rnd = random.Random(8)
+    for pattern in [*PREFILTER_REGEXES, *REGEXES, r"\bs[ou]ma\W*gede\b|\bkemawi\b"]:
+        regex = re.compile(pattern, re.IGNORECASE)
+        clauses = _for_search(regex_needs(regex))
+        found = 0
+        for _ in range(300):
+            text = " ".join(rnd.choice([*VOCAB, *FILLER, "soma gede", "suma-gede", "kemawi",
+                                        "a b c d", "km 5", "sampah-x", "lampu ke x", "rt. 05",
+                                        "#jalanrusak", "jalan rusak di desa 5", "air mati di desa"])
+                            for _ in range(rnd.randint(1, 8))).lower()
+            if regex.search(text):
+                found += 1
+                assert _has_literals(clauses, text), (pattern, text)
+        assert found, pattern  # the check saw matches
+
+
+def _plain_phrase_match(parts: tuple[tuple[str, bool], ...], tokens: tuple[str, ...]) -> bool:
+    """A phrase's meaning, stated plainly: its words in order, each within MAX_GAP other words
+    of the previous one (a `*` word: any token starting with it)."""
+    def fits(tok: str, part: tuple[str, bool]) -> bool:
+        return tok.startswith(part[0]) if part[1] else tok == part[0]
+
+    def rest(at: int, k: int) -> bool:
+        if k == len(parts):
+            return True
+        return any(
+            fits(tokens[i], parts[k]) and rest(i, k + 1)
+            for i in range(at + 1, min(at + 2 + MAX_GAP, len(tokens)))
+        )
+
+    return any(fits(tok, parts[0]) and rest(i, 1) for i, tok in enumerate(tokens))
+
+
+def test_phrases_match_as_stated_plainly() -> None:
+    rnd = random.Random(9)
+    pool = ["jalan", "jalanan", "rusak", "rusaknya", "di", "desa", "x", "y", "parah"]
+    phrases = ["jalan rusak", "jalan* rusak*", "jalan di desa", "di desa", "rusak* parah",
+               "jalan rusak parah", "jalan* di* desa", "desa desa", "x y x"]
+    seen = 0
+    for _ in range(2000):
+        w = words(" ".join(rnd.choice(pool) for _ in range(rnd.randint(0, 14))))
+        for source in phrases:
+            k = Keyword.parse(source)
+            want = _plain_phrase_match(k.parts, w.tokens)
+            assert k.matches(w) == want, (w.tokens, source)
+            seen += want
+    assert seen > 2000

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import or_
-from typing import Any
+from typing import Any, NamedTuple
 
 from lapakd.rules.language import language_of
 from lapakd.rules.text import Keyword, Words, count_tokens, lead_end, normalize, words
@@ -80,7 +80,8 @@ class KeywordList:
     text, so it is worked out once per text."""
 
     __slots__ = ("by_first", "entries", "evidence_key", "keywords", "mask", "multi",
-                 "phrase_key_of", "phrases", "phrases_mask", "singles_mask", "sources_of")
+                 "phrase_key_of", "phrase_needs", "phrases", "phrases_mask", "singles_mask",
+                 "sources_of")
 
     def __init__(
         self, keywords: list[Keyword], bit_of: dict[tuple[str, bool], int],
@@ -100,6 +101,8 @@ class KeywordList:
                 self.mask |= bit_of[k.parts[0]]
                 by_first.setdefault(bit_of[k.parts[0]], []).append(index)
         self.entries = tuple(entries)
+        # the bits of each phrase's words: one missing, that phrase cannot match
+        self.phrase_needs = tuple(need for need, single, _k in entries if not single)
         self.by_first = {bit: tuple(indexes) for bit, indexes in by_first.items()}
         self.multi = any(len(k.parts) > 1 for k in keywords)  # a hashtag may carry a phrase
         # a phrase's result is remembered per text under one key per distinct phrase of the
@@ -132,8 +135,8 @@ class KeywordList:
             self.phrases_mask |= first
         self.phrases = tuple(phrases)
         self.evidence_key = object()  # this list's evidence in a text's memo
-        # without phrases, `sources` depends only on which of the list's words are present:
-        # (present & mask) -> its answer, as texts share their words (bounded)
+        # without phrases that can match, `sources` depends only on which of the list's words
+        # are present: (present & mask) -> its answer, as texts share their words (bounded)
         self.sources_of: dict[int, tuple[str, ...]] = {}
 
     def first(self, w: Words, present: int) -> Keyword | None:
@@ -221,14 +224,17 @@ class KeywordList:
 
     def sources(self, w: Words, present: int) -> list[str]:
         """Every keyword of the list the text matches, in list order (what a decision shows)."""
-        if not self.multi:
+        if not self.multi or not w.hashtags and not any(
+            present & need == need for need in self.phrase_needs
+        ):
+            # no phrase can match: the answer depends only on which first words are present
             key = present & self.mask
             found = self.sources_of.get(key)
             if found is None:
                 if len(self.sources_of) >= _SOURCES_CACHE_SIZE:
                     self.sources_of.clear()
                 found = self.sources_of[key] = tuple(
-                    k.source for need, _single, k in self.entries if present & need
+                    k.source for need, single, k in self.entries if single and present & need
                 )
             return list(found)
         if w.hashtags:  # a hashtag may carry any phrase: try them all
@@ -327,9 +333,13 @@ def regex_needs(regex: re.Pattern[str]) -> Clauses:
             elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
                 out.extend(walk(av[2]))
             elif op is c.BRANCH:
+                # each alternative's most telling clause (its shortest literal the longest:
+                # "sumbang" rather than "ds" in `(kec|desa|ds)\W*sumbang`); any one is required
                 picks = [walk(alt) for alt in av[1]]
                 if picks and all(picks):
-                    out.append(frozenset().union(*(alt[0] for alt in picks)))
+                    out.append(frozenset().union(*(
+                        max(alt, key=lambda clause: min(map(len, clause))) for alt in picks
+                    )))
         flush()
         return out
 
@@ -354,10 +364,10 @@ class Agency:
         return (self.email, *self.cc)
 
 
-@dataclass(frozen=True)
-class Lead:
+class Lead(NamedTuple):
     """The lead of a text (subject and first sentence): its first `tokens` tokens, its first
-    `chars` characters of Words.normalized."""
+    `chars` characters of Words.normalized. (A named tuple: built for every text, and a frozen
+    dataclass costs three times as much to build.)"""
 
     tokens: int
     chars: int
@@ -542,13 +552,14 @@ def _chaining(rules: Sequence[Rule]) -> frozenset[int]:
 
 
 # What a decision shows of a rule, read once per rule set rather than once per decision:
-# (name, where, action, forward, weight, continue_)
-_Shown = tuple[str, str, str, tuple[str, ...], float, bool]
+# (name, where, action, forward, weight, continue_, category, budget_dependent, public)
+_Shown = tuple[str, str, str, tuple[str, ...], float, bool, str | None, bool, bool]
 
 
 def _shown(rules: Sequence[Rule]) -> list[_Shown]:
     return [
-        (rule.name, rule.where, rule.action, rule.forward, rule.weight, rule.continue_)
+        (rule.name, rule.where, rule.action, rule.forward, rule.weight, rule.continue_,
+         rule.category, rule.budget_dependent, rule.public)
         for rule in rules
     ]
 
@@ -586,7 +597,10 @@ def _decide_ranked(
     budget_dependent = top.budget_dependent
     public = top.public
     for index, units in contributors:
-        name, where, _action, forward, weight, _continue = shown[index]
+        # (the winner's own category, budget, public change nothing here: they are the start)
+        name, where, _action, forward, weight, _continue, its_category, budget, its_public = (
+            shown[index]
+        )
         found = hits_of(index)
         hits.append({
             "rule": name, "where": where, "matched": found,
@@ -599,21 +613,19 @@ def _decide_ranked(
         for key in forward:
             if key not in agencies:
                 agencies.append(key)
-        if index != winner:
-            rule = rules[index]
-            if rule.budget_dependent:
-                budget_dependent = True
-            if not rule.public:
-                public = False
-            if category is None:
-                category = rule.category
+        if budget:
+            budget_dependent = True
+        if not its_public:
+            public = False
+        if category is None:
+            category = its_category
     runners_up: list[dict[str, Any]] = []
     if len(ranked) > len(contributors):
         taken = [index for index, _ in contributors]  # a few
         for _, index, units in ranked:
             if index in taken:
                 continue
-            name, where, action, forward, weight, _continue = shown[index]
+            name, where, action, forward, weight = shown[index][:5]
             runners_up.append({
                 "rule": name, "where": where,
                 "score": units / 2 if weight == 1.0 else round(units * weight / 2, 2),
@@ -798,27 +810,37 @@ class RuleSet:
     def _compile_literals(self, needs_of: list[tuple[tuple[str, ...], ...]]) -> dict[str, int]:
         """The regex pre-filter as bits: literal -> the bits a token containing it sets.
 
-        A rule whose regex requires literals (regex_needs), each of letters and digits only,
-        in at most MAX_LITERAL_CLAUSES clauses, gets a number j and one bit per clause c at
-        `words + c * R + j` (R such rules), set by every token that contains a literal of
-        that clause. In an ASCII text such a literal occurs exactly when a token contains it
-        (a token is a whole run of letters and digits), so a text's bits say which of these
-        rules the pre-filter lets through, for all of them at once (_literals_failed); the
-        others are tested literal by literal as before."""
-        filtered = [
-            index for index, needs in enumerate(needs_of)
-            if needs and len(needs) <= MAX_LITERAL_CLAUSES
-            and all(lit.isascii() and lit.isalnum() for clause in needs for lit in clause)
-        ]
+        A rule whose regex requires literals (regex_needs) gets a number j and one bit per
+        clause c at `words + c * R + j` (R such rules), set by every token that contains a
+        literal of that clause. Only clauses of letters and digits count, at most
+        MAX_LITERAL_CLAUSES of them (the most telling): in an ASCII text such a literal occurs
+        exactly when a token contains it (a token is a whole run of letters and digits). So a
+        text's bits say which of these rules the pre-filter lets through, for all of them at
+        once (_literals_failed). A rule with clauses left out (`_literal_partial`) is tested
+        literal by literal as well once its bits let it through; a rule without such clauses
+        only literal by literal."""
+        kept: dict[int, list[tuple[str, ...]]] = {}
+        self._literal_partial = 0
+        for index, needs in enumerate(needs_of):
+            usable = [
+                clause for clause in needs
+                if all(lit.isascii() and lit.isalnum() for lit in clause)
+            ]
+            usable.sort(key=lambda clause: -min(map(len, clause)))
+            if usable:
+                kept[index] = usable[:MAX_LITERAL_CLAUSES]
+                if len(kept[index]) < len(needs):
+                    self._literal_partial |= 1 << index
+        filtered = list(kept)
         self._literal_rules = filtered
-        self._literal_clauses = clauses = max((len(needs_of[i]) for i in filtered), default=0)
+        self._literal_clauses = clauses = max(map(len, kept.values()), default=0)
         width = len(filtered)
         self._literal_filtered = 0  # the rules tested through these bits, as rule bits
         self._literal_met = [0] * clauses  # per clause region: the rules with fewer clauses
         contained: dict[str, int] = {}
         for j, index in enumerate(filtered):
             self._literal_filtered |= 1 << index
-            needs = needs_of[index]
+            needs = kept[index]
             for c in range(clauses):
                 if c >= len(needs):
                     self._literal_met[c] |= 1 << j
@@ -1155,11 +1177,12 @@ class RuleSet:
             matched &= ~self._blocked(channel)
         # a `regex:` last, on the few rules that matched otherwise (as _judge: pre-filter, then
         # the regex; its evidence beside the lists)
+        complete = self._literal_filtered & ~self._literal_partial
         for index in _bits(matched & self._simple_regex):
             _c, _s, _a, _l, _n, regex, needs, _g, _x, regex_units = self._plans[index]
             text = w.normalized
             # a rule of _literal_filtered got here through its bits (evaluate)
-            prefiltered = (needs and w.ascii and not self._literal_filtered >> index & 1
+            prefiltered = (needs and w.ascii and not complete >> index & 1
                            and not _has_literals(needs, text))
             m = None if prefiltered else regex.search(text)  # type: ignore[union-attr]
             if m is None:
@@ -1296,7 +1319,8 @@ class RuleSet:
                 w, present, word_bits, lead_bits, candidates & ~failed, lead, channel
             )
         if one_by_one:
-            filtered = self._literal_filtered if text_ascii else 0
+            # through the bits, nothing left to test literal by literal
+            complete = self._literal_filtered & ~self._literal_partial if text_ascii else 0
             rules, needs_of, bounds = self.rules, self._needs, self._bounds
             text = w.normalized if text_ascii else None
             # a rule without `continue` can only show in the decision if it can beat the
@@ -1309,7 +1333,7 @@ class RuleSet:
                 if floor is not None and bound is not None and (bound, index) > floor[:2]:
                     continue  # even its best score would not show
                 needs = needs_of[index]
-                if (needs and text is not None and not filtered >> index & 1
+                if (needs and text is not None and not complete >> index & 1
                         and not _has_literals(needs, text)):
                     continue  # the regex cannot match (what _judge would find, sooner)
                 units = judge(plans[index], w, word_bits, lead_bits, lead, channel, sender)

@@ -153,15 +153,27 @@ class Keyword:
         return False
 
     def _rest_matches(self, tokens: tuple[str, ...], at: int, part: int) -> bool:
-        """Do parts[part:] follow tokens[at], each within MAX_GAP words of the previous?"""
-        if part == len(self.parts):
+        """Do parts[part:] follow tokens[at], each within MAX_GAP words of the previous?
+
+        (An exact word is looked for with tuple.index/`in`, in C: phrases are tried often.)"""
+        parts = self.parts
+        if part == len(parts):
             return True
-        word, prefix = self.parts[part]
-        for i in range(at + 1, min(at + 2 + MAX_GAP, len(tokens))):
-            tok = tokens[i]
-            if (tok.startswith(word) if prefix else tok == word) and self._rest_matches(
-                tokens, i, part + 1
-            ):
+        word, prefix = parts[part]
+        end = min(at + 2 + MAX_GAP, len(tokens))
+        last = part + 1 == len(parts)
+        if not prefix:
+            if last:
+                return word in tokens[at + 1:end]
+            i = at + 1
+            while word in tokens[i:end]:
+                i = tokens.index(word, i, end)
+                if self._rest_matches(tokens, i, part + 1):
+                    return True
+                i += 1
+            return False
+        for i in range(at + 1, end):
+            if tokens[i].startswith(word) and (last or self._rest_matches(tokens, i, part + 1)):
                 return True
         return False
 
