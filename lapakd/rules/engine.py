@@ -91,7 +91,9 @@ class KeywordList:
         # (bits of all its words, one word?, keyword); a keyword without words never matches
         entries = []
         self.mask = 0  # none of the list can match without one of these (or a hashtag)
-        by_first: dict[int, list[int]] = {}  # first word's bit -> its keywords, in list order
+        # first word's bit position -> its keywords, in list order (positions, not bits: a
+        # long int is hashed digit by digit)
+        by_first: dict[int, list[int]] = {}
         for index, k in enumerate(keywords):
             need = 0
             for part in k.parts:
@@ -99,7 +101,7 @@ class KeywordList:
             entries.append((need, len(k.parts) == 1, k) if k.parts else (0, True, k))
             if k.parts:
                 self.mask |= bit_of[k.parts[0]]
-                by_first.setdefault(bit_of[k.parts[0]], []).append(index)
+                by_first.setdefault(bit_of[k.parts[0]].bit_length() - 1, []).append(index)
         self.entries = tuple(entries)
         # the bits of each phrase's words: one missing, that phrase cannot match
         self.phrase_needs = tuple(need for need, single, _k in entries if not single)
@@ -181,13 +183,13 @@ class KeywordList:
         by_first = self.by_first
         low = hits & -hits
         hits ^= low
-        order: Sequence[int] = by_first[low]
+        order: Sequence[int] = by_first[low.bit_length() - 1]
         if hits:
             order = list(order)
             while hits:
                 low = hits & -hits
                 hits ^= low
-                order.extend(by_first[low])
+                order.extend(by_first[low.bit_length() - 1])
             order.sort()
         return order
 
@@ -224,9 +226,9 @@ class KeywordList:
 
     def sources(self, w: Words, present: int) -> list[str]:
         """Every keyword of the list the text matches, in list order (what a decision shows)."""
-        if not self.multi or not w.hashtags and not any(
+        if not self.multi or (not w.hashtags and not any(
             present & need == need for need in self.phrase_needs
-        ):
+        )):
             # no phrase can match: the answer depends only on which first words are present
             key = present & self.mask
             found = self.sources_of.get(key)
@@ -922,8 +924,10 @@ class RuleSet:
         # bits of its words, the bit of its first word
         phrases: dict[object, tuple[Keyword, int, int]] = {}
         self._phrase_regions: dict[object, int] = {}  # phrase key -> region bits it sets
-        # phrase key -> where it is evidence: (rule, list number, its group, singles it absorbs)
-        self._phrase_uses: dict[object, list[tuple[int, int, tuple[str, ...], int]]] = {}
+        # phrase key -> the simple rules it is evidence for (in a list of theirs), as rule bits
+        self._phrase_rules: dict[object, int] = {}
+        # per simple rule: its keyword lists that count as evidence (any, each all, context)
+        self._evidence_lists: list[tuple[KeywordList, ...]] = [()] * count
 
         def register(k: Keyword) -> object:
             key = phrase_keys.setdefault(k.parts, object())
@@ -967,18 +971,18 @@ class RuleSet:
                     self._met[1 + position] |= 1 << index
             any_, all_, context = plan[2], plan[3], plan[8]
             lists = [*([any_] if any_ else []), *all_, *([context] if context else [])]
+            self._evidence_lists[index] = tuple(lists)
             masks: list[int] = []
-            for number, keywords in enumerate(lists):
+            for keywords in lists:
                 for i, mask in enumerate(masks):
                     if not mask & keywords.singles_mask:
                         masks[i] |= keywords.singles_mask
                         break
                 else:
                     masks.append(keywords.singles_mask)
-                for _need, _first, group, absorb, _key, k in keywords.phrases:
-                    self._phrase_uses.setdefault(register(k), []).append(
-                        (index, number, group, absorb)
-                    )
+                for *_, k in keywords.phrases:
+                    key = register(k)
+                    self._phrase_rules[key] = self._phrase_rules.get(key, 0) | 1 << index
             self._evidence_masks[index] = tuple(mask for mask in masks if mask)
             if (rule.weight != 1.0 or rule.continue_ or rule.regex is not None
                     or len(self._evidence_masks[index]) > 1):
@@ -1000,14 +1004,17 @@ class RuleSet:
             second = bit_of[k.parts[1]]
             by_first.setdefault(first, {}).setdefault(second, []).append((need, key, k))
         self._phrase_firsts = reduce(or_, by_first, 0)
-        self._phrase_seconds = {
-            first: reduce(or_, seconds, 0) for first, seconds in by_first.items()
+        # by the first word's bit position: the bits of the second words, and by the second
+        # word's position, the phrases
+        self._phrase_seconds: dict[int, int] = {
+            first.bit_length() - 1: reduce(or_, seconds, 0) for first, seconds in by_first.items()
         }
-        self._phrase_index = {
-            first: {second: tuple(found) for second, found in seconds.items()}
+        self._phrase_index: dict[int, dict[int, tuple[tuple[int, object, Keyword], ...]]] = {
+            first.bit_length() - 1: {
+                second.bit_length() - 1: tuple(found) for second, found in seconds.items()
+            }
             for first, seconds in by_first.items()
         }
-        self._phrase_first_bit = {key: first for key, (_k, _need, first) in phrases.items()}
 
     def _present(self, w: Words, lead_tokens: int = 0) -> tuple[int, int]:
         """The text's bits: candidate rules (a superset of the matches) and word bits; and the
@@ -1105,12 +1112,13 @@ class RuleSet:
         while firsts:
             first = firsts & -firsts
             firsts ^= first
-            by_second = index[first]
-            seconds = word_bits & seconds_of[first]
+            at = first.bit_length() - 1  # lists by bit position: no hashing of long ints
+            by_second = index[at]
+            seconds = word_bits & seconds_of[at]
             while seconds:
                 second = seconds & -seconds
                 seconds ^= second
-                for need, key, k in by_second[second]:
+                for need, key, k in by_second[second.bit_length() - 1]:
                     if word_bits & need == need:
                         hit = memo.get(key)
                         if hit is None:
@@ -1138,34 +1146,21 @@ class RuleSet:
         """(-score, rule index, evidence units) of every simple rule that matches a text
         without hashtags: _judge's answer, for all of them at once (see _compile_simple).
 
-        Evidence as KeywordList.evidence counts it: each one-word keyword 2 (3 in the lead),
-        read from the word bits with one mask per rule; each phrase group of a list 4 (6 when
-        its first word is in the lead), the best phrase of the group; the one-word keywords of
-        a list that one of its found phrases absorbs do not count. Only the found phrases (a
-        few per text) are handled one by one."""
+        Evidence as KeywordList.evidence counts it. A rule none of whose phrases was found has
+        one-word evidence only: each one-word keyword 2 (3 in the lead), read from the word bits
+        with one mask per rule. A rule with a found phrase adds up its lists' evidence
+        (KeywordList.evidence, worked out once per list and text: lists are shared, like the
+        desa vocabulary of the 27 kecamatan rules). Only the found phrases (a few per text)
+        are handled one by one."""
         region = present
-        phrase_units: dict[int, int] = {}
+        touched = 0  # the rules a found phrase is evidence for
         found = self._phrases_found(w, word_bits)
         if found:
-            groups: dict[tuple[int, int, tuple[str, ...]], int] = {}
-            absorbed: dict[tuple[int, int], int] = {}
-            first_bit, regions, uses = (
-                self._phrase_first_bit, self._phrase_regions, self._phrase_uses
-            )
+            regions, rules_of = self._phrase_regions, self._phrase_rules
             for key in found:
                 region |= regions.get(key, 0)
-                units = PHRASE_LEAD if lead_bits & first_bit[key] else PHRASE
-                for index, number, group, absorb in uses.get(key, ()):
-                    slot = (index, number, group)
-                    if groups.get(slot, 0) < units:
-                        groups[slot] = units
-                    if absorb:
-                        absorbed[index, number] = absorbed.get((index, number), 0) | absorb
-            for (index, _number, _group), units in groups.items():
-                phrase_units[index] = phrase_units.get(index, 0) + units
-            for (index, _number), absorb in absorbed.items():
-                gone = word_bits & absorb
-                phrase_units[index] -= gone.bit_count() * WORD + (gone & lead_bits).bit_count()
+                touched |= rules_of.get(key, 0)
+        regex_units: dict[int, int] = {}
         met = self._met
         matched = (
             candidates & self._simple & ((region >> self._any_at) | met[0])
@@ -1179,7 +1174,7 @@ class RuleSet:
         # the regex; its evidence beside the lists)
         complete = self._literal_filtered & ~self._literal_partial
         for index in _bits(matched & self._simple_regex):
-            _c, _s, _a, _l, _n, regex, needs, _g, _x, regex_units = self._plans[index]
+            _c, _s, _a, _l, _n, regex, needs, _g, _x, its_units = self._plans[index]
             text = w.normalized
             # a rule of _literal_filtered got here through its bits (evaluate)
             prefiltered = (needs and w.ascii and not complete >> index & 1
@@ -1188,25 +1183,26 @@ class RuleSet:
             if m is None:
                 matched &= ~(1 << index)
             else:
-                phrase_units[index] = phrase_units.get(index, 0) + (
-                    regex_units[1] if m.start() < lead.chars else regex_units[0]
-                )
+                regex_units[index] = its_units[1] if m.start() < lead.chars else its_units[0]
         # "plain" rules: their evidence is one-word keywords only (no phrase found, no regex,
         # no word in two of its lists), they weigh 1 and do not `continue`: _rank_plain ranks
         # them all at once; the rest are worked out one by one
-        touched = reduce(or_, (1 << index for index in phrase_units), 0) if phrase_units else 0
         exact = matched & (self._not_plain | touched)
         plain = matched & ~exact
         ranked = []  # (-score, index, units), as _decide_ranked sorts them
-        masks_of, weights = self._evidence_masks, self._weights
+        masks_of, lists_of, weights = self._evidence_masks, self._evidence_lists, self._weights
         while exact:
             low = exact & -exact
             exact ^= low
             index = low.bit_length() - 1
-            units = phrase_units.get(index, 0)
-            for mask in masks_of[index]:
-                # WORD per word, one more (WORD_LEAD) in the lead
-                units += (word_bits & mask).bit_count() * WORD + (lead_bits & mask).bit_count()
+            units = regex_units.get(index, 0) if regex_units else 0
+            if touched & low:  # a phrase of its lists was found: each list's own evidence
+                for keywords in lists_of[index]:
+                    units += keywords.evidence(w, word_bits, lead_bits)
+            else:
+                for mask in masks_of[index]:
+                    # WORD per word, one more (WORD_LEAD) in the lead
+                    units += (word_bits & mask).bit_count() * WORD + (lead_bits & mask).bit_count()
             ranked.append((-(units * weights[index] / 2), index, units))  # -Rule.score
         if plain:
             ranked.extend(self._rank_plain(word_bits, lead_bits, plain))
