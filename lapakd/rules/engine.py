@@ -839,6 +839,8 @@ class RuleSet:
         width = len(filtered)
         self._literal_filtered = 0  # the rules tested through these bits, as rule bits
         self._literal_met = [0] * clauses  # per clause region: the rules with fewer clauses
+        # the bits of the clause regions in a text's bits
+        self._literal_region = ((1 << (clauses * len(filtered))) - 1) << self._words
         contained: dict[str, int] = {}
         for j, index in enumerate(filtered):
             self._literal_filtered |= 1 << index
@@ -869,7 +871,8 @@ class RuleSet:
         if not width:
             return 0
         all_ = (1 << width) - 1
-        region = present >> self._words
+        # mask, then shift: an AND costs the smaller operand, a shift the whole of `present`
+        region = (present & self._literal_region) >> self._words
         passing = all_
         for c, met in enumerate(self._literal_met):
             passing &= (region >> (c * width)) | met
@@ -1299,7 +1302,7 @@ class RuleSet:
         present, lead_bits = self._present(w, lead.tokens)
         # the word bits alone: a small int, cheaper to AND than the rule bits above them
         word_bits = present & self._words_mask
-        candidates = (present >> self._shift) & self._rules_mask
+        candidates = (present & self._triggers_region) >> self._shift  # (mask first: cheaper)
         # the rules whose regex the pre-filter rules out, from the bits (ASCII texts only: see
         # _compile_literals); the others are tested literal by literal below
         text_ascii = w.ascii
