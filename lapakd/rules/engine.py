@@ -226,26 +226,31 @@ class KeywordList:
 
     def sources(self, w: Words, present: int) -> list[str]:
         """Every keyword of the list the text matches, in list order (what a decision shows)."""
-        if not self.multi or (not w.hashtags and not any(
-            present & need == need for need in self.phrase_needs
-        )):
-            # no phrase can match: the answer depends only on which first words are present
-            key = present & self.mask
-            found = self.sources_of.get(key)
-            if found is None:
-                if len(self.sources_of) >= _SOURCES_CACHE_SIZE:
-                    self.sources_of.clear()
-                found = self.sources_of[key] = tuple(
-                    k.source for need, single, k in self.entries if single and present & need
-                )
-            return list(found)
-        if w.hashtags:  # a hashtag may carry any phrase: try them all
-            return [
-                k.source for need, single, k in self.entries
-                if (present & need if single else k.matches(w))
-            ]
-        # only the keywords whose first word is in the text; a one-word keyword among them
-        # matched, a phrase did when its words are all there and it is found
+        if self.multi:
+            if w.hashtags:  # a hashtag may carry any phrase: try them all
+                return [
+                    k.source for need, single, k in self.entries
+                    if (present & need if single else k.matches(w))
+                ]
+            if present & self.phrases_mask:
+                for need in self.phrase_needs:
+                    if present & need == need:  # a phrase may match
+                        return self._sources_with_phrases(w, present)
+        # no phrase can match: the answer depends only on which first words are present
+        key = present & self.mask
+        found = self.sources_of.get(key)
+        if found is None:
+            if len(self.sources_of) >= _SOURCES_CACHE_SIZE:
+                self.sources_of.clear()
+            found = self.sources_of[key] = tuple(
+                k.source for need, single, k in self.entries if single and present & need
+            )
+        return list(found)
+
+    def _sources_with_phrases(self, w: Words, present: int) -> list[str]:
+        """sources, for a text without hashtags: only the keywords whose first word is in the
+        text; a one-word keyword among them matched, a phrase did when its words are all
+        there and it is found."""
         entries, out = self.entries, []
         for index in self._ordered_hits(present):
             need, single, k = entries[index]
