@@ -27,7 +27,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import partial, reduce
 from operator import or_
 from typing import Any, NamedTuple
 
@@ -1268,11 +1268,11 @@ class RuleSet:
                 ranked.append((-(units / 2), low.bit_length() - 1, units))  # -Rule.score
         return ranked
 
-    def _hits(
-        self, plan: _Plan, w: Words, present: int, channel: str | None, sender: str | None
-    ) -> list[str]:
-        """The keywords that hit for a rule that matched (Rule.judge's list)."""
-        _channels, _senders, any_, all_, _none, regex, _needs, languages, context, _ = plan
+    def _hits(self, w: Words, present: int, index: int) -> list[str]:
+        """The keywords that hit for rules[index], which matched (Rule.judge's list)."""
+        _channels, _senders, any_, all_, _none, regex, _needs, languages, context, _ = (
+            self._plans[index]
+        )
         hits: list[str] = []
         if languages:
             hits.append(f"language:{w._memo[language_of]}")
@@ -1348,6 +1348,6 @@ class RuleSet:
         ranked.sort()
         return _decide_ranked(
             self.rules, ranked,
-            lambda index: self._hits(plans[index], w, word_bits, channel, sender),
+            partial(self._hits, w, word_bits),  # (a partial is called without a frame)
             self._chaining, self._shown,
         )
