@@ -594,7 +594,11 @@ def _decide_ranked(
                         contributors.append((index, units))
                     break
         if chaining:
-            chained = [(index, units) for _, index, units in ranked[1:] if index in chaining]
+            # (loops rather than comprehensions here: a comprehension is a call of its own)
+            chained = []
+            for _, index, units in ranked[1:]:
+                if index in chaining:
+                    chained.append((index, units))
             if chained or len(contributors) > 1:
                 contributors[1:] = sorted(contributors[1:] + chained)
     matched: list[str] = []
@@ -628,7 +632,7 @@ def _decide_ranked(
             category = its_category
     runners_up: list[dict[str, Any]] = []
     if len(ranked) > len(contributors):
-        taken = [index for index, _ in contributors]  # a few
+        taken = dict(contributors)  # index -> units: the contributors' indexes, made in C
         for _, index, units in ranked:
             if index in taken:
                 continue
@@ -857,6 +861,8 @@ class RuleSet:
                 bit = 1 << (self._words + c * width + j)
                 for lit in needs[c]:
                     contained[lit] = contained.get(lit, 0) | bit
+        # rules tested through the bits alone
+        self._literal_complete = self._literal_filtered & ~self._literal_partial
         # numbers j, 8 at a time -> the rule bits of those set: a text's passing numbers turn
         # into rule bits with one lookup per byte rather than one step per rule
         self._literal_bytes = [
@@ -1180,7 +1186,7 @@ class RuleSet:
             matched &= ~self._blocked(channel)
         # a `regex:` last, on the few rules that matched otherwise (as _judge: pre-filter, then
         # the regex; its evidence beside the lists)
-        complete = self._literal_filtered & ~self._literal_partial
+        complete = self._literal_complete
         for index in _bits(matched & self._simple_regex):
             _c, _s, _a, _l, _n, regex, needs, _g, _x, its_units = self._plans[index]
             text = w.normalized
@@ -1324,14 +1330,19 @@ class RuleSet:
             )
         if one_by_one:
             # through the bits, nothing left to test literal by literal
-            complete = self._literal_filtered & ~self._literal_partial if text_ascii else 0
+            complete = self._literal_complete if text_ascii else 0
             rules, needs_of, bounds = self.rules, self._needs, self._bounds
             text = w.normalized if text_ascii else None
             # a rule without `continue` can only show in the decision if it can beat the
             # DECISION_DEPTH-th best of those found so far (see _decide_ranked)
             ranked.sort()
-            ahead = [entry for entry in ranked if entry[1] not in self._continuing]
-            floor = ahead[DECISION_DEPTH - 1] if len(ahead) >= DECISION_DEPTH else None
+            floor, ahead, continuing = None, 0, self._continuing
+            for entry in ranked:
+                if entry[1] not in continuing:
+                    ahead += 1
+                    if ahead == DECISION_DEPTH:
+                        floor = entry
+                        break
             for index in _bits(one_by_one):
                 bound = bounds[index]
                 if floor is not None and bound is not None and (bound, index) > floor[:2]:

@@ -103,7 +103,7 @@ def normalize(text: str) -> str:
 
 
 def words(text: str) -> Words:
-    norm = normalize(text)
+    norm = unicodedata.normalize("NFKC", text).casefold()  # normalize(), without its call
     ascii_ = norm.isascii()
     if ascii_:
         tokens = tuple(norm.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split())
