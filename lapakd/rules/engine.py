@@ -145,6 +145,10 @@ class KeywordList:
         """The first keyword of the list, in list order, that the text matches.
 
         `present`: the text's bits (RuleSet._present)."""
+        entries = self.entries
+        if len(entries) == 1 and entries[0][1]:  # one one-word keyword (an `all:` keyword)
+            need, _single, k = entries[0]
+            return k if present & need else None
         memo = w._memo
         found = memo.get(self, _MISSING)
         if found is not _MISSING:
@@ -224,8 +228,9 @@ class KeywordList:
         memo[key] = units
         return units
 
-    def sources(self, w: Words, present: int) -> list[str]:
-        """Every keyword of the list the text matches, in list order (what a decision shows)."""
+    def sources(self, w: Words, present: int) -> Sequence[str]:
+        """Every keyword of the list the text matches, in list order (what a decision shows;
+        a shared tuple when it comes from the cache: copy it before changing it)."""
         if self.multi:
             if w.hashtags:  # a hashtag may carry any phrase: try them all
                 return [
@@ -245,7 +250,7 @@ class KeywordList:
             found = self.sources_of[key] = tuple(
                 k.source for need, single, k in self.entries if single and present & need
             )
-        return list(found)
+        return found
 
     def _sources_with_phrases(self, w: Words, present: int) -> list[str]:
         """sources, for a text without hashtags: only the keywords whose first word is in the
@@ -1279,9 +1284,7 @@ class RuleSet:
         _channels, _senders, any_, all_, _none, regex, _needs, languages, context, _ = (
             self._plans[index]
         )
-        hits: list[str] = []
-        if languages:
-            hits.append(f"language:{w._memo[language_of]}")
+        hits: list[str] = [f"language:{w._memo[language_of]}"] if languages else []
         if any_ is not None:
             hits.extend(any_.sources(w, present))
         for one in all_:
