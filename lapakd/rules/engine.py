@@ -641,7 +641,7 @@ def _decide_ranked(
         for _, index, units in ranked:
             if index in taken:
                 continue
-            name, where, action, forward, weight = shown[index][:5]
+            name, where, action, forward, weight, _c, _g, _b, _p = shown[index]
             runners_up.append({
                 "rule": name, "where": where,
                 "score": units / 2 if weight == 1.0 else round(units * weight / 2, 2),
