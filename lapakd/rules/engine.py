@@ -162,7 +162,6 @@ class KeywordList:
         else:
             # only the keywords whose first word is in the text (lists run to 60 keywords, a
             # text has a few of their first words)
-            entries = self.entries
             for index in self._ordered_hits(present):
                 need, single, k = entries[index]
                 if single or (present & need == need and self._phrase_hit(w, index, k)):
@@ -1037,7 +1036,7 @@ class RuleSet:
 
     def _present(self, w: Words, lead_tokens: int = 0) -> tuple[int, int]:
         """The text's bits: candidate rules (a superset of the matches) and word bits; and the
-        bits of its first `lead_tokens` tokens (the lead: _lead_bits), in the same pass."""
+        word bits of its first `lead_tokens` tokens (the lead), in the same pass."""
         # most tokens set no bits: leave them out rather than OR big ints with 0
         bits_of, tokens = self._token_bits.__getitem__, w.tokens
         if lead_tokens >= len(tokens):
