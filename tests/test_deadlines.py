@@ -1,14 +1,17 @@
-"""The working-day calendar and the reply parser: pure functions, real `holidays` data."""
+"""The working-day calendar, the overdue clocks and the reply parser (real `holidays` data)."""
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 from datetime import date
 
 import pytest
 
+from lapakd import statuses
 from lapakd.errors import ConfigError
 from lapakd.lifecycle.replies import parse_reply, strip_reply
-from lapakd.routing.deadlines import Calendar
+from lapakd.routing.deadlines import CLOCK_SQL, Calendar, clocks_late
 
 
 def test_working_days_skip_weekends():
@@ -116,3 +119,25 @@ def test_due_at_follows_the_desk_calendar_settings_when_they_change():
     settings.sla_calendar, settings.extra_holidays = "working", ["20-03-2026"]
     with pytest.raises(ConfigError, match="extra_holidays"):
         due_at(desk.config, received, 3)
+
+
+def test_clocks_late_reads_a_row_as_clock_sql_reads_the_table() -> None:
+    """`lapakd list --overdue` filters with CLOCK_SQL and shows each row's clocks_late: the
+    two must agree on every combination (real SQLite)."""
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    conn.execute("CREATE TABLE complaints (id INTEGER PRIMARY KEY, due_at TEXT,"
+                 " resolve_due_at TEXT, budget_dependent INTEGER, status TEXT)")
+    now = "2026-12-03T10:00:00Z"
+    times = [None, "2026-12-01T00:00:00Z", "2026-12-05T00:00:00Z"]
+    every_status = sorted({*statuses.OPEN, *statuses.CLOSED, "new"})
+    for due, resolve, budget, status in itertools.product(times, times, (0, 1), every_status):
+        conn.execute("INSERT INTO complaints (due_at, resolve_due_at, budget_dependent, status)"
+                     " VALUES (?, ?, ?, ?)", (due, resolve, budget, status))
+    rows = conn.execute("SELECT * FROM complaints").fetchall()
+    for clock, where in CLOCK_SQL.items():
+        by_sql = {r["id"] for r in conn.execute(
+            f"SELECT id FROM complaints WHERE {where}", {"now": now})}
+        by_row = {r["id"] for r in rows if clock in clocks_late(r, now)}
+        assert by_sql == by_row, clock
+        assert by_sql  # each clock is late for some rows

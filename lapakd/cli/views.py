@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from lapakd import statuses
 from lapakd.monitor.checks import status as status  # `lapakd status`: the checks live below
 from lapakd.routing import duplicates
-from lapakd.routing.deadlines import CLOCK_SQL
+from lapakd.routing.deadlines import CLOCK_SQL, clocks_late
 from lapakd.store import now_iso, utcnow
 
 if TYPE_CHECKING:
@@ -31,17 +31,6 @@ def complaint_summary(row: Any, now: str | None = None) -> dict[str, Any]:
         "subject": row["subject"],
         "text": row["text"],
     }
-
-
-def clocks_late(row: Any, now: str) -> list[str]:
-    """Which clocks have run out: [], ["first"], ["resolve"] or both."""
-    late = []
-    if row["due_at"] and row["due_at"] < now and row["status"] in statuses.DEADLINE_RUNNING:
-        late.append("first")
-    if (row["resolve_due_at"] and row["resolve_due_at"] < now and not row["budget_dependent"]
-            and row["status"] in statuses.RESOLVE_RUNNING):
-        late.append("resolve")
-    return late
 
 
 def list_complaints(

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lapakd import statuses
 from lapakd.errors import ConfigError
 from lapakd.store import iso, utcnow
+
+if TYPE_CHECKING:
+    from lapakd.config import Config, Section
 
 # The two clocks as SQL over `complaints` (`:now` an ISO time): the first answer (`due_at`,
 # stopped by `diproses`) and the resolution (`resolve_due_at`, stopped by `selesai`; none for
@@ -28,8 +31,17 @@ CLOCK_SQL = {
                 f" AND status IN ({statuses.sql_list(statuses.RESOLVE_RUNNING)})"),
 }
 
-if TYPE_CHECKING:
-    from lapakd.config import Config, Section
+
+def clocks_late(row: Any, now: str) -> list[str]:
+    """Which clocks have run out: [], ["first"], ["resolve"] or both (CLOCK_SQL for one row)."""
+    late = []
+    if row["due_at"] and row["due_at"] < now and row["status"] in statuses.DEADLINE_RUNNING:
+        late.append("first")
+    if (row["resolve_due_at"] and row["resolve_due_at"] < now and not row["budget_dependent"]
+            and row["status"] in statuses.RESOLVE_RUNNING):
+        late.append("resolve")
+    return late
+
 
 # The SLA when neither the rule nor any of its agencies sets one.
 DEFAULT_SLA_DAYS = 7
