@@ -705,7 +705,7 @@ def _for_search(needs: Clauses) -> tuple[tuple[str, ...], ...]:
 
 
 def _has_literals(needs: tuple[tuple[str, ...], ...], text: str) -> bool:
-    """Does `text` hold one literal of every clause (RuleSet._judge's regex pre-filter)?
+    """Does `text` hold one literal of every clause (the regex pre-filter, literal by literal)?
     (Loops rather than all/any over generators: called for every regex rule of every text.)"""
     for clause in needs:
         for lit in clause:
@@ -1102,13 +1102,8 @@ class RuleSet:
             units += LANGUAGE
         if regex is not None:
             text = w.normalized
-            if needs and w.ascii:
-                for clause in needs:
-                    for lit in clause:
-                        if lit in text:
-                            break
-                    else:
-                        return None  # a literal the pattern requires is missing: no match
+            if needs and w.ascii and not _has_literals(needs, text):
+                return None  # a literal the pattern requires is missing: no match
             m = regex.search(text)
             if m is None:
                 return None
